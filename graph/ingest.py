@@ -1,0 +1,219 @@
+"""Ingest files in the public format: read, validate and pseudonymize every record into an on-disk
+spool (pass 1), then write the spool to Neo4j kind by kind in batches (pass 2). With `strict`, a
+file holding any invalid record contributes nothing; memory stays bounded by the batch size."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import marshal
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from graph.pseudonymize import Pseudonymizer
+from graph.records import KINDS, parse_record
+from graph.store import GraphStore
+from graph.writes import WRITERS, WriteCounts
+from relgraph.config import DEFAULT_BATCH_SIZE
+from relgraph.errors import InvalidInputError, RecordError
+
+MAX_REPORTED_ERRORS = 20
+EVENT_KINDS = ("interaction", "signal")
+_SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".csv.gz")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    file: str
+    line: int
+    reason: str
+
+
+@dataclass
+class IngestSummary:
+    files: int = 0
+    files_rejected: int = 0
+    records_read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    first_errors: list[Rejection] = field(default_factory=list)
+    accepted_by_kind: dict[str, int] = field(default_factory=dict)
+    nodes_created: int = 0
+    relationships_created: int = 0
+    events_added: int = 0
+    events_already_present: int = 0
+    validate_seconds: float = 0.0
+    write_seconds: float = 0.0
+    seconds: float = 0.0
+    events_per_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def input_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand folders into the ingest files they hold (sorted), and check that each path exists."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES)))
+        elif path.is_file():
+            if not path.name.endswith(_SUFFIXES):
+                raise InvalidInputError(f"{path}: unsupported file type; use {', '.join(_SUFFIXES)}")
+            files.append(path)
+        else:
+            raise InvalidInputError(f"{path}: no such file or directory")
+    return files
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _csv_kind(path: Path) -> str | None:
+    """A CSV file holds one kind, named by its file name (`interactions.csv`) unless a `kind` column says."""
+    stem = path.name.split(".")[0]
+    return next((k for k in sorted(KINDS, key=len, reverse=True) if stem.startswith(k)), None)
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | RecordError, str | None]]:
+    """Yield (line number, record or the reason it cannot be read, default kind) for each record."""
+    with _open_text(path) as fh:
+        if ".csv" in path.name:
+            default_kind = _csv_kind(path)
+            reader = csv.DictReader(fh)
+            for row in reader:
+                yield reader.line_num, {k: v for k, v in row.items() if k is not None}, default_kind
+            return
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line), None
+            except json.JSONDecodeError as exc:
+                yield number, RecordError(f"not valid JSON: {exc.msg} at column {exc.colno}"), None
+
+
+class _Spool:
+    """Validated rows on disk, one marshal file per kind, truncatable to undo a rejected file."""
+
+    def __init__(self, directory: Path) -> None:
+        self._files = {k: open(directory / f"{k}.spool", "w+b") for k in KINDS}
+        self._pending: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+
+    def mark(self) -> dict[str, int]:
+        self.flush()
+        return {k: f.tell() for k, f in self._files.items()}
+
+    def rewind(self, mark: dict[str, int]) -> None:
+        for k, f in self._files.items():
+            self._pending[k].clear()
+            f.seek(mark[k])
+            f.truncate()
+
+    def add(self, kind: str, row: dict[str, Any], chunk: int) -> None:
+        pending = self._pending[kind]
+        pending.append(row)
+        if len(pending) >= chunk:
+            marshal.dump(pending, self._files[kind])
+            pending.clear()
+
+    def flush(self) -> None:
+        for k, pending in self._pending.items():
+            if pending:
+                marshal.dump(pending, self._files[k])
+                pending.clear()
+
+    def chunks(self, kind: str) -> Iterator[list[dict[str, Any]]]:
+        f = self._files[kind]
+        f.seek(0)
+        while True:
+            try:
+                yield marshal.load(f)
+            except EOFError:
+                return
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+
+def ingest(store: GraphStore, paths: Iterable[str | Path], pseudo: Pseudonymizer, *,
+           strict: bool = True, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool | None = None) -> IngestSummary:
+    """Validate and pseudonymize every record of `paths`, then write the accepted ones to Neo4j."""
+    files = input_files(paths)
+    show = sys.stderr.isatty() if progress is None else progress
+    summary = IngestSummary(files=len(files))
+    accepted = {k: 0 for k in KINDS}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="relgraph-ingest-") as tmp:
+        spool = _Spool(Path(tmp))
+        try:
+            with tqdm(desc="validate", unit=" rec", disable=not show, file=sys.stderr) as bar:
+                for path in files:
+                    _validate_file(path, pseudo, spool, summary, accepted, strict, batch_size, bar)
+            spool.flush()
+            summary.validate_seconds = round(time.perf_counter() - started, 3)
+            summary.accepted_by_kind = {k: n for k, n in accepted.items() if n}
+            counts = WriteCounts()
+            with tqdm(total=summary.accepted, desc="write", unit=" rec", disable=not show, file=sys.stderr) as bar:
+                for kind in KINDS:  # entities before the events that reference them
+                    for chunk in spool.chunks(kind):
+                        for start in range(0, len(chunk), batch_size):
+                            batch = chunk[start:start + batch_size]
+                            WRITERS[kind](store, batch, counts)
+                            bar.update(len(batch))
+        finally:
+            spool.close()
+    summary.nodes_created = counts.nodes_created
+    summary.relationships_created = counts.relationships_created
+    summary.events_added = counts.events_added
+    summary.events_already_present = counts.events_already_present
+    summary.seconds = round(time.perf_counter() - started, 3)
+    summary.write_seconds = round(summary.seconds - summary.validate_seconds, 3)
+    events = sum(accepted[k] for k in EVENT_KINDS)
+    summary.events_per_s = round(events / summary.seconds, 1) if summary.seconds > 0 else 0.0
+    return summary
+
+
+def _validate_file(path: Path, pseudo: Pseudonymizer, spool: _Spool, summary: IngestSummary,
+                   accepted: dict[str, int], strict: bool, chunk: int, bar: tqdm) -> None:  # type: ignore[type-arg]
+    mark = spool.mark()
+    file_accepted = {k: 0 for k in KINDS}
+    file_errors = 0
+    for line, record, default_kind in read_records(path):
+        summary.records_read += 1
+        bar.update(1)
+        try:
+            if isinstance(record, RecordError):
+                raise record
+            kind, tenant, row = parse_record(record, pseudo, default_kind)
+        except RecordError as exc:
+            file_errors += 1
+            if len(summary.first_errors) < MAX_REPORTED_ERRORS:
+                summary.first_errors.append(Rejection(str(path), line, exc.reason))
+            continue
+        row["tenant"] = tenant
+        spool.add(kind, row, chunk)
+        file_accepted[kind] += 1
+    summary.rejected += file_errors
+    if strict and file_errors:
+        spool.rewind(mark)
+        summary.files_rejected += 1
+        summary.rejected += sum(file_accepted.values())  # strict: the whole file is refused
+        return
+    for kind, n in file_accepted.items():
+        accepted[kind] += n
+        summary.accepted += n

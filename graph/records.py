@@ -1,0 +1,270 @@
+"""The public ingest format (DESIGN §7): validation of each record kind and its normalization into
+the pseudonymized row that the writer stores. Free text never passes: titles become a level and a
+function, signal topics and values must be short codes, and emails become pids here.
+
+Field-by-field documentation with examples: docs/ingest-format.md."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, timezone
+from typing import Any
+
+from graph.pseudonymize import Pseudonymizer, normalize_domain
+from relgraph.errors import RecordError
+
+KINDS = ("member", "employment", "deal", "deal_contact", "interaction", "signal")
+INTERACTION_KINDS = ("email", "meeting", "call", "message")
+TWO_WAY_INTERACTIONS = frozenset({"meeting", "call"})  # both sides take part by nature
+SIGNAL_KINDS = ("poll_answer", "page_visit", "webinar_attended", "content_download", "job_change", "intent_topic")
+TITLE_LEVELS = ("ic", "manager", "director", "vp", "c_level")
+FUNCTIONS = ("executive", "sales", "marketing", "finance", "operations", "engineering", "it", "legal",
+             "procurement", "hr", "product", "other")
+DEAL_CONTACT_ROLES = ("champion", "economic_buyer", "decision_maker", "influencer", "user", "legal",
+                      "procurement", "other")
+OUTCOMES = ("open", "won", "lost")
+MAX_RECIPIENTS = 100
+
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_.:/+-]{0,63}$")
+
+# Title keywords -> level, checked in order (the first match wins: "VP of Sales Operations" is a vp).
+_LEVEL_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("c_level", ("chief", "ceo", "cfo", "cto", "coo", "cio", "cmo", "cro", "president", "founder", "owner")),
+    ("vp", ("vp", "vice president", "svp", "evp", "head of")),
+    ("director", ("director",)),
+    ("manager", ("manager", "lead", "supervisor")),
+)
+_FUNCTION_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("procurement", ("procurement", "purchasing", "sourcing", "buyer")),
+    ("finance", ("finance", "financial", "cfo", "accounting", "controller", "treasur")),
+    ("legal", ("legal", "counsel", "attorney", "compliance")),
+    ("it", ("it ", "information technology", "cio", "infrastructure", "security")),
+    ("engineering", ("engineer", "developer", "cto", "software", "r&d")),
+    ("operations", ("operations", "ops", "coo", "supply chain", "logistics")),
+    ("marketing", ("marketing", "cmo", "brand", "growth")),
+    ("sales", ("sales", "account executive", "business development", "cro", "revenue")),
+    ("hr", ("hr", "human resources", "people", "talent", "recruit")),
+    ("product", ("product",)),
+    ("executive", ("ceo", "president", "founder", "owner", "chief")),
+)
+
+
+def normalize_title(title: str) -> tuple[str, str]:
+    """Map a free-text job title to (title_level, function); the text itself is never stored."""
+    text = f" {title.lower()} "
+    level = next((lvl for lvl, words in _LEVEL_WORDS if any(w in text for w in words)), "ic")
+    function = next((fn for fn, words in _FUNCTION_WORDS if any(w in text for w in words)), "other")
+    return level, function
+
+
+def size_band(employees: int) -> str:
+    for upper, band in ((10, "1-10"), (50, "11-50"), (200, "51-200"), (1000, "201-1000"), (5000, "1001-5000")):
+        if employees <= upper:
+            return band
+    return "5001+"
+
+
+def activity_id(*parts: object) -> str:
+    """A stable id for an event that came without one, so re-ingesting it is recognised."""
+    return "h" + hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
+
+
+# -- field readers ----------------------------------------------------------------------------
+
+def _get(rec: Mapping[str, Any], name: str, required: bool = True) -> Any:
+    value = rec.get(name)
+    if value is None or value == "":
+        if required:
+            raise RecordError(f"missing required field {name!r}", name)
+        return None
+    return value
+
+
+def _pattern(rec: Mapping[str, Any], name: str, pattern: re.Pattern[str], what: str, required: bool = True) -> str | None:
+    value = _get(rec, name, required)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.match(value):
+        raise RecordError(f"field {name!r} must be {what}, got {str(value)[:40]!r}", name)
+    return value
+
+
+def _choice(rec: Mapping[str, Any], name: str, choices: tuple[str, ...], required: bool = True) -> str | None:
+    value = _get(rec, name, required)
+    if value is None:
+        return None
+    if value not in choices:
+        raise RecordError(f"field {name!r} must be one of {', '.join(choices)}; got {str(value)[:40]!r}", name)
+    return str(value)
+
+
+def parse_time(value: Any, name: str = "ts") -> int:
+    """Epoch seconds from an integer, or from ISO 8601 (a date, or a date-time with a UTC offset)."""
+    if isinstance(value, bool):
+        raise RecordError(f"field {name!r} must be a time", name)
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            if len(text) == 10:
+                d = date.fromisoformat(text)
+                return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp())
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                raise RecordError(f"field {name!r} needs a UTC offset (e.g. 2026-03-01T09:30:00Z), got {text!r}", name)
+            return int(parsed.timestamp())
+    raise RecordError(f"field {name!r} must be epoch seconds or ISO 8601, got {str(value)[:40]!r}", name)
+
+
+def _time(rec: Mapping[str, Any], name: str, required: bool = True) -> int | None:
+    value = _get(rec, name, required)
+    return None if value is None else parse_time(value, name)
+
+
+def _number(rec: Mapping[str, Any], name: str, required: bool = True) -> float | None:
+    value = _get(rec, name, required)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise RecordError(f"field {name!r} must be a number, got {str(value)[:40]!r}", name) from exc
+    if number < 0 or number != number:
+        raise RecordError(f"field {name!r} must be a non-negative number", name)
+    return number
+
+
+def _email_pid(rec: Mapping[str, Any], name: str, pseudo: Pseudonymizer) -> str:
+    value = _get(rec, name)
+    if not isinstance(value, str):
+        raise RecordError(f"field {name!r} must be an email address", name)
+    try:
+        return pseudo.pid(value)
+    except RecordError as exc:
+        raise RecordError(f"field {name!r}: {exc.reason}", name) from exc
+
+
+def _domain(rec: Mapping[str, Any], name: str) -> str:
+    value = _get(rec, name)
+    try:
+        return normalize_domain(str(value))
+    except RecordError as exc:
+        raise RecordError(f"field {name!r}: {exc.reason}", name) from exc
+
+
+def _level_and_function(rec: Mapping[str, Any]) -> tuple[str, str]:
+    level, function = normalize_title(str(rec["title"])) if rec.get("title") else ("ic", "other")
+    return (_choice(rec, "title_level", TITLE_LEVELS, False) or level,
+            _choice(rec, "function", FUNCTIONS, False) or function)
+
+
+# -- record kinds -----------------------------------------------------------------------------
+# Each parser returns the row the writer stores (graph/ingest.py); keys are the Cypher parameters.
+
+def _member(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[str, Any]:
+    level, function = _level_and_function(rec)
+    return {"pid": _email_pid(rec, "email", pseudo), "role": _pattern(rec, "role", _CODE, "a short code", False) or "member",
+            "team": _pattern(rec, "team", _CODE, "a short code", False) or "", "level": level, "function": function}
+
+
+def _employment(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[str, Any]:
+    level, function = _level_and_function(rec)
+    start = _time(rec, "from")
+    end = _time(rec, "to", False)
+    if end is not None and start is not None and end < start:
+        raise RecordError("field 'to' is before 'from'", "to")
+    employees = _number(rec, "company_size", False)
+    return {"pid": _email_pid(rec, "email", pseudo), "cid": _domain(rec, "company"), "level": level,
+            "function": function, "from": start, "to": -1 if end is None else end,
+            "industry": _pattern(rec, "company_industry", _CODE, "a short code", False) or "",
+            "size_band": size_band(int(employees)) if employees is not None else ""}
+
+
+def _deal(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[str, Any]:
+    deal_id = _pattern(rec, "id", _ID, "an id of letters, digits and _.:-")
+    created = _time(rec, "created")
+    stages = _get(rec, "stages", False) or []
+    if isinstance(stages, str):  # CSV form: "discovery@2026-01-05;proposal@2026-02-01"
+        stages = [dict(zip(("stage", "ts"), item.split("@", 1))) for item in stages.split(";") if item]
+    if not isinstance(stages, list):
+        raise RecordError("field 'stages' must be a list of {stage, ts}", "stages")
+    names, times = [], []
+    for i, change in enumerate(stages):
+        if not isinstance(change, Mapping):
+            raise RecordError(f"stages[{i}] must be an object with 'stage' and 'ts'", "stages")
+        names.append(_pattern(change, "stage", _CODE, "a short stage code"))
+        times.append(parse_time(change.get("ts"), f"stages[{i}].ts"))
+    if times != sorted(times):
+        raise RecordError("stage changes must be in time order", "stages")
+    outcome = _choice(rec, "outcome", OUTCOMES, False) or "open"
+    closed = _time(rec, "closed", False)
+    if outcome != "open" and closed is None:
+        raise RecordError(f"a deal with outcome {outcome!r} needs 'closed'", "closed")
+    return {"deal_id": deal_id, "cid": _domain(rec, "account"), "owner": _email_pid(rec, "owner", pseudo),
+            "amount": _number(rec, "amount", False) or 0.0, "created": created,
+            "product": _pattern(rec, "product", _CODE, "a short code", False) or "",
+            "stage_names": names, "stage_ts": times, "crm_stage": names[-1] if names else "",
+            "closed": -1 if closed is None else closed, "outcome": outcome}
+
+
+def _deal_contact(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[str, Any]:
+    return {"deal_id": _pattern(rec, "deal", _ID, "a deal id"), "pid": _email_pid(rec, "email", pseudo),
+            "role": _choice(rec, "role", DEAL_CONTACT_ROLES, False) or "other"}
+
+
+def _interaction(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[str, Any]:
+    kind = _choice(rec, "type", INTERACTION_KINDS)
+    ts = _time(rec, "ts")
+    sender = _email_pid(rec, "from", pseudo)
+    to = _get(rec, "to")
+    if isinstance(to, str):
+        to = [t for t in to.split(";") if t]
+    if not isinstance(to, list) or not to:
+        raise RecordError("field 'to' must be a non-empty list of email addresses", "to")
+    if len(to) > MAX_RECIPIENTS:
+        raise RecordError(f"field 'to' has {len(to)} recipients; at most {MAX_RECIPIENTS}", "to")
+    recipients = sorted({_email_pid({"to": t}, "to", pseudo) for t in to} - {sender})
+    if not recipients:
+        raise RecordError("field 'to' names no one but the sender", "to")
+    deal = _pattern(rec, "deal", _ID, "a deal id", False) or ""
+    aid = _pattern(rec, "id", _ID, "an id", False) or activity_id(tenant, kind, ts, sender, *recipients)
+    return {"id": aid, "kind": kind, "ts": ts, "from": sender, "to": recipients, "deal": deal}
+
+
+def _signal(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[str, Any]:
+    kind = _choice(rec, "type", SIGNAL_KINDS)
+    ts = _time(rec, "ts")
+    pid = _email_pid(rec, "email", pseudo)
+    topic = _pattern(rec, "topic", _CODE, "a short code (no free text)")
+    value = _pattern(rec, "value", _CODE, "a short code (no free text)", False) or ""
+    aid = _pattern(rec, "id", _ID, "an id", False) or activity_id(tenant, kind, ts, pid, topic, value)
+    return {"id": aid, "kind": kind, "ts": ts, "pid": pid, "topic": topic, "value": value,
+            "deal": _pattern(rec, "deal", _ID, "a deal id", False) or ""}
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any], str, Pseudonymizer], dict[str, Any]]] = {
+    "member": _member, "employment": _employment, "deal": _deal, "deal_contact": _deal_contact,
+    "interaction": _interaction, "signal": _signal,
+}
+
+
+def parse_record(rec: Mapping[str, Any], pseudo: Pseudonymizer, default_kind: str | None = None) -> tuple[str, str, dict[str, Any]]:
+    """Validate one record and return (kind, tenant, row); raise RecordError with the reason."""
+    if not isinstance(rec, Mapping):
+        raise RecordError("a record must be a JSON object")
+    kind = rec.get("kind") or default_kind
+    if kind not in _PARSERS:
+        raise RecordError(f"field 'kind' must be one of {', '.join(KINDS)}; got {str(kind)[:40]!r}", "kind")
+    tenant = _pattern(rec, "tenant", _TENANT, "a tenant id (lower-case letters, digits, _ and -)")
+    assert tenant is not None
+    return kind, tenant, _PARSERS[kind](rec, tenant, pseudo)

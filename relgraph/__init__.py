@@ -1,0 +1,1 @@
+"""relgraph: a network-scale relationship graph over Neo4j, PyG, Ray and gRPC."""

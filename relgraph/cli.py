@@ -1,0 +1,245 @@
+"""The `relgraph` command line: Neo4j lifecycle, ingest, erase, stats, operator Cypher, the
+generator, benchmarks and the demo. Errors print one clear line and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from relgraph.config import Config, load_config
+from relgraph.errors import ConfigError, RelgraphError
+
+
+def network_key(config: Config, *, create_local: bool = False) -> str:
+    """RELGRAPH_NETWORK_KEY, else the local development key under the relgraph home (created by the
+    demo, with a loud warning: pseudonyms made with it are only comparable on this machine)."""
+    if config.network_key:
+        return config.network_key
+    path = config.local_key_path
+    if not path.exists():
+        if not create_local:
+            raise ConfigError("RELGRAPH_NETWORK_KEY is not set (and no local development key exists); "
+                              "set it to a secret of at least 16 characters")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+        _warn(f"GENERATED A LOCAL DEVELOPMENT NETWORK KEY at {path}. Set RELGRAPH_NETWORK_KEY in production: "
+              "pseudonyms from this key match nothing outside this machine.")
+    else:
+        _warn(f"using the local development network key {path} (RELGRAPH_NETWORK_KEY is not set)")
+    return path.read_text().strip()
+
+
+def _warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr)
+
+
+def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    print(json.dumps(data, indent=2, default=str) if as_json else render(data))
+
+
+def _open_store(config: Config) -> Any:
+    from graph.schema import migrate
+    from graph.store import connect
+
+    store = connect(config)
+    store.verify()
+    migrate(store)
+    return store
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def cmd_neo4j(args: argparse.Namespace, config: Config) -> int:
+    from graph.neo4j_server import ManagedNeo4j
+
+    if config.neo4j.uri is not None and args.action != "install":
+        raise ConfigError(f"NEO4J_URI={config.neo4j.uri} is set: relgraph uses that server and manages none")
+    server = ManagedNeo4j(config)
+    if args.action == "install":
+        lib = server.install()
+        print(f"Neo4j runtime ready in {lib}")
+        return 0
+    if args.action == "start":
+        status = server.start()
+        print(f"Neo4j {status.version} running on {status.uri} (pid {status.pid}, home {status.home})")
+        return 0
+    if args.action == "stop":
+        print("Neo4j stopped" if server.stop() else "Neo4j was not running")
+        return 0
+    status = server.status()
+    _emit(status.to_dict(), args.json, lambda s: f"Neo4j {s['version']}: {'running' if s['running'] else 'stopped'}"
+          f" on {s['uri']}" + (f" (pid {s['pid']}, bolt {'answers' if s['bolt_answers'] else 'silent'})" if s['running'] else ""))
+    return 0 if status.running else 3
+
+
+def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    from graph.ingest import ingest
+    from graph.pseudonymize import Pseudonymizer
+
+    pseudo = Pseudonymizer(network_key(config))
+    with _open_store(config) as store:
+        summary = ingest(store, args.paths, pseudo, strict=args.strict,
+                         batch_size=args.batch_size or config.ingest.batch_size)
+    _emit(summary.to_dict(), args.json, _render_ingest)
+    return 0 if summary.rejected == 0 else 2
+
+
+def _render_ingest(s: dict[str, Any]) -> str:
+    lines = [f"read {s['records_read']} records from {s['files']} file(s): {s['accepted']} accepted, "
+             f"{s['rejected']} rejected" + (f" ({s['files_rejected']} file(s) refused whole: strict mode)" if s['files_rejected'] else ""),
+             f"created {s['nodes_created']} nodes and {s['relationships_created']} relationships "
+             f"({s['events_added']} events added, {s['events_already_present']} already present) in {s['seconds']} s, "
+             f"{s['events_per_s']:.0f} events/s"]
+    lines += [f"  {e['file']}:{e['line']}: {e['reason']}" for e in s["first_errors"]]
+    return "\n".join(lines)
+
+
+def cmd_erase(args: argparse.Namespace, config: Config) -> int:
+    from graph.operations import erase_person
+    from graph.pseudonymize import Pseudonymizer
+
+    with _open_store(config) as store:
+        report = erase_person(store, Pseudonymizer(network_key(config)), args.email)
+    _emit(report.to_dict(), args.json, lambda r: (
+        f"erased person {r['pid']}: {r['nodes_deleted']} nodes ({r['activities_deleted']} events they authored) "
+        f"and {r['relationships_deleted']} relationships" if r["found"] else "nothing to erase: no such person"))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, config: Config) -> int:
+    from graph.operations import stats
+
+    with _open_store(config) as store:
+        result = stats(store, args.tenant)
+    _emit(result.to_dict(), args.json, _render_stats)
+    return 0
+
+
+def _render_stats(s: dict[str, Any]) -> str:
+    lines = []
+    if s["nodes"]:
+        lines.append("nodes:         " + ", ".join(f"{k} {v}" for k, v in s["nodes"].items()))
+        lines.append("relationships: " + ", ".join(f"{k} {v}" for k, v in s["relationships"].items()))
+    for tenant, counts in s["tenants"].items():
+        lines.append(f"tenant {tenant}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
+def cmd_cypher(args: argparse.Namespace, config: Config) -> int:
+    with _open_store(config) as store:
+        keys, rows = store.read_only(args.query, json.loads(args.params) if args.params else None)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        print("\t".join(keys))
+        for row in rows:
+            print("\t".join(str(row[k]) for k in keys))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, config: Config) -> int:
+    from jobs.generate import GeneratorConfig, generate
+
+    try:
+        report = generate(GeneratorConfig(people=args.people, tenants=args.tenants, seed=args.seed, hygiene=args.hygiene),
+                          args.out, progress=sys.stderr.isatty())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    _emit(report.__dict__, args.json, lambda r: f"generated {r['config']['people']} people in {r['seconds']} s into "
+          f"{r['out']}: " + ", ".join(f"{k} {v}" for k, v in r["counts"].items()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, config: Config) -> int:
+    from jobs.bench_ingest import run_ingest_benchmark
+
+    result = run_ingest_benchmark(config, people=args.people, baseline_events=args.baseline_events,
+                                  network_key=network_key(config, create_local=True))
+    _emit(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    from jobs.demo import run_demo
+
+    return run_demo(config, people=args.people, tenants=args.tenants, seed=args.seed,
+                    key=network_key(config, create_local=True))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relgraph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("neo4j", help="install, start, stop or inspect the managed local Neo4j")
+    p.add_argument("action", choices=("install", "start", "stop", "status"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_neo4j)
+
+    p = sub.add_parser("ingest", help="validate, pseudonymize and load files in the public ingest format")
+    p.add_argument("paths", nargs="+", help="files (.jsonl, .csv, optionally .gz) or folders of them")
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
+                   help="refuse a whole file if any record in it is invalid (default: on)")
+    p.add_argument("--batch-size", type=int, default=None, help="records per write transaction")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_ingest)
+
+    p = sub.add_parser("erase", help="remove a person and everything that references them")
+    p.add_argument("--email", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_erase)
+
+    p = sub.add_parser("stats", help="node and relationship counts, overall and per tenant")
+    p.add_argument("--tenant")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_stats)
+
+    p = sub.add_parser("cypher", help="run a read-only Cypher query (writes are refused)")
+    p.add_argument("query")
+    p.add_argument("--params", help="query parameters as a JSON object")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_cypher)
+
+    p = sub.add_parser("generate", help="write a synthetic multi-tenant network with ground truth")
+    p.add_argument("--people", type=int, default=2000)
+    p.add_argument("--tenants", type=int, default=3)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--hygiene", type=float, default=0.4, help="share of CRM records that are right and current")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_generate)
+
+    p = sub.add_parser("bench", help="benchmarks that write measured numbers")
+    p.add_argument("what", choices=("ingest",))
+    p.add_argument("--people", type=int, default=100_000)
+    p.add_argument("--baseline-events", type=int, default=2000,
+                   help="events ingested one transaction per event for the naive baseline")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser("demo", help="start Neo4j, generate a network, ingest it and show what was built")
+    p.add_argument("--people", type=int, default=3000)
+    p.add_argument("--tenants", type=int, default=3)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args, load_config()))
+    except RelgraphError as exc:
+        print(f"relgraph: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

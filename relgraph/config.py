@@ -1,0 +1,134 @@
+"""The one typed configuration object. Defaults are named here; a TOML file (`RELGRAPH_CONFIG`)
+and then environment variables override them. Secrets come only from the environment or from
+files under the relgraph home, never from the repository.
+
+| variable | setting | default |
+|---|---|---|
+| RELGRAPH_CONFIG | TOML file with [neo4j], [managed_neo4j], [ingest] tables | none |
+| RELGRAPH_HOME | state: managed Neo4j data, local development key | ~/.local/share/relgraph |
+| RELGRAPH_CACHE | downloads: virtual environment, Neo4j jars | ~/.cache/relgraph |
+| NEO4J_URI | an external Neo4j (then nothing is started) | the managed server |
+| NEO4J_USER / NEO4J_PASSWORD | credentials | neo4j / generated for the managed server |
+| NEO4J_DATABASE | database name | neo4j |
+| RELGRAPH_NEO4J_PORT | Bolt port of the managed server (loopback only) | 7687 |
+| RELGRAPH_NETWORK_KEY | HMAC key for pseudonyms (at least 16 characters) | none (demo makes a local key) |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from relgraph.errors import ConfigError
+
+DEFAULT_HOME = Path.home() / ".local" / "share" / "relgraph"
+DEFAULT_CACHE = Path.home() / ".cache" / "relgraph"
+DEFAULT_BOLT_PORT = 7687
+DEFAULT_BATCH_SIZE = 10000
+MIN_NETWORK_KEY_CHARS = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class Neo4jConfig:
+    """Where relgraph's graph lives. `uri=None` means the managed local server."""
+
+    uri: str | None = None
+    user: str = "neo4j"
+    password: str | None = None
+    database: str = "neo4j"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ManagedNeo4jConfig:
+    """The Neo4j server that relgraph provisions and starts itself, on loopback."""
+
+    port: int = DEFAULT_BOLT_PORT
+    heap: str = "1g"
+    pagecache: str = "1g"
+    start_timeout_s: float = 180.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    batch_size: int = DEFAULT_BATCH_SIZE
+    strict: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    home: Path = DEFAULT_HOME
+    cache: Path = DEFAULT_CACHE
+    neo4j: Neo4jConfig = field(default_factory=Neo4jConfig)
+    managed_neo4j: ManagedNeo4jConfig = field(default_factory=ManagedNeo4jConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    network_key: str | None = None
+
+    @property
+    def neo4j_home(self) -> Path:
+        return self.home / "neo4j"
+
+    @property
+    def local_key_path(self) -> Path:
+        return self.home / "network.key"
+
+    @property
+    def uses_managed_neo4j(self) -> bool:
+        return self.neo4j.uri is None
+
+
+_T = TypeVar("_T")
+
+
+def _section(cls: type[_T], values: Mapping[str, Any], name: str) -> _T:
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in [{name}]: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**values)
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from defaults, the optional TOML file, then the environment."""
+    env = os.environ if env is None else env
+    file_values: dict[str, Any] = {}
+    if path := env.get("RELGRAPH_CONFIG"):
+        try:
+            file_values = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read RELGRAPH_CONFIG={path}: {exc}") from exc
+
+    neo4j = dict(file_values.pop("neo4j", {}))
+    managed = dict(file_values.pop("managed_neo4j", {}))
+    ingest = dict(file_values.pop("ingest", {}))
+    top = {k: file_values.pop(k) for k in ("home", "cache") if k in file_values}
+    if file_values:
+        raise ConfigError(f"unknown setting(s) in {env['RELGRAPH_CONFIG']}: {', '.join(sorted(file_values))}")
+
+    for var, key in (("NEO4J_URI", "uri"), ("NEO4J_USER", "user"), ("NEO4J_PASSWORD", "password"), ("NEO4J_DATABASE", "database")):
+        if env.get(var):
+            neo4j[key] = env[var]
+    if env.get("RELGRAPH_NEO4J_PORT"):
+        try:
+            managed["port"] = int(env["RELGRAPH_NEO4J_PORT"])
+        except ValueError as exc:
+            raise ConfigError(f"RELGRAPH_NEO4J_PORT must be an integer, got {env['RELGRAPH_NEO4J_PORT']!r}") from exc
+    for var, key in (("RELGRAPH_HOME", "home"), ("RELGRAPH_CACHE", "cache")):
+        if env.get(var):
+            top[key] = env[var]
+
+    key = env.get("RELGRAPH_NETWORK_KEY") or None
+    if key is not None and len(key) < MIN_NETWORK_KEY_CHARS:
+        raise ConfigError(f"RELGRAPH_NETWORK_KEY must have at least {MIN_NETWORK_KEY_CHARS} characters")
+    return Config(
+        home=Path(top.get("home", DEFAULT_HOME)).expanduser(),
+        cache=Path(top.get("cache", DEFAULT_CACHE)).expanduser(),
+        neo4j=_section(Neo4jConfig, neo4j, "neo4j"),
+        managed_neo4j=_section(ManagedNeo4jConfig, managed, "managed_neo4j"),
+        ingest=_section(IngestConfig, ingest, "ingest"),
+        network_key=key,
+    )

@@ -1,0 +1,63 @@
+"""The one error tree of relgraph. Each error names the gRPC status it maps to, so the server turns
+any of them into a response with one interceptor, and the CLI prints them without a traceback.
+
+    RelgraphError                      INTERNAL
+    ├── ConfigError                    FAILED_PRECONDITION  a setting is missing or invalid
+    ├── InvalidInputError              INVALID_ARGUMENT     bad records or request fields
+    │   └── RecordError                                     one ingest record, with its reason
+    ├── NotFoundError                  NOT_FOUND
+    ├── ProvisionError                 FAILED_PRECONDITION  the managed Neo4j could not be set up or started
+    └── StoreError                     INTERNAL             Neo4j answered with an error
+        ├── StoreUnavailableError      UNAVAILABLE          Neo4j cannot be reached (retryable)
+        ├── StoreAuthError             UNAUTHENTICATED      Neo4j refused the credentials
+        └── ReadOnlyViolationError     PERMISSION_DENIED    a write was sent through a read-only entry point
+"""
+
+from __future__ import annotations
+
+
+class RelgraphError(Exception):
+    """Root of all relgraph errors; `grpc_status` is the name of a grpc.StatusCode member."""
+
+    grpc_status = "INTERNAL"
+
+
+class ConfigError(RelgraphError):
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class InvalidInputError(RelgraphError):
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class RecordError(InvalidInputError):
+    """One ingest record is invalid; `field` names the offending field when there is one."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+class NotFoundError(RelgraphError):
+    grpc_status = "NOT_FOUND"
+
+
+class ProvisionError(RelgraphError):
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class StoreError(RelgraphError):
+    grpc_status = "INTERNAL"
+
+
+class StoreUnavailableError(StoreError):
+    grpc_status = "UNAVAILABLE"
+
+
+class StoreAuthError(StoreError):
+    grpc_status = "UNAUTHENTICATED"
+
+
+class ReadOnlyViolationError(StoreError):
+    grpc_status = "PERMISSION_DENIED"
