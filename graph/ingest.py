@@ -189,7 +189,7 @@ def ingest(store: GraphStore, paths: Iterable[str | Path], pseudo: Pseudonymizer
 
 
 def _validate_file(path: Path, pseudo: Pseudonymizer, spool: _Spool, summary: IngestSummary,
-                   accepted: dict[str, int], strict: bool, chunk: int, bar: tqdm) -> None:  # type: ignore[type-arg]
+                   accepted: dict[str, int], strict: bool, chunk: int, bar: tqdm) -> None:
     mark = spool.mark()
     file_accepted = {k: 0 for k in KINDS}
     file_errors = 0

@@ -31,33 +31,36 @@ _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.:/+-]{0,63}$")
 
-# Title keywords -> level, checked in order (the first match wins: "VP of Sales Operations" is a vp).
-_LEVEL_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("c_level", ("chief", "ceo", "cfo", "cto", "coo", "cio", "cmo", "cro", "president", "founder", "owner")),
-    ("vp", ("vp", "vice president", "svp", "evp", "head of")),
-    ("director", ("director",)),
-    ("manager", ("manager", "lead", "supervisor")),
+# Title keywords (regular expressions, matched as whole words) -> level, checked in order: the
+# first match wins, so "VP of Sales Operations" is a vp, and "Director" is not a CTO.
+_LEVEL_WORDS: tuple[tuple[str, str], ...] = (
+    ("c_level", r"chief|ceo|cfo|cto|coo|cio|cmo|cro|president|founder|owner"),
+    ("vp", r"vp|svp|evp|vice president|head of"),
+    ("director", r"director"),
+    ("manager", r"manager|lead|supervisor"),
 )
-_FUNCTION_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("procurement", ("procurement", "purchasing", "sourcing", "buyer")),
-    ("finance", ("finance", "financial", "cfo", "accounting", "controller", "treasur")),
-    ("legal", ("legal", "counsel", "attorney", "compliance")),
-    ("it", ("it ", "information technology", "cio", "infrastructure", "security")),
-    ("engineering", ("engineer", "developer", "cto", "software", "r&d")),
-    ("operations", ("operations", "ops", "coo", "supply chain", "logistics")),
-    ("marketing", ("marketing", "cmo", "brand", "growth")),
-    ("sales", ("sales", "account executive", "business development", "cro", "revenue")),
-    ("hr", ("hr", "human resources", "people", "talent", "recruit")),
-    ("product", ("product",)),
-    ("executive", ("ceo", "president", "founder", "owner", "chief")),
+_FUNCTION_WORDS: tuple[tuple[str, str], ...] = (
+    ("procurement", r"procurement|purchasing|sourcing|buyer"),
+    ("finance", r"finance|financial|cfo|accounting|controller|treasur\w*"),
+    ("legal", r"legal|counsel|attorney|compliance"),
+    ("it", r"it|information technology|cio|infrastructure|security"),
+    ("engineering", r"engineer\w*|develop\w*|cto|software|r&d"),
+    ("operations", r"operations|ops|coo|supply chain|logistics"),
+    ("marketing", r"marketing|cmo|brand|growth"),
+    ("sales", r"sales|account executive|business development|cro|revenue"),
+    ("hr", r"hr|human resources|people|talent|recruit\w*"),
+    ("product", r"product"),
+    ("executive", r"ceo|president|founder|owner|chief"),
 )
+_LEVEL_RES = tuple((level, re.compile(rf"\b(?:{words})\b")) for level, words in _LEVEL_WORDS)
+_FUNCTION_RES = tuple((fn, re.compile(rf"\b(?:{words})\b")) for fn, words in _FUNCTION_WORDS)
 
 
 def normalize_title(title: str) -> tuple[str, str]:
     """Map a free-text job title to (title_level, function); the text itself is never stored."""
-    text = f" {title.lower()} "
-    level = next((lvl for lvl, words in _LEVEL_WORDS if any(w in text for w in words)), "ic")
-    function = next((fn for fn, words in _FUNCTION_WORDS if any(w in text for w in words)), "other")
+    text = title.lower()
+    level = next((lvl for lvl, pattern in _LEVEL_RES if pattern.search(text)), "ic")
+    function = next((fn for fn, pattern in _FUNCTION_RES if pattern.search(text)), "other")
     return level, function
 
 

@@ -127,8 +127,8 @@ class GraphStore:
 
 
 def _rows(tx: neo4j.ManagedTransaction, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [record.data() for record in tx.run(query.text, params)]
+    return [record.data() for record in tx.run(query.text, dict(params))]
 
 
 def _consume(tx: neo4j.ManagedTransaction, query: Query, params: Mapping[str, Any]) -> neo4j.SummaryCounters:
-    return tx.run(query.text, params).consume().counters
+    return tx.run(query.text, dict(params)).consume().counters

@@ -88,7 +88,8 @@ class _Writers:
 
 
 def _iso(ts: np.ndarray) -> np.ndarray:
-    return np.char.add(np.datetime_as_string(ts.astype("datetime64[s]")), "Z")
+    stamps: np.ndarray = np.char.add(np.datetime_as_string(ts.astype("datetime64[s]")), "Z")
+    return stamps
 
 
 def _j(obj: dict[str, Any]) -> str:
@@ -142,7 +143,9 @@ class _World:
         return f"{_FIRST[self.first[i]]}.{_LAST[self.last[i]]}.{i}@{self.domains[self.company[i]]}"
 
     def random_at(self, companies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self.company_start[companies] + (rng.random(companies.size) * self.company_size[companies]).astype(np.int64)
+        offsets = (rng.random(companies.size) * self.company_size[companies]).astype(np.int64)
+        people: np.ndarray = self.company_start[companies] + offsets
+        return people
 
 
 def generate(cfg: GeneratorConfig, out: str | Path, *, progress: bool = False) -> GenerationReport:
@@ -401,6 +404,6 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
         "tenant": tenant, "deal": deal_id, "as_of": AS_OF, "true_stage": true_stage, "open": is_open,
         "outcome": outcome if not is_open else None, "close_ts": int(close_ts),
         "true_stage_starts": [{"stage": STAGES[i], "ts": int(s)} for i, s in enumerate(stage_start)],
-        "crm_stage": crm_names[-1], "crm_correct": (crm_names[-1] == true_stage) if is_open else None,
+        "crm_stage": crm_names[-1], "crm_correct": crm_names[-1] == STAGES[len(observed) - 1],
         "buyer_type": {"industry": industry, "enterprise": bool(enterprise)}, "stalled": stalled,
         "warm_intro": warm_intro, "economic_buyer_engaged": eb_engaged}))

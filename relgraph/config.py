@@ -105,7 +105,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     neo4j = dict(file_values.pop("neo4j", {}))
     managed = dict(file_values.pop("managed_neo4j", {}))
     ingest = dict(file_values.pop("ingest", {}))
-    top = {k: file_values.pop(k) for k in ("home", "cache") if k in file_values}
+    top: dict[str, Any] = {k: file_values.pop(k) for k in ("home", "cache") if k in file_values}
     if file_values:
         raise ConfigError(f"unknown setting(s) in {env['RELGRAPH_CONFIG']}: {', '.join(sorted(file_values))}")
 
@@ -121,8 +121,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         if env.get(var):
             top[key] = env[var]
 
-    key = env.get("RELGRAPH_NETWORK_KEY") or None
-    if key is not None and len(key) < MIN_NETWORK_KEY_CHARS:
+    network_key = env.get("RELGRAPH_NETWORK_KEY") or None
+    if network_key is not None and len(network_key) < MIN_NETWORK_KEY_CHARS:
         raise ConfigError(f"RELGRAPH_NETWORK_KEY must have at least {MIN_NETWORK_KEY_CHARS} characters")
     return Config(
         home=Path(top.get("home", DEFAULT_HOME)).expanduser(),
@@ -130,5 +130,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         neo4j=_section(Neo4jConfig, neo4j, "neo4j"),
         managed_neo4j=_section(ManagedNeo4jConfig, managed, "managed_neo4j"),
         ingest=_section(IngestConfig, ingest, "ingest"),
-        network_key=key,
+        network_key=network_key,
     )
