@@ -52,7 +52,8 @@ class GeneratorConfig:
     hygiene: float = 0.4
     member_degree: float = 30.0  # mean ties per member; members hold most of the network's ties
     deals_per_100_people: float = 2.0
-    chunk: int = 20000
+    chunk: int = 20000  # people per written chunk
+    tie_chunk: int = 2000  # members per chunk of ties (about 75 interactions each): bounds memory
 
 
 @dataclass
@@ -216,7 +217,7 @@ def _write_ties(world: _World, cfg: GeneratorConfig, rng: np.random.Generator, w
     strong ties (frequent, two-way, still active at the end) recorded in the ground truth."""
     members = np.flatnonzero(world.member_tenant >= 0)
     n_companies = world.company_size.size
-    for lo, hi in _chunks(members.size, cfg.chunk, "ties", progress):
+    for lo, hi in _chunks(members.size, cfg.tie_chunk, "ties", progress):
         src = np.repeat(members[lo:hi], rng.poisson(cfg.member_degree, hi - lo))
         kind = rng.choice(3, src.size, p=(0.40, 0.25, 0.35))
         dst = world.random_at(world.company[src], rng)
