@@ -12,7 +12,7 @@ import marshal
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +36,7 @@ class Rejection:
     file: str
     line: int
     reason: str
+    field: str = ""
 
 
 @dataclass
@@ -150,20 +151,31 @@ class _Spool:
             f.close()
 
 
+RecordStream = Iterable[tuple[int, "dict[str, Any] | RecordError", "str | None"]]
+
+
 def ingest(store: GraphStore, paths: Iterable[str | Path], pseudo: Pseudonymizer, *,
            strict: bool = True, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool | None = None) -> IngestSummary:
     """Validate and pseudonymize every record of `paths`, then write the accepted ones to Neo4j."""
-    files = input_files(paths)
+    sources = [(str(path), read_records(path)) for path in input_files(paths)]
+    return ingest_sources(store, sources, pseudo, strict=strict, batch_size=batch_size, progress=progress)
+
+
+def ingest_sources(store: GraphStore, sources: Sequence[tuple[str, RecordStream]], pseudo: Pseudonymizer, *,
+                   strict: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
+                   progress: bool | None = None) -> IngestSummary:
+    """Ingest named record streams (files, a gRPC stream): each is all-or-nothing under `strict`.
+    A stream yields (position, record or why it could not be read, kind implied by its source)."""
     show = sys.stderr.isatty() if progress is None else progress
-    summary = IngestSummary(files=len(files))
+    summary = IngestSummary(files=len(sources))
     accepted = {k: 0 for k in KINDS}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="relgraph-ingest-") as tmp:
         spool = _Spool(Path(tmp))
         try:
             with tqdm(desc="validate", unit=" rec", disable=not show, file=sys.stderr) as bar:
-                for path in files:
-                    _validate_file(path, pseudo, spool, summary, accepted, strict, batch_size, bar)
+                for name, records in sources:
+                    _validate_source(name, records, pseudo, spool, summary, accepted, strict, batch_size, bar)
             spool.flush()
             summary.validate_seconds = round(time.perf_counter() - started, 3)
             summary.accepted_by_kind = {k: n for k, n in accepted.items() if n}
@@ -188,12 +200,12 @@ def ingest(store: GraphStore, paths: Iterable[str | Path], pseudo: Pseudonymizer
     return summary
 
 
-def _validate_file(path: Path, pseudo: Pseudonymizer, spool: _Spool, summary: IngestSummary,
-                   accepted: dict[str, int], strict: bool, chunk: int, bar: tqdm) -> None:
+def _validate_source(name: str, records: RecordStream, pseudo: Pseudonymizer, spool: _Spool,
+                     summary: IngestSummary, accepted: dict[str, int], strict: bool, chunk: int, bar: tqdm) -> None:
     mark = spool.mark()
     file_accepted = {k: 0 for k in KINDS}
     file_errors = 0
-    for line, record, default_kind in read_records(path):
+    for line, record, default_kind in records:
         summary.records_read += 1
         bar.update(1)
         try:
@@ -203,7 +215,7 @@ def _validate_file(path: Path, pseudo: Pseudonymizer, spool: _Spool, summary: In
         except RecordError as exc:
             file_errors += 1
             if len(summary.first_errors) < MAX_REPORTED_ERRORS:
-                summary.first_errors.append(Rejection(str(path), line, exc.reason))
+                summary.first_errors.append(Rejection(name, line, exc.reason, exc.field or ""))
             continue
         row["tenant"] = tenant
         spool.add(kind, row, chunk)

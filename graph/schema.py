@@ -31,6 +31,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX deal_tenant IF NOT EXISTS FOR (d:Deal) ON (d.tenant_id)",
         "CREATE INDEX knows_updated IF NOT EXISTS FOR ()-[k:KNOWS]-() ON (k.updated_at)",
     )),
+    Migration(3, "API keys", (
+        "CREATE CONSTRAINT api_key_id IF NOT EXISTS FOR (k:ApiKey) REQUIRE k.key_id IS UNIQUE",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -91,6 +91,10 @@ class GraphStore:
         """Run one write query in its own retried transaction; returns what it changed."""
         return self.write_tx(query.name, lambda tx: _consume(tx, query, params))
 
+    def read_write(self, query: Query, **params: Any) -> list[dict[str, Any]]:
+        """Run one write query that returns rows, in its own retried transaction."""
+        return self.write_tx(query.name, lambda tx: _rows(tx, query, params))
+
     def read_tx(self, name: str, work: Callable[[neo4j.ManagedTransaction], _T]) -> _T:
         with _translated(name), self._driver.session(database=self.database,
                                                       default_access_mode=neo4j.READ_ACCESS) as session:

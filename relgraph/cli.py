@@ -4,8 +4,8 @@ generator, benchmarks and the demo. Errors print one clear line and exit non-zer
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,30 +13,7 @@ from typing import Any
 
 from relgraph.config import Config, load_config
 from relgraph.errors import ConfigError, RelgraphError
-
-
-def network_key(config: Config, *, create_local: bool = False) -> str:
-    """RELGRAPH_NETWORK_KEY, else the local development key under the relgraph home (created by the
-    demo, with a loud warning: pseudonyms made with it are only comparable on this machine)."""
-    if config.network_key:
-        return config.network_key
-    path = config.local_key_path
-    if not path.exists():
-        if not create_local:
-            raise ConfigError("RELGRAPH_NETWORK_KEY is not set (and no local development key exists); "
-                              "set it to a secret of at least 16 characters")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(32))
-        _warn(f"GENERATED A LOCAL DEVELOPMENT NETWORK KEY at {path}. Set RELGRAPH_NETWORK_KEY in production: "
-              "pseudonyms from this key match nothing outside this machine.")
-    else:
-        _warn(f"using the local development network key {path} (RELGRAPH_NETWORK_KEY is not set)")
-    return path.read_text().strip()
-
-
-def _warn(message: str) -> None:
-    print(f"WARNING: {message}", file=sys.stderr)
+from relgraph.secrets import api_key_pepper, network_key
 
 
 def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
@@ -165,6 +142,62 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from server.app import serve
+
+    server = dataclasses.replace(config.server, **{k: v for k, v in (("host", args.host), ("port", args.port),
+                                                                      ("metrics_port", args.metrics_port)) if v is not None})
+    serve(dataclasses.replace(config, server=server))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, config: Config) -> int:
+    from graph import tenancy
+    from server.auth import create_api_key
+
+    with _open_store(config) as store:
+        if args.action == "create":
+            if not args.tenant or not args.role:
+                raise ConfigError("keys create needs --tenant and --role")
+            key, record = create_api_key(store, api_key_pepper(config, create_local=True), tenant=args.tenant,
+                                         role=args.role, scopes=args.scope, label=args.label)
+            _emit({"key": key, "key_id": record.key_id, "tenant": record.tenant, "role": record.role,
+                   "scopes": list(record.scopes)}, args.json,
+                  lambda r: f"{r['key']}\n(key {r['key_id']}: {r['role']} of tenant {r['tenant']}"
+                            + (f", scopes {' '.join(r['scopes'])}" if r["scopes"] else "") + "; shown only now)")
+        elif args.action == "revoke":
+            if not args.key_id:
+                raise ConfigError("keys revoke needs --key-id")
+            revoked = tenancy.revoke_key(store, args.key_id, tenant=args.tenant)
+            print(f"revoked {args.key_id}" if revoked else f"no active key {args.key_id}")
+            return 0 if revoked else 1
+        else:
+            rows = [{"key_id": r.key_id, "tenant": r.tenant, "role": r.role, "scopes": list(r.scopes),
+                     "label": r.label, "created_at": r.created_at, "revoked": r.revoked}
+                    for r in tenancy.keys(store, args.tenant)]
+            _emit(rows, args.json, lambda rs: "\n".join(
+                f"{r['key_id']}  {r['tenant']:<16} {r['role']:<8} {'revoked' if r['revoked'] else 'active':<8} "
+                f"{' '.join(r['scopes'])} {r['label']}" for r in rs))
+    return 0
+
+
+def cmd_tenants(args: argparse.Namespace, config: Config) -> int:
+    from graph.tenancy import set_sharing
+
+    with _open_store(config) as store:
+        result = set_sharing(store, args.tenant, share_identities=args.share_identities,
+                             network_opt_out=args.network_opt_out)
+    _emit(result, args.json, lambda r: f"tenant {args.tenant}: share_identities={r['share_identities']}, "
+          f"network_opt_out={r['network_opt_out']}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, config: Config) -> int:
+    from relgraph.query import run_query
+
+    return run_query(args)
+
+
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from jobs.demo import run_demo
 
@@ -221,6 +254,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events ingested one transaction per event for the naive baseline")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser("serve", help="run the gRPC server (relgraph.v1)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--metrics-port", type=int, help="Prometheus metrics port; 0 turns it off")
+    p.set_defaults(run=cmd_serve)
+
+    p = sub.add_parser("keys", help="create, list or revoke API keys (stored hashed)")
+    p.add_argument("action", choices=("create", "list", "revoke"))
+    p.add_argument("--tenant")
+    p.add_argument("--role", choices=("member", "partner", "admin"))
+    p.add_argument("--scope", action="append", default=[], help="partner scope: company:DOMAIN or max-hops:N")
+    p.add_argument("--label", default="")
+    p.add_argument("--key-id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_keys)
+
+    p = sub.add_parser("tenants", help="a tenant's sharing settings")
+    p.add_argument("action", choices=("configure",))
+    p.add_argument("tenant")
+    p.add_argument("--share-identities", action=argparse.BooleanOptionalAction, default=None,
+                   help="show this tenant's members by pseudonym in other tenants' warm paths")
+    p.add_argument("--network-opt-out", action=argparse.BooleanOptionalAction, default=None,
+                   help="use this tenant's relationships for its own answers only")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_tenants)
+
+    from relgraph.query import add_query_parser
+
+    add_query_parser(sub, cmd_query)
 
     p = sub.add_parser("demo", help="start Neo4j, generate a network, ingest it and show what was built")
     p.add_argument("--people", type=int, default=3000)

@@ -4,7 +4,7 @@ files under the relgraph home, never from the repository.
 
 | variable | setting | default |
 |---|---|---|
-| RELGRAPH_CONFIG | TOML file with [neo4j], [managed_neo4j], [ingest] tables | none |
+| RELGRAPH_CONFIG | TOML file with [neo4j], [managed_neo4j], [ingest], [server] tables | none |
 | RELGRAPH_HOME | state: managed Neo4j data, local development key | ~/.local/share/relgraph |
 | RELGRAPH_CACHE | downloads: virtual environment, Neo4j jars | ~/.cache/relgraph |
 | NEO4J_URI | an external Neo4j (then nothing is started) | the managed server |
@@ -12,6 +12,9 @@ files under the relgraph home, never from the repository.
 | NEO4J_DATABASE | database name | neo4j |
 | RELGRAPH_NEO4J_PORT | Bolt port of the managed server (loopback only) | 7687 |
 | RELGRAPH_NETWORK_KEY | HMAC key for pseudonyms (at least 16 characters) | none (demo makes a local key) |
+| RELGRAPH_API_KEY_PEPPER | secret mixed into stored API-key hashes | none (demo makes a local one) |
+| RELGRAPH_SERVER_HOST / RELGRAPH_SERVER_PORT | where `relgraph serve` listens | 127.0.0.1 / 50051 |
+| RELGRAPH_METRICS_PORT | Prometheus metrics HTTP port (0: off) | 9464 |
 """
 
 from __future__ import annotations
@@ -60,13 +63,38 @@ class IngestConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RateLimit:
+    """Token bucket per API key: `per_second` sustained, `burst` at once."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 picks a free port
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464  # 0 turns the metrics endpoint off
+    workers: int = 8  # threads answering RPCs; graph work runs there, never on an event loop
+    refresh_interval_s: float = 5.0  # incremental snapshot refresh from Neo4j
+    full_rebuild_interval_s: float = 600.0  # picks up attribute changes and erasures made elsewhere
+    key_cache_s: float = 30.0  # how long API keys are trusted before re-reading them
+    member_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=500.0, burst=1000))
+    partner_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=5.0, burst=20))
+    admin_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=50.0, burst=100))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     home: Path = DEFAULT_HOME
     cache: Path = DEFAULT_CACHE
     neo4j: Neo4jConfig = field(default_factory=Neo4jConfig)
     managed_neo4j: ManagedNeo4jConfig = field(default_factory=ManagedNeo4jConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
     network_key: str | None = None
+    api_key_pepper: str | None = None
 
     @property
     def neo4j_home(self) -> Path:
@@ -105,6 +133,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     neo4j = dict(file_values.pop("neo4j", {}))
     managed = dict(file_values.pop("managed_neo4j", {}))
     ingest = dict(file_values.pop("ingest", {}))
+    server = dict(file_values.pop("server", {}))
+    for role in ("member_rate", "partner_rate", "admin_rate"):
+        if role in server:
+            server[role] = _section(RateLimit, server[role], f"server.{role}")
     top: dict[str, Any] = {k: file_values.pop(k) for k in ("home", "cache") if k in file_values}
     if file_values:
         raise ConfigError(f"unknown setting(s) in {env['RELGRAPH_CONFIG']}: {', '.join(sorted(file_values))}")
@@ -117,6 +149,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             managed["port"] = int(env["RELGRAPH_NEO4J_PORT"])
         except ValueError as exc:
             raise ConfigError(f"RELGRAPH_NEO4J_PORT must be an integer, got {env['RELGRAPH_NEO4J_PORT']!r}") from exc
+    for var, key, cast in (("RELGRAPH_SERVER_HOST", "host", str), ("RELGRAPH_SERVER_PORT", "port", int),
+                           ("RELGRAPH_METRICS_PORT", "metrics_port", int)):
+        if env.get(var):
+            try:
+                server[key] = cast(env[var])
+            except ValueError as exc:
+                raise ConfigError(f"{var} must be an integer, got {env[var]!r}") from exc
     for var, key in (("RELGRAPH_HOME", "home"), ("RELGRAPH_CACHE", "cache")):
         if env.get(var):
             top[key] = env[var]
@@ -130,5 +169,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         neo4j=_section(Neo4jConfig, neo4j, "neo4j"),
         managed_neo4j=_section(ManagedNeo4jConfig, managed, "managed_neo4j"),
         ingest=_section(IngestConfig, ingest, "ingest"),
+        server=_section(ServerConfig, server, "server"),
         network_key=network_key,
+        api_key_pepper=env.get("RELGRAPH_API_KEY_PEPPER") or None,
     )

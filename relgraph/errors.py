@@ -5,7 +5,13 @@ any of them into a response with one interceptor, and the CLI prints them withou
     ├── ConfigError                    FAILED_PRECONDITION  a setting is missing or invalid
     ├── InvalidInputError              INVALID_ARGUMENT     bad records or request fields
     │   └── RecordError                                     one ingest record, with its reason
+    │   └── InvalidRequestError                             request fields, as field violations
     ├── NotFoundError                  NOT_FOUND
+    ├── AuthenticationError            UNAUTHENTICATED      no, unknown or revoked API key
+    ├── PermissionDeniedError          PERMISSION_DENIED    the key's role or scopes do not allow it
+    ├── RateLimitedError               RESOURCE_EXHAUSTED   per-key rate limit, with a retry delay
+    ├── DeadlineExceededError          DEADLINE_EXCEEDED    the client's deadline passed; the work stopped
+    ├── NoModelError                   FAILED_PRECONDITION  no model promoted for this answer
     ├── ProvisionError                 FAILED_PRECONDITION  the managed Neo4j could not be set up or started
     └── StoreError                     INTERNAL             Neo4j answered with an error
         ├── StoreUnavailableError      UNAVAILABLE          Neo4j cannot be reached (retryable)
@@ -39,8 +45,40 @@ class RecordError(InvalidInputError):
         self.field = field
 
 
+class InvalidRequestError(InvalidInputError):
+    """Bad request fields; `violations` are (field path, description) pairs."""
+
+    def __init__(self, violations: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {d}" for f, d in violations))
+        self.violations = violations
+
+
 class NotFoundError(RelgraphError):
     grpc_status = "NOT_FOUND"
+
+
+class AuthenticationError(RelgraphError):
+    grpc_status = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(RelgraphError):
+    grpc_status = "PERMISSION_DENIED"
+
+
+class RateLimitedError(RelgraphError):
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceededError(RelgraphError):
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
+class NoModelError(RelgraphError):
+    grpc_status = "FAILED_PRECONDITION"
 
 
 class ProvisionError(RelgraphError):

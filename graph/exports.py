@@ -1,0 +1,141 @@
+"""Reads that export the graph for in-memory use (the serving snapshot; later, training), streamed
+in pid-ordered pages rather than one giant query, plus the delta reads that refresh a snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from graph.store import GraphStore, Query
+
+PAGE_SIZE = 20_000
+
+# One page of people in pid order, with what serving needs: current job (level, function,
+# employer), every employer (for shared-employer evidence) and tenant memberships.
+_PEOPLE_PAGE = Query("export.people_page", """
+MATCH (p:Person) WHERE p.pid > $after
+WITH p ORDER BY p.pid LIMIT $limit
+OPTIONAL CALL (p) {
+  MATCH (p)-[w:WORKED_AT]->(c:Company)
+  WITH w, c ORDER BY w.to = -1 DESC, w.from DESC
+  RETURN collect(DISTINCT c.cid) AS employers,
+         head(collect(CASE WHEN w.to = -1 THEN [c.cid, w.title_level, w.function] END)) AS job
+}
+OPTIONAL CALL (p) {
+  MATCH (p)-[m:MEMBER_OF]->(t:Tenant)
+  RETURN collect([t.tenant_id, m.team, m.title_level, m.function]) AS memberships
+}
+RETURN p.pid AS pid, employers, job, memberships
+""")
+
+_KNOWS_PAGE = Query("export.knows_page", """
+MATCH (a:Person) WHERE a.pid > $after
+WITH a ORDER BY a.pid LIMIT $limit
+OPTIONAL MATCH (a)-[k:KNOWS]->(b:Person)
+RETURN a.pid AS lo, b.pid AS hi, k.tenant_id AS tenant, k.count AS count, k.two_way AS two_way,
+       k.last_ts AS last_ts, k.updated_at AS updated_at
+""")
+
+_KNOWS_CHANGED = Query("export.knows_changed", """
+MATCH (a:Person)-[k:KNOWS]->(b:Person) WHERE k.updated_at > $since
+RETURN a.pid AS lo, b.pid AS hi, k.tenant_id AS tenant, k.count AS count, k.two_way AS two_way,
+       k.last_ts AS last_ts, k.updated_at AS updated_at
+""")
+
+_PEOPLE_BY_PID = Query("export.people_by_pid", """
+UNWIND $pids AS pid
+MATCH (p:Person {pid: pid})
+OPTIONAL CALL (p) {
+  MATCH (p)-[w:WORKED_AT]->(c:Company)
+  WITH w, c ORDER BY w.to = -1 DESC, w.from DESC
+  RETURN collect(DISTINCT c.cid) AS employers,
+         head(collect(CASE WHEN w.to = -1 THEN [c.cid, w.title_level, w.function] END)) AS job
+}
+OPTIONAL CALL (p) {
+  MATCH (p)-[m:MEMBER_OF]->(t:Tenant)
+  RETURN collect([t.tenant_id, m.team, m.title_level, m.function]) AS memberships
+}
+RETURN p.pid AS pid, employers, job, memberships
+""")
+
+_COMPANIES = Query("export.companies", """
+MATCH (c:Company) RETURN c.cid AS cid, coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band
+""")
+
+_TENANTS = Query("export.tenants", """
+MATCH (t:Tenant)
+RETURN t.tenant_id AS tenant, coalesce(t.share_identities, false) AS share_identities,
+       coalesce(t.network_opt_out, false) AS network_opt_out
+""")
+
+_ECONOMIC_BUYERS = Query("export.economic_buyers", """
+MATCH (p:Person)-[r:ON_DEAL {role: 'economic_buyer'}]->(d:Deal)-[:FOR]->(c:Company)
+RETURN DISTINCT d.tenant_id AS tenant, p.pid AS pid, c.cid AS cid
+""")
+
+_PERSON_COUNT = Query("export.person_count", "MATCH (p:Person) RETURN count(p) AS n")
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    pid: str
+    employers: list[str]
+    job: tuple[str, str, str] | None  # (company cid, title level, function) of the current job
+    memberships: list[tuple[str, str, str, str]]  # (tenant, team, title level, function)
+
+
+def _person(row: dict[str, Any]) -> PersonRow:
+    job = row["job"]
+    return PersonRow(pid=row["pid"], employers=list(row["employers"] or []),
+                     job=(job[0], job[1] or "", job[2] or "") if job else None,
+                     memberships=[(m[0], m[1] or "", m[2] or "", m[3] or "") for m in row["memberships"] or []])
+
+
+def people(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[PersonRow]:
+    """Every person, in pid order."""
+    after = ""
+    while True:
+        rows = store.read(_PEOPLE_PAGE, after=after, limit=page_size)
+        if not rows:
+            return
+        for row in rows:
+            yield _person(row)
+        after = rows[-1]["pid"]
+
+
+def people_by_pid(store: GraphStore, pids: list[str]) -> list[PersonRow]:
+    return [_person(row) for row in store.read(_PEOPLE_BY_PID, pids=pids)]
+
+
+def knows(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
+    """Every KNOWS relationship with its evidence, paged by the lower person's pid."""
+    after = ""
+    while True:
+        rows = store.read(_KNOWS_PAGE, after=after, limit=page_size)
+        if not rows:
+            return
+        yield from (row for row in rows if row["hi"] is not None)
+        after = max(row["lo"] for row in rows)
+
+
+def knows_changed(store: GraphStore, since_ms: int) -> list[dict[str, Any]]:
+    """KNOWS relationships created or changed after `since_ms` (their updated_at)."""
+    return store.read(_KNOWS_CHANGED, since=since_ms)
+
+
+def companies(store: GraphStore) -> list[dict[str, Any]]:
+    return store.read(_COMPANIES)
+
+
+def tenants(store: GraphStore) -> list[dict[str, Any]]:
+    return store.read(_TENANTS)
+
+
+def economic_buyers(store: GraphStore) -> list[dict[str, Any]]:
+    """People the tenants' own deals list as economic buyer, with the deal's account."""
+    return store.read(_ECONOMIC_BUYERS)
+
+
+def person_count(store: GraphStore) -> int:
+    return int(store.read(_PERSON_COUNT)[0]["n"])

@@ -1,0 +1,146 @@
+"""`relgraph query ...`: a real gRPC client for every relgraph.v1 read. `--server` (or
+RELGRAPH_SERVER) and `--key` (or RELGRAPH_KEY) say where and as whom; a failed call exits 1 and
+prints the status code name and its details (field violations, retry delay)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from relgraph.client import DEFAULT_SERVER, Client
+from relgraph.v1 import buyer_intelligence_pb2 as bi
+from relgraph.v1 import warm_paths_pb2 as wp
+
+_LEVELS = {"ic": wp.TITLE_LEVEL_IC, "manager": wp.TITLE_LEVEL_MANAGER, "director": wp.TITLE_LEVEL_DIRECTOR,
+           "vp": wp.TITLE_LEVEL_VP, "c_level": wp.TITLE_LEVEL_C_LEVEL}
+
+
+def add_query_parser(sub: Any, run: Any) -> None:
+    query = sub.add_parser("query", help="call the running gRPC server")
+    kinds = query.add_subparsers(dest="rpc", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", default=os.environ.get("RELGRAPH_SERVER", DEFAULT_SERVER))
+        p.add_argument("--key", default=os.environ.get("RELGRAPH_KEY"), help="API key (or RELGRAPH_KEY)")
+        p.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(run=run)
+
+    p = kinds.add_parser("warm-paths", help="warm-introduction paths to a person or a company")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-email")
+    target.add_argument("--target-company", help="company web domain")
+    p.add_argument("--role", choices=("economic_buyer", *_LEVELS),
+                   help="with --target-company: the economic buyer, or this seniority and above")
+    p.add_argument("--function", action="append", default=[], help="with --target-company: keep these functions")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--rep", help="only paths starting at this rep (email)")
+    source.add_argument("--team", help="only paths starting in this team")
+    p.add_argument("--k", type=int, help="number of paths (default 10)")
+    p.add_argument("--max-hops", type=int, help="1-3 (default 3)")
+    p.add_argument("--cross-tenant", action="store_true", help="also use connections known only to other tenants")
+    common(p)
+
+    p = kinds.add_parser("deal-stage", help="where a deal really stands")
+    p.add_argument("--deal", required=True)
+    common(p)
+    p = kinds.add_parser("buyer-process", help="how buyers like this one buy")
+    p.add_argument("--company", required=True)
+    p.add_argument("--amount", type=float, default=0.0)
+    common(p)
+    p = kinds.add_parser("signals", help="signals that matter to a deal")
+    p.add_argument("--deal", required=True)
+    p.add_argument("--limit", type=int, default=20)
+    common(p)
+
+
+def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
+    if args.rpc == "warm-paths":
+        request = wp.FindWarmPathsRequest(k=args.k, max_hops=args.max_hops, allow_cross_tenant=args.cross_tenant)
+        if args.target_email:
+            request.target_email = args.target_email
+        else:
+            request.target_company.domain = args.target_company
+            role = request.target_company.role
+            role.functions.extend(args.function)
+            if args.role == "economic_buyer":
+                role.economic_buyer = True
+            elif args.role:
+                role.min_title_level = _LEVELS[args.role]
+        if args.rep:
+            request.source.rep_email = args.rep
+        elif args.team:
+            request.source.team = args.team
+        return client.warm_paths.FindWarmPaths, request
+    if args.rpc == "deal-stage":
+        return client.buyer_intelligence.EstimateDealStage, bi.EstimateDealStageRequest(deal_id=args.deal)
+    if args.rpc == "buyer-process":
+        return client.buyer_intelligence.PredictBuyerProcess, bi.PredictBuyerProcessRequest(
+            company_domain=args.company, profile=bi.DealProfile(amount=args.amount))
+    return client.buyer_intelligence.ListDealSignals, bi.ListDealSignalsRequest(deal_id=args.deal, limit=args.limit)
+
+
+def describe_error(error: grpc.RpcError) -> str:
+    lines = [f"{error.code().name}: {error.details()}"]
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else []:
+        bad_request, retry = error_details_pb2.BadRequest(), error_details_pb2.RetryInfo()
+        if detail.Unpack(bad_request):
+            lines += [f"  field {v.field}: {v.description}" for v in bad_request.field_violations]
+        elif detail.Unpack(retry):
+            lines.append(f"  retry after {retry.retry_delay.ToTimedelta().total_seconds():.3f} s")
+    return "\n".join(lines)
+
+
+def _person(view: wp.PersonView) -> str:  # type: ignore[name-defined]
+    who = f"{view.pid[:12]}…" if view.identified else "(masked)"
+    mark = " [your member]" if view.own_member else ""
+    where = f" @ {view.company_domain}" if view.company_domain else ""
+    return f"{who}{mark} {view.description}{where}"
+
+
+def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
+    lines = [f"{len(response.paths)} path(s) to {response.targets} target(s); strengths: {response.strength_source}; "
+             f"snapshot age {response.snapshot_age_seconds:.1f} s"]
+    for i, path in enumerate(response.paths, start=1):
+        lines.append(f"{i:>2}. strength {path.strength:.4f}  from {_person(path.source)}")
+        for hop in path.hops:
+            e = hop.evidence
+            if e.observed_by_requester:
+                last = datetime.fromtimestamp(e.last_interaction.seconds, timezone.utc).date()
+                evidence = (f"{e.interaction_count} interactions, last {last}, two-way {e.two_way_share:.0%}"
+                            + (f", shared employers {', '.join(e.shared_employers)}" if e.shared_employers else
+                               f", {e.shared_employer_count} shared employer(s)" if e.shared_employer_count else ""))
+            else:
+                evidence = "known through the network (evidence withheld)"
+            lines.append(f"      → {_person(hop.person)}  [{e.strength:.3f}: {evidence}]")
+    return "\n".join(lines)
+
+
+def run_query(args: argparse.Namespace) -> int:
+    if not args.key:
+        print("relgraph: error: an API key is needed: --key or RELGRAPH_KEY", file=sys.stderr)
+        return 1
+    with Client(args.server, args.key) as client:
+        method, request = _request(args, client)
+        try:
+            response = client.call(method, request, timeout=args.timeout)
+        except grpc.RpcError as error:
+            print(describe_error(error), file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2))
+    elif args.rpc == "warm-paths":
+        print(render_warm_paths(response))
+    else:
+        print(response)
+    return 0

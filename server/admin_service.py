@@ -1,0 +1,60 @@
+"""AdminService: snapshot status, model versions, and the tenant's own API keys."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from graph import tenancy
+from graph.store import GraphStore
+from relgraph.errors import InvalidRequestError
+from relgraph.v1 import admin_pb2 as pb
+from relgraph.v1 import admin_pb2_grpc
+from server.auth import KeyRing, create_api_key, current_auth
+from server.refresher import SnapshotHolder
+
+_ROLE_NAMES = {pb.ROLE_MEMBER: "member", pb.ROLE_PARTNER: "partner", pb.ROLE_ADMIN: "admin"}
+_ROLE_ENUMS = {name: value for value, name in _ROLE_NAMES.items()}
+
+
+def _info(record: tenancy.ApiKeyRecord) -> pb.ApiKeyInfo:
+    return pb.ApiKeyInfo(key_id=record.key_id, role=_ROLE_ENUMS[record.role], scopes=list(record.scopes),
+                         label=record.label, created_at=timestamp_pb2.Timestamp(seconds=record.created_at),
+                         revoked=record.revoked)
+
+
+class AdminService(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
+    def __init__(self, store: GraphStore, holder: SnapshotHolder, keys: KeyRing, pepper: str) -> None:
+        self._store = store
+        self._holder = holder
+        self._keys = keys
+        self._pepper = pepper
+
+    def GetSnapshotStatus(self, request: pb.GetSnapshotStatusRequest,
+                          context: grpc.ServicerContext) -> pb.GetSnapshotStatusResponse:
+        snap = self._holder.current
+        return pb.GetSnapshotStatusResponse(
+            people=snap.people, relationships=snap.relationships,
+            refreshed_at=timestamp_pb2.Timestamp(seconds=int(snap.refreshed_at)),
+            age_seconds=self._holder.age_seconds(), bytes=snap.adjacency_bytes,
+            store_reachable=self._holder.store_reachable)
+
+    def ListModelVersions(self, request: pb.ListModelVersionsRequest,
+                          context: grpc.ServicerContext) -> pb.ListModelVersionsResponse:
+        return pb.ListModelVersionsResponse()  # no model registry yet: nothing has been trained
+
+    def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: grpc.ServicerContext) -> pb.CreateApiKeyResponse:
+        role = _ROLE_NAMES.get(request.role)
+        if role is None:
+            raise InvalidRequestError([("role", "must be ROLE_MEMBER, ROLE_PARTNER or ROLE_ADMIN")])
+        key, record = create_api_key(self._store, self._pepper, tenant=current_auth().tenant, role=role,
+                                     scopes=list(request.scopes), label=request.label)
+        return pb.CreateApiKeyResponse(key=key, info=_info(record))
+
+    def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: grpc.ServicerContext) -> pb.RevokeApiKeyResponse:
+        revoked = tenancy.revoke_key(self._store, request.key_id, tenant=current_auth().tenant)
+        self._keys.reload()
+        return pb.RevokeApiKeyResponse(revoked=revoked)
+
+    def ListApiKeys(self, request: pb.ListApiKeysRequest, context: grpc.ServicerContext) -> pb.ListApiKeysResponse:
+        return pb.ListApiKeysResponse(keys=[_info(r) for r in tenancy.keys(self._store, current_auth().tenant)])

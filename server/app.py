@@ -1,0 +1,107 @@
+"""Server assembly: `create_server(config)` builds a ready-to-start gRPC server (services, the
+interceptor, health checking, reflection, the snapshot and its refresher); `serve(config)` runs
+one until interrupted."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from graph.pseudonymize import Pseudonymizer
+from graph.schema import migrate
+from graph.store import GraphStore, connect
+from relgraph.config import Config
+from relgraph.secrets import api_key_pepper, network_key
+from relgraph.v1 import (admin_pb2, admin_pb2_grpc, buyer_intelligence_pb2, buyer_intelligence_pb2_grpc, ingest_pb2,
+                         ingest_pb2_grpc, warm_paths_pb2, warm_paths_pb2_grpc)
+from server.admin_service import AdminService
+from server.auth import KeyRing, RateLimiter
+from server.buyer_intelligence_service import BuyerIntelligenceService
+from server.ingest_service import IngestService
+from server.interceptor import ServiceInterceptor
+from server.metrics import Metrics
+from server.refresher import SnapshotHolder
+from server.warm_paths_service import WarmPathsService
+
+log = logging.getLogger("relgraph.server")
+
+SERVICE_NAMES = tuple(module.DESCRIPTOR.services_by_name[name].full_name for module, name in (
+    (warm_paths_pb2, "WarmPathsService"), (buyer_intelligence_pb2, "BuyerIntelligenceService"),
+    (ingest_pb2, "IngestService"), (admin_pb2, "AdminService")))
+
+
+class RelgraphServer:
+    """The gRPC server with the resources it owns; stopping it stops them too."""
+
+    def __init__(self, server: grpc.Server, holder: SnapshotHolder, store: GraphStore, metrics: Metrics) -> None:
+        self.grpc_server = server
+        self.holder = holder
+        self.store = store
+        self.metrics = metrics
+
+    def start(self) -> None:
+        self.grpc_server.start()
+        self.holder.start()
+
+    def stop(self, grace: float | None = 2.0) -> None:
+        self.grpc_server.stop(grace).wait()
+        self.holder.stop()
+        self.store.close()
+
+    def wait_for_termination(self) -> None:
+        self.grpc_server.wait_for_termination()
+
+
+def create_server(config: Config, *, store: GraphStore | None = None) -> tuple[RelgraphServer, int]:
+    """Build the server on `config.server.host:port` (port 0 picks a free one); returns it with the
+    bound port. The snapshot is built from Neo4j now, so the server can answer once started."""
+    store = store or connect(config)
+    migrate(store)
+    metrics = Metrics()
+    pseudo = Pseudonymizer(network_key(config))
+    pepper = api_key_pepper(config)
+    holder = SnapshotHolder(store, metrics, refresh_interval_s=config.server.refresh_interval_s,
+                            full_rebuild_interval_s=config.server.full_rebuild_interval_s)
+    keys = KeyRing(store, pepper, config.server.key_cache_s)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
+                         interceptors=[ServiceInterceptor(keys, RateLimiter(config.server), metrics)])
+    warm_paths_pb2_grpc.add_WarmPathsServiceServicer_to_server(WarmPathsService(holder, pseudo), server)
+    buyer_intelligence_pb2_grpc.add_BuyerIntelligenceServiceServicer_to_server(BuyerIntelligenceService(), server)
+    ingest_pb2_grpc.add_IngestServiceServicer_to_server(
+        IngestService(store, holder, pseudo, config.ingest.batch_size), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(store, holder, keys, pepper), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    port = server.add_insecure_port(f"{config.server.host}:{config.server.port}")
+    if port == 0:
+        raise OSError(f"cannot listen on {config.server.host}:{config.server.port}")
+    if config.server.metrics_port:
+        metrics.serve(config.server.metrics_host, config.server.metrics_port)
+    return RelgraphServer(server, holder, store, metrics), port
+
+
+def serve(config: Config) -> None:
+    """Run a server until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    server, port = create_server(config)
+    server.start()
+    snap = server.holder.current
+    log.info(f"relgraph gRPC listening on {config.server.host}:{port}; snapshot {snap!r}"
+             + (f"; metrics on http://{config.server.metrics_host}:{config.server.metrics_port}/metrics"
+                if config.server.metrics_port else ""))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()

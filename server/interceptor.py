@@ -1,0 +1,96 @@
+"""One interceptor for every RPC: request id, authentication into an immutable AuthContext,
+role and rate checks, translation of relgraph errors into gRPC statuses with rich details
+(google.rpc.BadRequest field violations, RetryInfo), a structured log line and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from relgraph.errors import InvalidRequestError, RateLimitedError, RelgraphError
+from server.auth import KeyRing, RateLimiter, authorize, reset_current_auth, set_current_auth
+from server.metrics import Metrics
+
+log = logging.getLogger("relgraph.server")
+
+# Standard services that must answer without a key (load balancers, grpcurl).
+_OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def _status(exc: RelgraphError) -> status_pb2.Status:
+    code = getattr(code_pb2, exc.grpc_status)
+    status = status_pb2.Status(code=code, message=str(exc))
+    details: Any = None
+    if isinstance(exc, InvalidRequestError):
+        details = error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in exc.violations])
+    elif isinstance(exc, RateLimitedError):
+        retry = duration_pb2.Duration()
+        retry.FromNanoseconds(int(exc.retry_after_s * 1e9))
+        details = error_details_pb2.RetryInfo(retry_delay=retry)
+    if details is not None:
+        packed = any_pb2.Any()
+        packed.Pack(details)
+        status.details.append(packed)
+    return status
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, keys: KeyRing, limiter: RateLimiter, metrics: Metrics) -> None:
+        self._keys = keys
+        self._limiter = limiter
+        self._metrics = metrics
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        method = details.method
+        if handler is None or method.startswith(_OPEN_PREFIXES):
+            return handler
+        for kind, factory in (("unary_unary", grpc.unary_unary_rpc_method_handler),
+                              ("stream_unary", grpc.stream_unary_rpc_method_handler)):
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return factory(self._guard(method, behavior), request_deserializer=handler.request_deserializer,
+                               response_serializer=handler.response_serializer)
+        return handler
+
+    def _guard(self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            metadata = dict(context.invocation_metadata())
+            request_id = metadata.get("x-request-id") or uuid.uuid4().hex
+            context.send_initial_metadata((("x-request-id", request_id),))
+            code, tenant = "OK", ""
+            try:
+                auth = self._keys.verify(metadata.get("authorization"))
+                tenant = auth.tenant
+                authorize(auth, method)
+                self._limiter.check(auth)
+                token = set_current_auth(auth)
+                try:
+                    return behavior(request, context)
+                finally:
+                    reset_current_auth(token)
+            except RelgraphError as exc:
+                code = exc.grpc_status
+                context.abort_with_status(rpc_status.to_status(_status(exc)))
+            except Exception:
+                code = context.code().name if context.code() is not None else "INTERNAL"
+                if code == "INTERNAL":
+                    log.exception("unhandled error in %s", method)
+                raise
+            finally:
+                seconds = time.perf_counter() - started
+                self._metrics.observe(method, code, seconds)
+                log.info(json.dumps({"event": "rpc", "request_id": request_id, "method": method, "tenant": tenant,
+                                     "code": code, "latency_ms": round(seconds * 1000, 3)}))
+        return guarded

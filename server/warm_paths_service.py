@@ -1,0 +1,179 @@
+"""WarmPathsService: validates a request, resolves it against the serving snapshot (targets,
+sources, partner scopes), searches, and answers with masked people and per-hop evidence."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import timestamp_pb2
+
+from graph.pseudonymize import Pseudonymizer, normalize_domain
+from graph.records import FUNCTIONS, TITLE_LEVELS
+from graph import strength as heuristic
+from relgraph.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, RecordError
+from relgraph.v1 import common_pb2, warm_paths_pb2, warm_paths_pb2_grpc
+from server.auth import AuthContext, current_auth
+from server.refresher import SnapshotHolder
+from server.snapshot import Snapshot
+from server.warm_paths import MAX_HOPS, PathSearch, find_paths, person_facts, shared_employers
+
+DEFAULT_K = 10
+MAX_K = 100
+MAX_RESOLVE = 1000
+# Economic buyer by title: VP or above in executive or finance.
+_ECONOMIC_LEVELS = (TITLE_LEVELS.index("vp"), TITLE_LEVELS.index("c_level"))
+_ECONOMIC_FUNCTIONS = (FUNCTIONS.index("executive"), FUNCTIONS.index("finance"))
+
+
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def person_view(snap: Snapshot, node: int, tenant: int, named: frozenset[int] = frozenset()) -> common_pb2.PersonView:
+    """The person as `tenant` may see them; `named` are people the request itself identified."""
+    return common_pb2.PersonView(**person_facts(snap, node, tenant, node in named).__dict__)
+
+
+class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: ignore[misc]
+    def __init__(self, holder: SnapshotHolder, pseudo: Pseudonymizer) -> None:
+        self._holder = holder
+        self._pseudo = pseudo
+
+    def FindWarmPaths(self, request: warm_paths_pb2.FindWarmPathsRequest,
+                      context: grpc.ServicerContext) -> warm_paths_pb2.FindWarmPathsResponse:
+        auth = current_auth()
+        snap = self._holder.current
+        query = self._resolve(snap, auth, request)
+        named = frozenset(int(t) for t in query.targets) if request.WhichOneof("target") == "target_email" else frozenset()
+        paths = find_paths(snap, query, deadline_of(context)) if query.targets.size else []
+        response = warm_paths_pb2.FindWarmPathsResponse(targets=int(query.targets.size),
+                                                        snapshot_age_seconds=self._holder.age_seconds(),
+                                                        strength_source=heuristic.NAME)
+        for path in paths:
+            out = response.paths.add(strength=path.strength)
+            out.source.CopyFrom(person_view(snap, path.nodes[0], query.tenant))
+            for i, edge in enumerate(path.edges):
+                a, b = path.nodes[i], path.nodes[i + 1]
+                hop = out.hops.add()
+                hop.person.CopyFrom(person_view(snap, b, query.tenant, named))
+                self._evidence(snap, hop.evidence, edge, a, b, query)
+        return response
+
+    def _evidence(self, snap: Snapshot, evidence: warm_paths_pb2.HopEvidence, edge: int, a: int, b: int,
+                  query: PathSearch) -> None:
+        count, two_way, last = int(snap.edge_count[edge]), int(snap.edge_two_way[edge]), int(snap.edge_last_ts[edge])
+        evidence.strength = float(heuristic.heuristic_strength(np.array([count]), np.array([two_way]),
+                                                               np.array([last]), query.as_of)[0])
+        employers = shared_employers(snap, a, b)
+        evidence.shared_employer_count = len(employers)
+        evidence.observed_by_requester = int(snap.edge_tenant[edge]) == query.tenant
+        if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
+            evidence.last_interaction.CopyFrom(timestamp_pb2.Timestamp(seconds=last))
+            evidence.interaction_count = count
+            evidence.two_way_share = min(1.0, 2.0 * two_way / max(count, 1))
+            if person_facts(snap, a, query.tenant).identified and person_facts(snap, b, query.tenant).identified:
+                evidence.shared_employers.extend(employers)
+
+    def _resolve(self, snap: Snapshot, auth: AuthContext, request: warm_paths_pb2.FindWarmPathsRequest) -> PathSearch:
+        violations: list[tuple[str, str]] = []
+        k = request.k if request.HasField("k") else DEFAULT_K
+        if not 1 <= k <= MAX_K:
+            violations.append(("k", f"must be between 1 and {MAX_K}"))
+        max_hops = request.max_hops if request.HasField("max_hops") else MAX_HOPS
+        if not 1 <= max_hops <= MAX_HOPS:
+            violations.append(("max_hops", f"must be between 1 and {MAX_HOPS}"))
+        target = request.WhichOneof("target")
+        target_pid = domain = None
+        if target is None:
+            violations.append(("target", "set target_email or target_company"))
+        elif target == "target_email":
+            target_pid = self._pid_or_violation(request.target_email, "target_email", violations)
+        else:
+            try:
+                domain = normalize_domain(request.target_company.domain)
+            except RecordError as exc:
+                violations.append(("target_company.domain", exc.reason))
+            for i, function in enumerate(request.target_company.role.functions):
+                if function not in FUNCTIONS:
+                    violations.append((f"target_company.role.functions[{i}]", f"must be one of {', '.join(FUNCTIONS)}"))
+        rep_pid = team = None
+        if request.source.WhichOneof("source") == "rep_email":
+            rep_pid = self._pid_or_violation(request.source.rep_email, "source.rep_email", violations)
+        elif request.source.WhichOneof("source") == "team":
+            team = request.source.team
+        if violations:
+            raise InvalidRequestError(violations)
+
+        tenant = snap.tenants.index.get(auth.tenant)
+        if tenant is None:
+            raise NotFoundError(f"tenant {auth.tenant!r} has no data in the graph yet")
+        if auth.max_hops_scope is not None and max_hops > auth.max_hops_scope:
+            raise PermissionDeniedError(f"this key is scoped to at most {auth.max_hops_scope} hops")
+        targets = self._targets(snap, tenant, target_pid, domain, request.target_company.role)
+        if auth.company_scope:
+            scoped = {snap.companies.index[c] for c in auth.company_scope if c in snap.companies.index}
+            if domain is not None and domain not in auth.company_scope or \
+                    any(int(snap.company[t]) not in scoped for t in targets):
+                raise PermissionDeniedError("the target is outside the companies this key is scoped to")
+        sources = None
+        if rep_pid is not None:
+            rep = snap.node(rep_pid)
+            if rep is None or not snap.member_mask(tenant)[rep]:
+                raise InvalidRequestError([("source.rep_email", "is not a member of your organisation")])
+            sources = np.array([rep])
+        elif team is not None:
+            sources = snap.team_members(tenant, team)
+            if sources.size == 0:
+                raise InvalidRequestError([("source.team", f"no member of your organisation is in team {team!r}")])
+        return PathSearch(tenant=tenant, targets=targets, sources=sources, k=k, max_hops=max_hops,
+                          allow_cross_tenant=request.allow_cross_tenant, as_of=int(time.time()))
+
+    def _pid_or_violation(self, email: str, field: str, violations: list[tuple[str, str]]) -> str | None:
+        try:
+            return self._pseudo.pid(email)
+        except RecordError as exc:
+            violations.append((field, exc.reason))
+            return None
+
+    @staticmethod
+    def _targets(snap: Snapshot, tenant: int, pid: str | None, domain: str | None, role: Any) -> np.ndarray:
+        """People the request aims at. Unknown people or companies give no targets, not an error:
+        the answer must not reveal who is in the network."""
+        if pid is not None:
+            node = snap.node(pid)
+            return np.array([] if node is None else [node], dtype=np.int32)
+        company = snap.companies.index.get(domain or "")
+        if company is None:
+            return np.zeros(0, dtype=np.int32)
+        people = snap.people_at(company)
+        if role.min_title_level:
+            people = people[snap.level[people] >= role.min_title_level - 1]
+        if role.functions:
+            people = people[np.isin(snap.function[people], [FUNCTIONS.index(f) for f in role.functions])]
+        if role.economic_buyer:
+            by_title = np.isin(snap.level[people], _ECONOMIC_LEVELS) & np.isin(snap.function[people], _ECONOMIC_FUNCTIONS)
+            named = np.isin(people, snap.economic_buyers.get((tenant, company), np.zeros(0, dtype=np.int32)))
+            people = people[by_title | named]
+        return people.astype(np.int32)
+
+    def ResolvePeople(self, request: warm_paths_pb2.ResolvePeopleRequest,
+                      context: grpc.ServicerContext) -> warm_paths_pb2.ResolvePeopleResponse:
+        if len(request.emails) > MAX_RESOLVE:
+            raise InvalidRequestError([("emails", f"at most {MAX_RESOLVE} per call")])
+        auth = current_auth()
+        snap = self._holder.current
+        tenant = snap.tenants.index.get(auth.tenant)
+        response = warm_paths_pb2.ResolvePeopleResponse()
+        violations: list[tuple[str, str]] = []
+        for i, email in enumerate(request.emails):
+            pid = self._pid_or_violation(email, f"emails[{i}]", violations)
+            node = snap.node(pid) if pid else None
+            if tenant is not None and node is not None and snap.knows_tenant(node, tenant):
+                response.people.add(email=email, pid=pid)
+        if violations:
+            raise InvalidRequestError(violations)
+        return response
