@@ -40,7 +40,8 @@ def connect(config: Config) -> "GraphStore":
                               "(or set NEO4J_URI/NEO4J_USER/NEO4J_PASSWORD for another server)")
     if password is None:
         raise ConfigError("NEO4J_PASSWORD is required with NEO4J_URI")
-    return GraphStore(uri, (config.neo4j.user, password), database=config.neo4j.database)
+    return GraphStore(uri, (config.neo4j.user, password), database=config.neo4j.database,
+                      max_retry_time_s=config.neo4j.max_retry_time_s)
 
 
 @contextmanager
@@ -60,12 +61,14 @@ def _translated(query_name: str) -> Iterator[None]:
 class GraphStore:
     """A connection pool to one Neo4j database."""
 
-    def __init__(self, uri: str, auth: tuple[str, str], *, database: str = "neo4j") -> None:
+    def __init__(self, uri: str, auth: tuple[str, str], *, database: str = "neo4j", max_retry_time_s: float = 8.0) -> None:
         self.uri = uri
         self.database = database
         # Notifications (e.g. "label does not exist yet" on an empty database) are not errors for relgraph.
         self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, max_connection_lifetime=3600,
-                                                  notifications_min_severity="OFF")
+                                                  notifications_min_severity="OFF",
+                                                  max_transaction_retry_time=max_retry_time_s,
+                                                  connection_acquisition_timeout=max_retry_time_s)
 
     def close(self) -> None:
         self._driver.close()

@@ -44,6 +44,10 @@ class Neo4jConfig:
     user: str = "neo4j"
     password: str | None = None
     database: str = "neo4j"
+    # How long a managed transaction keeps retrying transient failures (a restart, a deadlock)
+    # before the error reaches the caller: long enough for a blip, short enough that a writer
+    # learns the store is down well within a client's deadline.
+    max_retry_time_s: float = 8.0
 
 
 @dataclass(frozen=True, kw_only=True)
