@@ -1,20 +1,32 @@
 """`relgraph demo`: the main job end to end on one machine. Starts the managed Neo4j (unless
-NEO4J_URI points elsewhere), generates a small multi-tenant network, ingests it, and prints what
-was built, read back from Neo4j."""
+NEO4J_URI points elsewhere), generates a small multi-tenant network, ingests it, prints what was
+built (read back from Neo4j), then starts the gRPC server and prints real answers through a real
+client."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
 
 from graph.ingest import ingest
 from graph.neo4j_server import ManagedNeo4j
 from graph.operations import deals_by_crm_stage, stats, strongest_ties
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import current_version, migrate
-from graph.store import connect
+from graph.store import GraphStore, connect
 from jobs.generate import GeneratorConfig, generate
+from relgraph.client import Client
 from relgraph.config import Config
+from relgraph.query import describe_error, render_warm_paths
+from relgraph.secrets import api_key_pepper
+from relgraph.v1 import buyer_intelligence_pb2, warm_paths_pb2
+from server.app import create_server
+from server.auth import create_api_key
 
 
 def _section(title: str) -> None:
@@ -63,5 +75,47 @@ def run_demo(config: Config, *, people: int, tenants: int, seed: int, key: str) 
         _section(f"tenant {tenant}: deals by CRM-reported stage")
         for row in deals_by_crm_stage(store, tenant):
             print(f"  {row['outcome']:<5} {row['crm_stage'] or '-':<12} {row['deals']:>4} deals, {row['amount']:>12,.0f}")
+        _serve_and_ask(config, store, out, tenant)
     print("\nGround truth (true stages, outcomes, planted ties and signals) is in", out / "ground_truth")
+    print("Run the server yourself: `relgraph serve`, make a key with `relgraph keys create --tenant "
+          f"{tenant} --role member`, then `relgraph query warm-paths --key KEY --target-company DOMAIN`.")
     return 0
+
+
+def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) -> None:
+    """Start the gRPC server on a free port and ask it a few questions as `tenant`."""
+    key, _ = create_api_key(store, api_key_pepper(config, create_local=True), tenant=tenant, role="member",
+                            scopes=[], label="demo")
+    server_config = dataclasses.replace(config, server=dataclasses.replace(config.server, port=0, metrics_port=0))
+    server, port = create_server(server_config)
+    server.start()
+    _section(f"gRPC relgraph.v1 on 127.0.0.1:{port} (snapshot: {server.holder.current!r})")
+    deals = [json.loads(line) for line in (out / "ingest" / "deals.jsonl").open()]
+    open_deals = [d for d in deals if d["tenant"] == tenant and "outcome" not in d]
+    ties = [json.loads(line) for line in (out / "ground_truth" / "strong_ties.jsonl").open()]
+    elsewhere = next(t["b"] for t in ties if t["tenant"] != tenant)
+    questions = [
+        (f"economic buyer at {open_deals[0]['account']} (account of open deal {open_deals[0]['id']})",
+         warm_paths_pb2.FindWarmPathsRequest(target_company=warm_paths_pb2.CompanyTarget(
+             domain=open_deals[0]["account"], role=warm_paths_pb2.RoleFilter(economic_buyer=True)),
+             k=3, allow_cross_tenant=True)),
+        ("VPs and above at the same account, through this tenant's own data only",
+         warm_paths_pb2.FindWarmPathsRequest(target_company=warm_paths_pb2.CompanyTarget(
+             domain=open_deals[0]["account"], role=warm_paths_pb2.RoleFilter(
+                 min_title_level=warm_paths_pb2.TITLE_LEVEL_VP)), k=3)),
+        ("a person another tenant knows well (connectors outside this tenant are masked)",
+         warm_paths_pb2.FindWarmPathsRequest(target_email=elsewhere, k=3, allow_cross_tenant=True)),
+    ]
+    try:
+        with Client(f"127.0.0.1:{port}", key) as client:
+            for title, request in questions:
+                print(f"\n-- warm paths: {title}")
+                print(render_warm_paths(client.call(client.warm_paths.FindWarmPaths, request)))
+            print(f"\n-- deal-stage estimate for {open_deals[0]['id']}")
+            try:
+                client.call(client.buyer_intelligence.EstimateDealStage,
+                            buyer_intelligence_pb2.EstimateDealStageRequest(deal_id=open_deals[0]["id"]))
+            except grpc.RpcError as error:
+                print(describe_error(error))
+    finally:
+        server.stop()
