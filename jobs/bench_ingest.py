@@ -4,41 +4,19 @@ Cypher) as the baseline. Results are measured, never assumed."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
-import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from graph.ingest import ingest, read_records
-from graph.neo4j_server import ManagedNeo4j
+from graph.neo4j_server import NEO4J_VERSION
 from graph.pseudonymize import Pseudonymizer
 from graph.records import parse_record
-from graph.schema import migrate
-from graph.store import connect
 from graph.writes import WriteCounts, write_interactions
-from jobs.generate import GeneratorConfig, generate
+from jobs.bench_common import generated_graph
 from relgraph.config import Config
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def throwaway_neo4j(config: Config, home: Path) -> tuple[Config, ManagedNeo4j]:
-    """A managed Neo4j of its own (own home, free port, larger memory) so benchmarks start empty
-    and never touch the user's graph."""
-    bench_config = dataclasses.replace(
-        config, home=home, neo4j=dataclasses.replace(config.neo4j, uri=None, password=None),
-        managed_neo4j=dataclasses.replace(config.managed_neo4j, port=free_port(), heap="2g", pagecache="2g"))
-    server = ManagedNeo4j(bench_config)
-    server.start()
-    return bench_config, server
 
 
 def _naive_sample(path: Path, pseudo: Pseudonymizer, n: int) -> list[dict[str, Any]]:
@@ -58,23 +36,15 @@ def _naive_sample(path: Path, pseudo: Pseudonymizer, n: int) -> list[dict[str, A
 def run_ingest_benchmark(config: Config, *, people: int, baseline_events: int, network_key: str,
                          seed: int = 7, tenants: int = 5) -> dict[str, Any]:
     pseudo = Pseudonymizer(network_key)
-    with tempfile.TemporaryDirectory(prefix="relgraph-bench-") as tmp:
-        data = Path(tmp) / "data"
-        gen = generate(GeneratorConfig(people=people, tenants=tenants, seed=seed), data, progress=True)
-        bench_config, server = throwaway_neo4j(config, Path(tmp) / "home")
-        try:
-            with connect(bench_config) as store:
-                migrate(store)
-                summary = ingest(store, [data / "ingest"], pseudo, batch_size=config.ingest.batch_size)
-                again = ingest(store, [data / "ingest"], pseudo, batch_size=config.ingest.batch_size, progress=False)
-                sample = _naive_sample(data / "ingest" / "interactions.jsonl", pseudo, baseline_events)
-                counts = WriteCounts()
-                started = time.perf_counter()
-                for row in sample:
-                    write_interactions(store, [row], counts)
-                naive_seconds = time.perf_counter() - started
-        finally:
-            server.stop()
+    with generated_graph(config, people=people, tenants=tenants, seed=seed, pseudo=pseudo) as graph:
+        gen, summary, store, data = graph.generation, graph.ingest, graph.store, graph.data
+        again = ingest(store, [data / "ingest"], pseudo, batch_size=config.ingest.batch_size, progress=False)
+        sample = _naive_sample(data / "ingest" / "interactions.jsonl", pseudo, baseline_events)
+        counts = WriteCounts()
+        started = time.perf_counter()
+        for row in sample:
+            write_interactions(store, [row], counts)
+        naive_seconds = time.perf_counter() - started
     events = summary.accepted_by_kind.get("interaction", 0) + summary.accepted_by_kind.get("signal", 0)
     write_rate = events / summary.write_seconds if summary.write_seconds else 0.0
     baseline = len(sample) / naive_seconds
@@ -88,5 +58,5 @@ def run_ingest_benchmark(config: Config, *, people: int, baseline_events: int, n
         "reingest_relationships_created": again.relationships_created, "reingest_events_added": again.events_added,
         "baseline_events": len(sample), "baseline_seconds": round(naive_seconds, 3),
         "baseline_events_per_s": round(baseline, 1), "speedup": round(summary.events_per_s / baseline, 1),
-        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cpu", "neo4j": server.status().version,
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cpu", "neo4j": NEO4J_VERSION,
     }

@@ -134,10 +134,22 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
-    from jobs.bench_ingest import run_ingest_benchmark
+    key = network_key(config, create_local=True)
+    result: dict[str, Any]
+    if args.what == "ingest":
+        from jobs.bench_ingest import run_ingest_benchmark
 
-    result = run_ingest_benchmark(config, people=args.people, baseline_events=args.baseline_events,
-                                  network_key=network_key(config, create_local=True))
+        result = run_ingest_benchmark(config, people=args.people, baseline_events=args.baseline_events, network_key=key)
+    elif args.what == "warm-paths":
+        from jobs.bench_serving import run_warm_paths_benchmark
+
+        result = run_warm_paths_benchmark(config, people=args.people, queries=args.queries,
+                                          cypher_queries=args.cypher_queries, network_key=key)
+    else:
+        from jobs.bench_serving import run_grpc_benchmark
+
+        result = run_grpc_benchmark(config, people=args.people, seconds=args.seconds, concurrency=args.concurrency,
+                                    network_key=key)
     _emit(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0
 
@@ -248,10 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("bench", help="benchmarks that write measured numbers")
-    p.add_argument("what", choices=("ingest",))
+    p.add_argument("what", choices=("ingest", "warm-paths", "grpc"))
     p.add_argument("--people", type=int, default=100_000)
     p.add_argument("--baseline-events", type=int, default=2000,
-                   help="events ingested one transaction per event for the naive baseline")
+                   help="ingest: events ingested one transaction per event for the naive baseline")
+    p.add_argument("--queries", type=int, default=1000, help="warm-paths: queries answered from the snapshot")
+    p.add_argument("--cypher-queries", type=int, default=200, help="warm-paths: of those, how many also in Cypher")
+    p.add_argument("--seconds", type=float, default=20.0, help="grpc: how long to sustain the load")
+    p.add_argument("--concurrency", type=int, default=4, help="grpc: client processes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_bench)
 

@@ -104,6 +104,21 @@ def _rank(nodes: np.ndarray, edges: np.ndarray, score: np.ndarray, k: int) -> li
     hops, and the people's pids in path order (node order is pid order)."""
     if nodes.shape[0] == 0:
         return []
+    # Only the strongest candidates can rank: keep everything scoring at least the m-th best score
+    # (ties included), doubling m until it holds k distinct paths or everything.
+    m = 4 * k
+    while True:
+        if m >= score.shape[0]:
+            return _rank_all(nodes, edges, score, k)
+        threshold = np.partition(score, score.shape[0] - m)[score.shape[0] - m]
+        top = score >= threshold
+        ranked = _rank_all(nodes[top], edges[top], score[top], k)
+        if len(ranked) == k:
+            return ranked
+        m *= 4
+
+
+def _rank_all(nodes: np.ndarray, edges: np.ndarray, score: np.ndarray, k: int) -> list[FoundPath]:
     hops = (nodes >= 0).sum(axis=1) - 1
     # Source-first node sequence: reverse each row's used prefix.
     seq = np.full_like(nodes, -1)

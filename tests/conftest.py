@@ -14,7 +14,7 @@ from graph.neo4j_server import ManagedNeo4j
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
 from graph.store import GraphStore, Query, connect
-from jobs.bench_ingest import free_port
+from jobs.bench_common import free_port
 from jobs.generate import GeneratorConfig, generate
 from relgraph.config import Config, load_config
 
