@@ -75,8 +75,9 @@ def run_warm_paths_benchmark(config: Config, *, people: int, queries: int, cyphe
     }
 
 
-def _load_worker(address: str, key: str, targets: list[str], deadline: float, seed: int) -> tuple[list[float], int]:
-    """One client process: FindWarmPaths in a loop until `deadline` (wall clock)."""
+def _load_worker(address: str, key: str, targets: list[str], start_at: float, deadline: float,
+                 seed: int) -> tuple[list[float], int]:
+    """One client process: FindWarmPaths in a loop from `start_at` until `deadline` (wall clock)."""
     import grpc
 
     from relgraph.client import Client
@@ -86,6 +87,7 @@ def _load_worker(address: str, key: str, targets: list[str], deadline: float, se
     latencies: list[float] = []
     errors = 0
     with Client(address, key) as client:
+        time.sleep(max(0.0, start_at - time.time()))
         while time.time() < deadline:
             request = warm_paths_pb2.FindWarmPathsRequest(target_email=rng.choice(targets), allow_cross_tenant=True)
             t0 = time.perf_counter()
@@ -113,7 +115,7 @@ def run_grpc_benchmark(config: Config, *, people: int, seconds: float, concurren
         unlimited = RateLimit(per_second=1e9, burst=10**9)
         server_config = dataclasses.replace(
             graph.config, network_key=network_key, api_key_pepper=pepper,
-            server=dataclasses.replace(config.server, port=0, metrics_port=0, member_rate=unlimited))
+            server=dataclasses.replace(config.server, port=0, metrics_port=0, member_rate=unlimited, refresh_interval_s=3600))
         server, port = create_server(server_config)
         server.start()
         process = psutil.Process()
@@ -136,8 +138,12 @@ def run_grpc_benchmark(config: Config, *, people: int, seconds: float, concurren
             "note": "client processes share the machine's cores with the server"}
 
 
+_SPAWN_ALLOWANCE_S = 8.0  # client processes start and import before the timed window opens
+
+
 def _load(address: str, key: str, targets: list[str], seconds: float, concurrency: int) -> tuple[list[float], int]:
-    deadline = time.time() + seconds
+    start_at = time.time() + _SPAWN_ALLOWANCE_S
     with multiprocessing.get_context("spawn").Pool(concurrency) as pool:
-        results = pool.starmap(_load_worker, [(address, key, targets, deadline, i) for i in range(concurrency)])
+        results = pool.starmap(_load_worker, [(address, key, targets, start_at, start_at + seconds, i)
+                                              for i in range(concurrency)])
     return [s for lat, _ in results for s in lat], sum(e for _, e in results)
