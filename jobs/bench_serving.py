@@ -115,7 +115,7 @@ def run_grpc_benchmark(config: Config, *, people: int, seconds: float, concurren
         unlimited = RateLimit(per_second=1e9, burst=10**9)
         server_config = dataclasses.replace(
             graph.config, network_key=network_key, api_key_pepper=pepper,
-            server=dataclasses.replace(config.server, port=0, metrics_port=0, member_rate=unlimited, refresh_interval_s=3600))
+            server=dataclasses.replace(config.server, port=0, metrics_port=0, member_rate=unlimited))
         server, port = create_server(server_config)
         server.start()
         process = psutil.Process()
