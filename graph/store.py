@@ -61,7 +61,7 @@ def _translated(query_name: str) -> Iterator[None]:
 class GraphStore:
     """A connection pool to one Neo4j database."""
 
-    def __init__(self, uri: str, auth: tuple[str, str], *, database: str = "neo4j", max_retry_time_s: float = 8.0) -> None:
+    def __init__(self, uri: str, auth: tuple[str, str], *, database: str = "neo4j", max_retry_time_s: float = 3.0) -> None:
         self.uri = uri
         self.database = database
         # Notifications (e.g. "label does not exist yet" on an empty database) are not errors for relgraph.

@@ -47,7 +47,7 @@ class Neo4jConfig:
     # How long a managed transaction keeps retrying transient failures (a restart, a deadlock)
     # before the error reaches the caller: long enough for a blip, short enough that a writer
     # learns the store is down well within a client's deadline.
-    max_retry_time_s: float = 8.0
+    max_retry_time_s: float = 3.0
 
 
 @dataclass(frozen=True, kw_only=True)

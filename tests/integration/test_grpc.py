@@ -315,9 +315,11 @@ def test_reads_keep_working_with_neo4j_stopped(served: Served, neo4j_config: Con
             assert during.paths and people(during) == people(before)
             record = ingest_pb2.IngestEventsRequest(signal=ingest_pb2.SignalRecord(
                 type="page_visit", ts="2026-06-01T10:00:00Z", email=target, topic="pricing"))
-            assert _code(lambda: member.call(member.ingest.IngestEvents, iter([record]))) == grpc.StatusCode.UNAVAILABLE
-            assert _code(lambda: admin.call(admin.ingest.EraseSubject, ingest_pb2.EraseSubjectRequest(email=target))) \
+            # Writes fail with UNAVAILABLE once the store's bounded retries give up (well before 60 s).
+            assert _code(lambda: member.call(member.ingest.IngestEvents, iter([record]), timeout=60)) \
                 == grpc.StatusCode.UNAVAILABLE
+            assert _code(lambda: admin.call(admin.ingest.EraseSubject, ingest_pb2.EraseSubjectRequest(email=target),
+                                            timeout=60)) == grpc.StatusCode.UNAVAILABLE
             served.server.holder.refresh()
             assert not served.server.holder.store_reachable
         finally:
