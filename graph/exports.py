@@ -74,7 +74,6 @@ MATCH (p:Person)-[r:ON_DEAL {role: 'economic_buyer'}]->(d:Deal)-[:FOR]->(c:Compa
 RETURN DISTINCT d.tenant_id AS tenant, p.pid AS pid, c.cid AS cid
 """)
 
-_PERSON_COUNT = Query("export.person_count", "MATCH (p:Person) RETURN count(p) AS n")
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,3 @@ def tenants(store: GraphStore) -> list[dict[str, Any]]:
 def economic_buyers(store: GraphStore) -> list[dict[str, Any]]:
     """People the tenants' own deals list as economic buyer, with the deal's account."""
     return store.read(_ECONOMIC_BUYERS)
-
-
-def person_count(store: GraphStore) -> int:
-    return int(store.read(_PERSON_COUNT)[0]["n"])
