@@ -326,3 +326,55 @@ def test_reads_keep_working_with_neo4j_stopped(served: Served, neo4j_config: Con
             neo4j.start()
         served.server.holder.refresh()
         assert served.server.holder.store_reachable
+
+
+def test_team_restriction_and_resolve_people(served: Served) -> None:
+    a = served.tenants[0]
+    members = [json.loads(line) for line in (served.network / "ingest" / "members.jsonl").open()
+               if json.loads(line)["tenant"] == a]
+    pseudo = Pseudonymizer(served.config.network_key or "")
+    sales = {pseudo.pid(m["email"]) for m in members if m.get("function") == "sales"}
+    target = _emails(served.network, "deal_contacts", "email")[0]
+    with served.client("member_a") as member:
+        request = warm_paths_pb2.FindWarmPathsRequest(target_email=target, allow_cross_tenant=True, k=20)
+        request.source.team = "no-such-team"  # a team without members is a bad request, not an empty answer
+        with pytest.raises(grpc.RpcError) as info:
+            member.call(member.warm_paths.FindWarmPaths, request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "source.team" in _violations(info.value)
+        rep = next(m["email"] for m in members if pseudo.pid(m["email"]) in sales)
+        request.source.rep_email = rep
+        for path in member.call(member.warm_paths.FindWarmPaths, request).paths:
+            assert path.source.pid == pseudo.pid(rep)
+        outsider = next(e for e in _emails(served.network, "members", "email") if e not in {m["email"] for m in members})
+        resolved = member.call(member.warm_paths.ResolvePeople, warm_paths_pb2.ResolvePeopleRequest(
+            emails=[rep, outsider, "nobody@nowhere.example"]))
+        assert [(p.email, p.pid) for p in resolved.people][0] == (rep, pseudo.pid(rep))
+        assert "nobody@nowhere.example" not in {p.email for p in resolved.people}
+
+
+def test_network_opt_out_keeps_a_tenants_relationships_to_itself(served: Served) -> None:
+    a, b = served.tenants
+    rng = random.Random(11)
+    people = sorted(set(_emails(served.network, "employment", "email")))
+    targets = rng.sample(people, 40)
+
+    def foreign_hops() -> int:
+        count = 0
+        with served.client("member_a") as client:
+            for target in targets:
+                response = client.call(client.warm_paths.FindWarmPaths, warm_paths_pb2.FindWarmPathsRequest(
+                    target_email=target, allow_cross_tenant=True))
+                count += sum(not hop.evidence.observed_by_requester for p in response.paths for hop in p.hops)
+        return count
+
+    assert foreign_hops() > 0
+    for other in served.store.read(Query("test.tenants", "MATCH (t:Tenant) RETURN t.tenant_id AS t")):
+        if other["t"] != a:
+            set_sharing(served.store, other["t"], network_opt_out=True)
+    served.server.holder.refresh(full=True)
+    try:
+        assert foreign_hops() == 0
+    finally:
+        for other in served.store.read(Query("test.tenants", "MATCH (t:Tenant) RETURN t.tenant_id AS t")):
+            set_sharing(served.store, other["t"], network_opt_out=False)
+        served.server.holder.refresh(full=True)
