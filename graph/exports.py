@@ -11,11 +11,9 @@ from graph.store import GraphStore, Query
 
 PAGE_SIZE = 20_000
 
-# One page of people in pid order, with what serving needs: current job (level, function,
-# employer), every employer (for shared-employer evidence) and tenant memberships.
-_PEOPLE_PAGE = Query("export.people_page", """
-MATCH (p:Person) WHERE p.pid > $after
-WITH p ORDER BY p.pid LIMIT $limit
+# What serving needs of a person `p`: current job (level, function, employer), every employer
+# (for shared-employer evidence) and tenant memberships.
+_PERSON_FIELDS = """
 OPTIONAL CALL (p) {
   MATCH (p)-[w:WORKED_AT]->(c:Company)
   WITH w, c ORDER BY w.to = -1 DESC, w.from DESC
@@ -27,37 +25,32 @@ OPTIONAL CALL (p) {
   RETURN collect([t.tenant_id, m.team, m.title_level, m.function]) AS memberships
 }
 RETURN p.pid AS pid, employers, job, memberships
-""")
+"""
+# A KNOWS relationship `k` from `a` to `b` with its evidence.
+_KNOWS_FIELDS = """
+RETURN a.pid AS lo, b.pid AS hi, k.tenant_id AS tenant, k.count AS count, k.two_way AS two_way,
+       k.last_ts AS last_ts, k.updated_at AS updated_at
+"""
+
+_PEOPLE_PAGE = Query("export.people_page", """
+MATCH (p:Person) WHERE p.pid > $after
+WITH p ORDER BY p.pid LIMIT $limit
+""" + _PERSON_FIELDS)
+
+_PEOPLE_BY_PID = Query("export.people_by_pid", """
+UNWIND $pids AS pid
+MATCH (p:Person {pid: pid})
+""" + _PERSON_FIELDS)
 
 _KNOWS_PAGE = Query("export.knows_page", """
 MATCH (a:Person) WHERE a.pid > $after
 WITH a ORDER BY a.pid LIMIT $limit
 OPTIONAL MATCH (a)-[k:KNOWS]->(b:Person)
-RETURN a.pid AS lo, b.pid AS hi, k.tenant_id AS tenant, k.count AS count, k.two_way AS two_way,
-       k.last_ts AS last_ts, k.updated_at AS updated_at
-""")
+""" + _KNOWS_FIELDS)
 
 _KNOWS_CHANGED = Query("export.knows_changed", """
 MATCH (a:Person)-[k:KNOWS]->(b:Person) WHERE k.updated_at > $since
-RETURN a.pid AS lo, b.pid AS hi, k.tenant_id AS tenant, k.count AS count, k.two_way AS two_way,
-       k.last_ts AS last_ts, k.updated_at AS updated_at
-""")
-
-_PEOPLE_BY_PID = Query("export.people_by_pid", """
-UNWIND $pids AS pid
-MATCH (p:Person {pid: pid})
-OPTIONAL CALL (p) {
-  MATCH (p)-[w:WORKED_AT]->(c:Company)
-  WITH w, c ORDER BY w.to = -1 DESC, w.from DESC
-  RETURN collect(DISTINCT c.cid) AS employers,
-         head(collect(CASE WHEN w.to = -1 THEN [c.cid, w.title_level, w.function] END)) AS job
-}
-OPTIONAL CALL (p) {
-  MATCH (p)-[m:MEMBER_OF]->(t:Tenant)
-  RETURN collect([t.tenant_id, m.team, m.title_level, m.function]) AS memberships
-}
-RETURN p.pid AS pid, employers, job, memberships
-""")
+""" + _KNOWS_FIELDS)
 
 _COMPANIES = Query("export.companies", """
 MATCH (c:Company) RETURN c.cid AS cid, coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band

@@ -114,7 +114,7 @@ class Snapshot:
         """Bool per person: a member of `tenant` (cached; snapshots are immutable)."""
         mask = self._member_masks.get(tenant)
         if mask is None:
-            owners = np.repeat(np.arange(self.people), np.diff(self.member_indptr))
+            owners = self._membership_owners()
             mask = np.zeros(self.people, dtype=bool)
             mask[owners[self.member_tenant == tenant]] = True
             mask &= ~self.erased
@@ -122,9 +122,14 @@ class Snapshot:
         return mask
 
     def team_members(self, tenant: int, team: str) -> np.ndarray:
-        owners = np.repeat(np.arange(self.people), np.diff(self.member_indptr))
+        owners = self._membership_owners()
         keep = (self.member_tenant == tenant) & (self.member_team == team)
         return np.unique(owners[keep])
+
+    def _membership_owners(self) -> np.ndarray:
+        """The person of each membership entry (the row of the membership CSR it sits in)."""
+        owners: np.ndarray = np.repeat(np.arange(self.people), np.diff(self.member_indptr))
+        return owners
 
     def memberships(self, node: int) -> np.ndarray:
         return self.member_tenant[self.member_indptr[node]:self.member_indptr[node + 1]]
