@@ -1,4 +1,4 @@
-"""Reads that export the graph for in-memory use (the serving snapshot; later, training), streamed
+"""Reads that export the graph for in-memory use (the serving snapshot, training data), streamed
 in pid-ordered pages rather than one giant query, plus the delta reads that refresh a snapshot."""
 
 from __future__ import annotations
@@ -51,6 +51,28 @@ OPTIONAL MATCH (a)-[k:KNOWS]->(b:Person)
 _KNOWS_CHANGED = Query("export.knows_changed", """
 MATCH (a:Person)-[k:KNOWS]->(b:Person) WHERE k.updated_at > $since
 """ + _KNOWS_FIELDS)
+
+_KNOWS_EVENTS_PAGE = Query("export.knows_events_page", """
+MATCH (a:Person) WHERE a.pid > $after
+WITH a ORDER BY a.pid LIMIT $limit
+OPTIONAL MATCH (a)-[k:KNOWS]->(b:Person)
+RETURN a.pid AS lo, b.pid AS hi, k.tenant_id AS tenant, k.events AS events
+""")
+
+_EMPLOYMENT = Query("export.employment", """
+MATCH (p:Person)-[w:WORKED_AT]->(c:Company)
+RETURN p.pid AS pid, c.cid AS cid, w.from AS from, w.to AS to,
+       coalesce(w.title_level, '') AS level, coalesce(w.function, '') AS function
+""")
+
+# Changes whenever anything a training export reads changes (ingest, erasure, tenant settings).
+_FINGERPRINT = Query("export.fingerprint", """
+CALL () { MATCH (p:Person) RETURN count(p) AS people }
+CALL () { MATCH ()-[k:KNOWS]->() RETURN count(k) AS knows, max(k.updated_at) AS knows_updated }
+CALL () { MATCH ()-[w:WORKED_AT]->() RETURN count(w) AS employment }
+CALL () { MATCH (t:Tenant) RETURN collect([t.tenant_id, coalesce(t.network_opt_out, false)]) AS tenants }
+RETURN people, knows, knows_updated, employment, tenants
+""")
 
 _COMPANIES = Query("export.companies", """
 MATCH (c:Company) RETURN c.cid AS cid, coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band
@@ -109,6 +131,29 @@ def knows(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[dict[str, A
             return
         yield from (row for row in rows if row["hi"] is not None)
         after = max(row["lo"] for row in rows)
+
+
+def knows_events(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
+    """Every KNOWS relationship with its event log (see graph.writes), paged by the lower pid."""
+    after = ""
+    while True:
+        rows = store.read(_KNOWS_EVENTS_PAGE, after=after, limit=page_size)
+        if not rows:
+            return
+        yield from (row for row in rows if row["hi"] is not None)
+        after = max(row["lo"] for row in rows)
+
+
+def employment(store: GraphStore) -> list[dict[str, Any]]:
+    """Every employment record: pid, cid, from, to (-1: current), level, function."""
+    return store.read(_EMPLOYMENT)
+
+
+def fingerprint(store: GraphStore) -> dict[str, Any]:
+    """Counts and watermarks that change whenever the exported data changes."""
+    row = store.read(_FINGERPRINT)[0]
+    row["tenants"] = sorted(row["tenants"])
+    return row
 
 
 def knows_changed(store: GraphStore, since_ms: int) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """The `relgraph` command line: Neo4j lifecycle, ingest, erase, stats, operator Cypher, the
-generator, benchmarks and the demo. Errors print one clear line and exit non-zero."""
+generator, training, evaluation and the model registry, benchmarks and the demo. Errors print one clear line and exit non-zero."""
 
 from __future__ import annotations
 
@@ -145,12 +145,102 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
 
         result = run_warm_paths_benchmark(config, people=args.people, queries=args.queries,
                                           cypher_queries=args.cypher_queries, network_key=key)
+    elif args.what == "train":
+        from jobs.bench_train import run_train_benchmark
+
+        result = run_train_benchmark(config, people=args.people, workers=_worker_counts(args.workers),
+                                     epochs=args.epochs or 5, network_key=key)
     else:
         from jobs.bench_serving import run_grpc_benchmark
 
         result = run_grpc_benchmark(config, people=args.people, seconds=args.seconds, concurrency=args.concurrency,
                                     network_key=key)
     _emit(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    return 0
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ConfigError(f"--workers {text!r}: give worker counts like 1,2")
+    return counts
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from gnn.linkpred import LinkTask
+    from jobs.train import TrainConfig
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    return TrainConfig(workers=_worker_counts(args.workers)[0], task=LinkTask(horizon_days=args.horizon_days),
+                       **overrides)
+
+
+def _render_train(r: dict[str, Any]) -> str:
+    lines = [f"run {r['run']}" + (f" -> registered as {r['version']}" if r.get("version") else "")
+             + f" ({r['seconds']:.0f} s, {r['samples_per_second']:.0f} samples/s)",
+             f"{'scorer':<24} {'MRR hist':>9} {'H@10 hist':>9} {'MRR rand':>9} {'H@10 rand':>9} {'AUC':>7}"]
+    for name, m in r["metrics"].items():
+        lines.append(f"{name:<24} {m['mrr_historical']:>9.4f} {m['hits@10_historical']:>9.4f} "
+                     f"{m['mrr_random']:>9.4f} {m['hits@10_random']:>9.4f} {m['auc']:>7.4f}")
+    h = r["headline"]
+    lines.append(f"model {'beats every baseline' if h['beats_every_baseline'] else 'does NOT beat every baseline'}"
+                 f" (MRR hist. margin over {h['best_baseline']}: {h['margin_mrr_historical']:+.4f}); "
+                 f"calibration Brier {r['calibration']['brier']:.4f}")
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from gnn.interactions import ExportScope, export_interactions
+    from gnn.registry import ModelRegistry
+    from jobs.train import MODEL_NAME, train_link_model
+
+    train_config = _train_config(args)
+    scope = ExportScope(start=args.since, end=args.until, tenant=args.tenant)
+    with _open_store(config) as store:
+        log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
+    registry = ModelRegistry(config.models_dir)
+    report = train_link_model(log, train_config, runs_dir=config.runs_dir, registry=registry,
+                              scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
+    if args.promote and report.version is not None:
+        registry.promote(MODEL_NAME, report.version.name)
+    _emit(report.to_dict(), args.json, _render_train)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
+    from jobs.evaluate import evaluate_links
+
+    report = evaluate_links(config, args.dataset, _train_config(args),
+                            network_key=network_key(config, create_local=True), progress=sys.stderr.isatty())
+    _emit(report.to_dict(), args.json, _render_train)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, config: Config) -> int:
+    from gnn.registry import ModelRegistry
+    from jobs.train import MODEL_NAME
+
+    registry = ModelRegistry(config.models_dir)
+    if args.action == "list":
+        rows = [v.summary() for v in registry.versions(MODEL_NAME)]
+        _emit(rows, args.json, lambda rs: "\n".join(
+            f"{r['version']}{' *' if r['promoted'] else '  '} {r['created']}  schema {r['schema_hash']}  "
+            f"MRR hist. {r['metrics'].get('mrr_historical', float('nan')):.4f} "
+            f"(best baseline {r['metrics'].get('best_baseline_mrr_historical', float('nan')):.4f})" for r in rs)
+            or "no link models yet: run `relgraph train --model link`")
+        return 0
+    if not args.version:
+        raise ConfigError(f"models {args.action} needs a VERSION (see `relgraph models list`)")
+    version = registry.promote(MODEL_NAME, args.version) if args.action == "promote" else \
+        registry.version(MODEL_NAME, args.version)
+    if args.action == "promote":
+        print(f"promoted link model {version.name}; servers pick it up at their next snapshot refresh")
+        return 0
+    _emit({**version.manifest, "path": str(version.path), "promoted": version.promoted}, args.json,
+          lambda m: (version.path / "card.md").read_text() + f"\nartifact: {m['path']}")
     return 0
 
 
@@ -260,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("bench", help="benchmarks that write measured numbers")
-    p.add_argument("what", choices=("ingest", "warm-paths", "grpc"))
+    p.add_argument("what", choices=("ingest", "warm-paths", "grpc", "train"))
     p.add_argument("--people", type=int, default=100_000)
     p.add_argument("--baseline-events", type=int, default=2000,
                    help="ingest: events ingested one transaction per event for the naive baseline")
@@ -268,8 +358,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cypher-queries", type=int, default=200, help="warm-paths: of those, how many also in Cypher")
     p.add_argument("--seconds", type=float, default=20.0, help="grpc: how long to sustain the load")
     p.add_argument("--concurrency", type=int, default=4, help="grpc: client processes")
+    p.add_argument("--workers", default="1,2", help="train: Ray worker counts to compare, e.g. 1,2")
+    p.add_argument("--epochs", type=int, help="train: epochs per configuration (default 5)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_bench)
+
+    def training_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--workers", default="1", help="Ray Train workers (DDP); RAY_ADDRESS selects a cluster")
+        p.add_argument("--epochs", type=int, help="training epochs (default 5)")
+        p.add_argument("--seed", type=int, help="random seed (default 0)")
+        p.add_argument("--horizon-days", type=float, default=30.0,
+                       help="predict a two-way interaction within this many days (default 30)")
+        p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("train", help="train the link model on Ray, evaluate it and register the run")
+    p.add_argument("--model", choices=("link",), required=True)
+    p.add_argument("--tenant", help="train on one tenant's data only (default: network-wide, without opt-outs)")
+    p.add_argument("--since", type=int, help="data window start, Unix seconds")
+    p.add_argument("--until", type=int, help="data window end (exclusive), Unix seconds")
+    p.add_argument("--resume", action="store_true", help="continue the newest unfinished run from its checkpoint")
+    p.add_argument("--promote", action="store_true", help="promote the new version to serving")
+    training_options(p)
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score the link model against baselines on any ingest-format dataset")
+    p.add_argument("task", choices=("links",))
+    p.add_argument("--dataset", required=True, type=Path, help="files or a folder in the public ingest format")
+    training_options(p)
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list, show or promote registered link models")
+    p.add_argument("action", choices=("list", "show", "promote"))
+    p.add_argument("version", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_models)
 
     p = sub.add_parser("serve", help="run the gRPC server (relgraph.v1)")
     p.add_argument("--host")

@@ -5,7 +5,7 @@ files under the relgraph home, never from the repository.
 | variable | setting | default |
 |---|---|---|
 | RELGRAPH_CONFIG | TOML file with [neo4j], [managed_neo4j], [ingest], [server] tables | none |
-| RELGRAPH_HOME | state: managed Neo4j data, local development key | ~/.local/share/relgraph |
+| RELGRAPH_HOME | state: managed Neo4j data, local development key, models/, runs/, cache/ | ~/.local/share/relgraph |
 | RELGRAPH_CACHE | downloads: virtual environment, Neo4j jars | ~/.cache/relgraph |
 | NEO4J_URI | an external Neo4j (then nothing is started) | the managed server |
 | NEO4J_USER / NEO4J_PASSWORD | credentials | neo4j / generated for the managed server |
@@ -103,6 +103,21 @@ class Config:
     @property
     def neo4j_home(self) -> Path:
         return self.home / "neo4j"
+
+    @property
+    def models_dir(self) -> Path:
+        """The model registry (gnn.registry)."""
+        return self.home / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Training runs and their checkpoints."""
+        return self.home / "runs"
+
+    @property
+    def export_cache_dir(self) -> Path:
+        """Cached training exports, keyed by data window, scope and graph fingerprint."""
+        return self.home / "cache" / "exports"
 
     @property
     def local_key_path(self) -> Path:

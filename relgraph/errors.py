@@ -12,6 +12,7 @@ any of them into a response with one interceptor, and the CLI prints them withou
     ├── RateLimitedError               RESOURCE_EXHAUSTED   per-key rate limit, with a retry delay
     ├── DeadlineExceededError          DEADLINE_EXCEEDED    the client's deadline passed; the work stopped
     ├── NoModelError                   FAILED_PRECONDITION  no model promoted for this answer
+    │   └── ModelSchemaError                                a model trained on other features than served
     ├── ProvisionError                 FAILED_PRECONDITION  the managed Neo4j could not be set up or started
     └── StoreError                     INTERNAL             Neo4j answered with an error
         ├── StoreUnavailableError      UNAVAILABLE          Neo4j cannot be reached (retryable)
@@ -78,6 +79,10 @@ class DeadlineExceededError(RelgraphError):
 
 
 class NoModelError(RelgraphError):
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class ModelSchemaError(NoModelError):
     grpc_status = "FAILED_PRECONDITION"
 
 

@@ -1,0 +1,1 @@
+"""PyG data export, features and models: the relationship-strength (link) model and its evaluation."""

@@ -1,0 +1,106 @@
+"""The per-worker training loop of the link model, run by Ray Train (jobs/train.py) on every worker.
+
+Each worker takes an equal shard of the training pairs (equal, so every rank runs the same number
+of DDP steps), samples neighbourhoods with `TorchNeighborSampler` through PyG's
+`LinkNeighborLoader`, and reports per-epoch metrics; rank 0 writes a checkpoint each epoch (model,
+optimizer, epoch, history), which a restarted worker or a resumed run continues from."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch_geometric.data import Data
+from torch_geometric.loader import LinkNeighborLoader
+
+from gnn.models import LinkModelConfig, LinkStrengthModel
+from gnn.sampler import TorchNeighborSampler
+
+CHECKPOINT_FILE = "state.pt"
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Ray Train's `train_loop_per_worker`. `config["data"]` is an object ref to the prepared tensors."""
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    data = ray.get(config["data"])
+
+    model = LinkStrengthModel(LinkModelConfig(**config["model"]))
+    model.fit_scaling(data["node_x"], data["train_x"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+    start, history = 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, history = state["epoch"] + 1, state["history"]
+    trained = ray.train.torch.prepare_model(model)  # DDP when world > 1
+
+    graph = Data(x=data["node_x"], edge_index=data["edge_index"], num_nodes=data["node_x"].shape[0])
+    sampler = TorchNeighborSampler(graph, list(config["num_neighbors"]), seed=config["seed"] + rank)
+    per_rank = data["train_y"].shape[0] // world
+    shard = torch.arange(rank * per_rank, (rank + 1) * per_rank)
+    pairs, pair_x, labels = data["train_pairs"][:, shard], data["train_x"][shard], data["train_y"][shard]
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    for epoch in range(start, config["epochs"]):
+        loader = LinkNeighborLoader(graph, num_neighbors=list(config["num_neighbors"]), edge_label_index=pairs,
+                                    edge_label=labels, batch_size=config["batch_size"], shuffle=True,
+                                    neighbor_sampler=sampler,
+                                    generator=torch.Generator().manual_seed(config["seed"] * 1000 + epoch))
+        model.train()
+        losses = []
+        for batch in _progress(loader, f"epoch {epoch + 1}/{config['epochs']}", rank == 0 and config["progress"]):
+            optimizer.zero_grad()
+            logits = trained(batch.x, batch.edge_index, batch.edge_label_index, pair_x[batch.input_id])
+            loss = loss_fn(logits, batch.edge_label)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **validate(model, data)}
+        history.append(metrics)
+        if rank == 0:
+            print(f"[train] epoch {epoch + 1}/{config['epochs']}: " +
+                  ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"), flush=True)
+            with tempfile.TemporaryDirectory() as folder:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                            "history": history}, Path(folder) / CHECKPOINT_FILE)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        else:
+            ray.train.report(metrics)
+
+
+def validate(model: LinkStrengthModel, data: dict[str, Any]) -> dict[str, float]:
+    """Loss and AUC on the held-out validation pairs, full graph (no sampling)."""
+    logits = validation_logits(model, data)
+    labels = data["val_y"].numpy()
+    loss = float(torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), data["val_y"]))
+    return {"val_loss": loss, "val_auc": float(roc_auc_score(labels, logits))}
+
+
+def validation_logits(model: LinkStrengthModel, data: dict[str, Any]) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        h = model.encode(data["node_x"], data["edge_index"])
+        logits: np.ndarray = model.decode(h, data["val_pairs"], data["val_x"]).numpy()
+    return logits
+
+
+def _progress(loader: LinkNeighborLoader, description: str, enabled: bool) -> Any:
+    if not enabled:
+        return loader
+    from ray.experimental.tqdm_ray import tqdm
+
+    return tqdm(loader, desc=description, total=len(loader))

@@ -1,0 +1,69 @@
+"""`relgraph bench train`: training throughput of the link model for several Ray worker counts on
+one generated network (exported once), with wall time, samples/s, peak memory of the driver and
+its worker processes, and the evaluation metrics each run reached."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from gnn.interactions import ExportScope, export_interactions
+from graph.pseudonymize import Pseudonymizer
+from jobs.bench_common import generated_graph
+from jobs.train import TrainConfig, train_link_model
+from relgraph.config import Config
+
+
+class _PeakMemory:
+    """Peak summed RSS of this process and all its descendants (Ray's workers), sampled."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def _run(self, interval_s: float) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            self._stop.wait(interval_s)
+
+    def __enter__(self) -> "_PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_train_benchmark(config: Config, *, people: int, workers: list[int], epochs: int, network_key: str,
+                        seed: int = 7) -> dict[str, Any]:
+    import ray
+
+    pseudo = Pseudonymizer(network_key)
+    with generated_graph(config, people=people, tenants=5, seed=seed, pseudo=pseudo) as graph:
+        began = time.perf_counter()
+        log = export_interactions(graph.store, ExportScope(), progress=True)
+        export_seconds = time.perf_counter() - began
+    runs = []
+    for count in workers:
+        with _PeakMemory() as memory:
+            report = train_link_model(log, TrainConfig(workers=count, epochs=epochs, seed=seed),
+                                      runs_dir=config.runs_dir / "bench", registry=None, scope={"bench": people})
+        ray.shutdown()  # a fresh local Ray per configuration, sized for its worker count
+        runs.append({"workers": count, "wall_s": round(report.seconds, 1), "fit_s": round(report.train_seconds, 1),
+                     "samples_per_s": round(report.samples_per_second, 1),
+                     "peak_rss_mb": round(memory.peak / 2**20), "headline": report.manifest["headline"],
+                     "model": report.manifest["metrics"]["model"], "sizes": report.manifest["sizes"]})
+    return {"people": people, "interactions": log.interactions, "export_s": round(export_seconds, 1),
+            "epochs": epochs, "runs": runs}
