@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from relgraph.errors import InvalidInputError
+
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(a, b) such that sigmoid(a * logit + b) is calibrated on (logits, labels)."""
     if np.unique(labels).shape[0] < 2:
-        raise ValueError("calibration needs both positive and negative examples")
+        raise InvalidInputError("calibration needs both positive and negative examples")
     fit = LogisticRegression(C=1e6).fit(logits.reshape(-1, 1), labels)
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 

@@ -123,12 +123,12 @@ class GraphAt:
         return torch.from_numpy(np.stack(columns, axis=1).astype(np.float32))
 
 
-def graph_at(log: InteractionLog, t: int, tenant: int | None = None) -> GraphAt:
-    """The graph from interactions before `t` (of one tenant's log when `tenant` is given)."""
+def graph_at(log: InteractionLog, t: int, tenants: list[int] | None = None) -> GraphAt:
+    """The graph from interactions before `t` (logged by one of `tenants`, when given)."""
     n = log.people
     before = log.ts < t
-    if tenant is not None:
-        before &= log.tenant == tenant
+    if tenants is not None:
+        before &= np.isin(log.tenant, tenants)
     lo, hi, ts = log.lo[before], log.hi[before], log.ts[before]
     kind, direction = log.kind[before], log.direction[before]
     keys, pair = np.unique(pair_keys(lo, hi, n), return_inverse=True)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from graph import exports
 from graph.records import FUNCTIONS, TITLE_LEVELS
 from graph.store import GraphStore
+from relgraph.errors import InvalidInputError
 
 # Bump when the arrays or their meaning change: cached exports of another version are not reused.
 EXPORT_SCHEMA = "interactions-v1"
@@ -58,7 +59,7 @@ class InteractionLog:
     @property
     def time_range(self) -> tuple[int, int]:
         if not self.interactions:
-            raise ValueError("the interaction log is empty: there is nothing to train or evaluate on")
+            raise InvalidInputError("the interaction log is empty: there is nothing to train or evaluate on")
         return int(self.ts[0]), int(self.ts[-1])
 
     def __repr__(self) -> str:
@@ -79,14 +80,16 @@ class InteractionLog:
 @dataclass(frozen=True, kw_only=True)
 class ExportScope:
     """Which interactions to export: a time window [start, end) in Unix seconds (None: unbounded)
-    and a tenant (None: network-wide, which leaves out tenants that opted out of the network)."""
+    and a tenant (None: network-wide, which leaves out tenants that opted out of the network,
+    unless `with_opted_out`: serving scores an opted-out tenant's own relationships for itself)."""
 
     start: int | None = None
     end: int | None = None
     tenant: str | None = None
+    with_opted_out: bool = False
 
-    def to_dict(self) -> dict[str, int | str | None]:
-        return {"start": self.start, "end": self.end, "tenant": self.tenant}
+    def to_dict(self) -> dict[str, int | str | bool | None]:
+        return {"start": self.start, "end": self.end, "tenant": self.tenant, "with_opted_out": self.with_opted_out}
 
 
 def export_interactions(store: GraphStore, scope: ExportScope, cache_dir: Path | None = None,
@@ -106,7 +109,8 @@ def export_interactions(store: GraphStore, scope: ExportScope, cache_dir: Path |
 
 
 def _read(store: GraphStore, scope: ExportScope, progress: bool) -> InteractionLog:
-    opted_out = {row["tenant"] for row in exports.tenants(store) if row["network_opt_out"]}
+    opted_out = set() if scope.with_opted_out else \
+        {row["tenant"] for row in exports.tenants(store) if row["network_opt_out"]}
     allowed = (lambda t: t == scope.tenant) if scope.tenant is not None else (lambda t: t not in opted_out)
     start = -(1 << 62) if scope.start is None else scope.start
     end = 1 << 62 if scope.end is None else scope.end

@@ -1,9 +1,11 @@
 """The temporal link-prediction task behind relationship strength, and its honest evaluation.
 
 Task: given everything before time t, will two people have a two-way interaction within the
-horizon after t? The chronological split puts the test cutoff one horizon before the last
-interaction and the training cutoff one horizon before that, so training labels end where test
-features begin and nothing after a cutoff reaches its features.
+horizon after t? The chronological split puts the test cutoff where `test_quantile` of the
+interactions have happened (by count, not by calendar, so a gap in the data, as real logs have,
+cannot leave a label window empty), test labels in the horizon after it, and the training cutoff
+one horizon before it: training labels end where test features begin, and nothing after a cutoff
+reaches its features.
 
 Evaluation follows TGB: each positive pair of the test horizon is a query from one of its people,
 ranked against negatives of two kinds: random people, and historical ones (people they had
@@ -23,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 from gnn.features import DAY, GraphAt, pair_keys, two_way_pairs
 from gnn.interactions import InteractionLog
 from gnn.models import LinkStrengthModel
+from relgraph.errors import ConfigError, InvalidInputError
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (u, v) -> score per pair, higher = stronger
 HITS_AT = (1, 10, 50)
@@ -36,12 +39,15 @@ class LinkTask:
     negatives_per_positive: int = 10  # training negatives per positive: half historical, half random
     eval_negatives: int = 100  # per query and negative kind
     max_eval_queries: int = 5000
+    test_quantile: float = 0.9  # the test cutoff: when this share of the interactions has happened
 
     def __post_init__(self) -> None:
         if self.horizon_days <= 0:
-            raise ValueError(f"horizon_days must be positive, got {self.horizon_days}")
+            raise ConfigError(f"horizon_days must be positive, got {self.horizon_days}")
+        if not 0.5 <= self.test_quantile < 1.0:
+            raise ConfigError(f"test_quantile must be in [0.5, 1), got {self.test_quantile}")
         if self.negatives_per_positive < 2 or self.eval_negatives < max(HITS_AT):
-            raise ValueError(f"negatives_per_positive must be >= 2 and eval_negatives >= {max(HITS_AT)}")
+            raise ConfigError(f"negatives_per_positive must be >= 2 and eval_negatives >= {max(HITS_AT)}")
 
     @property
     def horizon(self) -> int:
@@ -60,14 +66,14 @@ class Split:
 
 def chronological_split(log: InteractionLog, task: LinkTask) -> Split:
     first, last = log.time_range
-    end = last + 1
-    test = end - task.horizon
+    test = min(int(log.ts[int(task.test_quantile * (log.interactions - 1))]), last + 1 - task.horizon)
     train = test - task.horizon
     if train <= first + task.horizon:
-        days = (end - first) / DAY
-        raise ValueError(f"the log spans {days:.0f} days, too short for horizon_days={task.horizon_days:g}: "
-                         f"it needs at least three horizons (history, training labels, test labels)")
-    return Split(train_cutoff=train, test_cutoff=test, end=end)
+        days = (last - first) / DAY
+        raise InvalidInputError(f"the log spans {days:.0f} days, too short for horizon_days={task.horizon_days:g}: "
+                                f"it needs history, then a training and a test horizon before the last "
+                                f"{100 * (1 - task.test_quantile):.0f}% of its interactions")
+    return Split(train_cutoff=train, test_cutoff=test, end=test + task.horizon)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ def ranking_queries(log: InteractionLog, graph: GraphAt, end: int, task: LinkTas
     n, k = log.people, task.eval_negatives
     positive = two_way_pairs(log, graph.t, end)
     if not positive.shape[0]:
-        raise ValueError("no two-way interaction falls in the test horizon: nothing to evaluate")
+        raise InvalidInputError("no two-way interaction falls in the test horizon: nothing to evaluate")
     chosen = rng.choice(positive, size=min(task.max_eval_queries, positive.shape[0]), replace=False)
     flip = rng.random(chosen.shape[0]) < 0.5  # query from either side of the pair
     a, b = chosen // n, chosen % n

@@ -7,6 +7,7 @@ optimizer, epoch, history), which a restarted worker or a resumed run continues 
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def train_worker(config: dict[str, Any]) -> None:
         history.append(metrics)
         if rank == 0:
             print(f"[train] epoch {epoch + 1}/{config['epochs']}: " +
-                  ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"), flush=True)
+                  ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"), file=sys.stderr, flush=True)
             with tempfile.TemporaryDirectory() as folder:
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                             "history": history}, Path(folder) / CHECKPOINT_FILE)

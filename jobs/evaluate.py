@@ -17,7 +17,7 @@ from graph.store import connect
 from jobs.bench_common import throwaway_neo4j
 from jobs.train import TrainConfig, TrainReport, train_link_model
 from relgraph.config import Config
-from relgraph.errors import ConfigError
+from relgraph.errors import ConfigError, InvalidInputError
 
 
 def evaluate_links(config: Config, dataset: Path, train_config: TrainConfig, *, network_key: str,
@@ -29,7 +29,12 @@ def evaluate_links(config: Config, dataset: Path, train_config: TrainConfig, *, 
         try:
             with connect(eval_config) as store:
                 migrate(store)
-                ingest(store, [dataset], Pseudonymizer(network_key), batch_size=config.ingest.batch_size)
+                summary = ingest(store, [dataset], Pseudonymizer(network_key), batch_size=config.ingest.batch_size)
+                if summary.files_rejected:
+                    first = summary.first_errors[0]
+                    raise InvalidInputError(f"{summary.files_rejected} of {summary.files} dataset files were refused "
+                                            f"(first: {first.file}:{first.line}: {first.reason}); fix them, or "
+                                            f"convert them again, and rerun")
                 log = export_interactions(store, ExportScope(), progress=progress)
         finally:
             server.stop()

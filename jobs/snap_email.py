@@ -4,8 +4,8 @@ table) into relgraph's public ingest format, the way a user would bring their ow
     python -m jobs.snap_email ../shared/data/email-Eu-core-temporal.txt.gz \\
         ../shared/data/email-eu-core-temporal-departments.tsv OUT_DIR
 
-People get synthetic addresses (`u<ID>@d<DEPARTMENT>.eu-core.example`), departments become
-employers (so shared employers exist), the anonymized origin becomes 2020-01-01 and everything is
+People get synthetic addresses (`u<ID>@eu-core.example`), departments become employers (so
+shared employers exist; the 21 people whose department is ambiguous get none), the anonymized origin becomes 2020-01-01 and everything is
 one tenant's data (`eucore`), since one institution's mail server saw it all."""
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ def convert(emails: Path, departments: Path, out: Path) -> dict[str, int]:
     department: dict[str, str] = {}
     with open(departments, encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t"):
-            department[row["temporal_id"]] = row["department"]
+            # Ambiguous matches list candidates ("9|24"): such a person gets no employer rather than a guess.
+            if row["status"] == "unique":
+                department[row["temporal_id"]] = row["department"]
 
     def address(person: str) -> str:
-        return f"u{person}@d{department.get(person, 'x')}.eu-core.example"
+        return f"u{person}@eu-core.example"
 
     out.mkdir(parents=True, exist_ok=True)
     opener = gzip.open if emails.suffix == ".gz" else open

@@ -5,7 +5,8 @@ The same code runs locally (`ray.init()` sized for this machine) and on a cluste
 set, e.g. a KubeRay RayJob): the driver prepares the training tensors, puts them in Ray's object
 store, and Ray Train's `TorchTrainer` runs `gnn.training.train_worker` on each worker with DDP.
 Runs and their checkpoints live under `runs_dir/<run name>`; `resume=True` continues the newest
-unfinished run from its last checkpoint."""
+unfinished run from its last checkpoint (Ray Train restores a run started again under the same
+name and storage path)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from gnn.linkpred import (LinkTask, Split, baselines, chronological_split, edge_
 from gnn.models import LinkModelConfig, LinkStrengthModel
 from gnn.registry import ModelRegistry, ModelVersion
 from gnn.training import CHECKPOINT_FILE, train_worker, validation_logits
-from relgraph.errors import ConfigError
+from relgraph.errors import ConfigError, InvalidInputError
 
 MODEL_NAME = "link"
 _DONE = "DONE"  # marks a run directory whose training finished (not resumable)
@@ -107,8 +108,7 @@ def train_link_model(log: InteractionLog, config: TrainConfig, *, runs_dir: Path
                                      resources_per_worker={"CPU": threads}),
         run_config=RunConfig(name=run, storage_path=str(runs_dir.resolve()),
                              failure_config=FailureConfig(max_failures=config.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
-        resume_from_checkpoint=_last_checkpoint(runs_dir / run) if resume else None)
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
     fit_began = time.perf_counter()
     result = trainer.fit()
     train_seconds = time.perf_counter() - fit_began
@@ -158,7 +158,7 @@ def _training_data(log: InteractionLog, split: Split, config: TrainConfig, rng: 
     held, val = validation_pairs(log, graph, config.task.horizon, config.validation_share, rng)
     train = training_pairs(log, graph, config.task.horizon, config.task, rng, held)
     if int(train.y.sum()) == 0 or int(val.y.sum()) == 0:
-        raise ValueError("too few two-way interactions between the training and test cutoffs to train on: "
+        raise InvalidInputError("too few two-way interactions between the training and test cutoffs to train on: "
                          "use a longer log or a longer horizon_days")
     return {"node_x": graph.node_x, "edge_index": graph.edge_index(), "train_pairs": train.pairs,
             "train_x": train.x, "train_y": train.y, "val_pairs": val.pairs, "val_x": val.x, "val_y": val.y}
@@ -231,16 +231,6 @@ def _init_ray(workers: int) -> None:
 def _resumable_run(runs_dir: Path) -> str | None:
     runs = [p for p in runs_dir.iterdir() if p.is_dir() and p.name.startswith("link-") and not (p / _DONE).exists()]
     return max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
-
-
-def _last_checkpoint(run_dir: Path) -> Any:
-    from ray.train import Checkpoint
-
-    checkpoints = sorted((p for p in run_dir.glob("checkpoint_*") if (p / CHECKPOINT_FILE).exists()),
-                         key=lambda p: p.stat().st_mtime)
-    if not checkpoints:
-        raise ConfigError(f"--resume: run {run_dir.name} has no checkpoint yet; start a new run instead")
-    return Checkpoint.from_directory(str(checkpoints[-1]))
 
 
 def _plot_curves(history: list[dict[str, float]], path: Path) -> None:

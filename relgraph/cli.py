@@ -4,6 +4,7 @@ generator, training, evaluation and the model registry, benchmarks and the demo.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -148,8 +149,11 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     elif args.what == "train":
         from jobs.bench_train import run_train_benchmark
 
-        result = run_train_benchmark(config, people=args.people, workers=_worker_counts(args.workers),
-                                     epochs=args.epochs or 5, network_key=key)
+        from jobs.train import TrainConfig
+
+        with contextlib.redirect_stdout(sys.stderr):  # Ray forwards workers' output: keep stdout for the result
+            result = run_train_benchmark(config, people=args.people, workers=_worker_counts(args.workers),
+                                         epochs=args.epochs or TrainConfig().epochs, network_key=key)
     else:
         from jobs.bench_serving import run_grpc_benchmark
 
@@ -202,8 +206,9 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     with _open_store(config) as store:
         log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
     registry = ModelRegistry(config.models_dir)
-    report = train_link_model(log, train_config, runs_dir=config.runs_dir, registry=registry,
-                              scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
+    with contextlib.redirect_stdout(sys.stderr):  # Ray forwards workers' output: keep stdout for the result
+        report = train_link_model(log, train_config, runs_dir=config.runs_dir, registry=registry,
+                                  scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
     if args.promote and report.version is not None:
         registry.promote(MODEL_NAME, report.version.name)
     _emit(report.to_dict(), args.json, _render_train)
@@ -213,8 +218,9 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     from jobs.evaluate import evaluate_links
 
-    report = evaluate_links(config, args.dataset, _train_config(args),
-                            network_key=network_key(config, create_local=True), progress=sys.stderr.isatty())
+    with contextlib.redirect_stdout(sys.stderr):  # Ray forwards workers' output: keep stdout for the result
+        report = evaluate_links(config, args.dataset, _train_config(args),
+                                network_key=network_key(config, create_local=True), progress=sys.stderr.isatty())
     _emit(report.to_dict(), args.json, _render_train)
     return 0
 
@@ -359,13 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=20.0, help="grpc: how long to sustain the load")
     p.add_argument("--concurrency", type=int, default=4, help="grpc: client processes")
     p.add_argument("--workers", default="1,2", help="train: Ray worker counts to compare, e.g. 1,2")
-    p.add_argument("--epochs", type=int, help="train: epochs per configuration (default 5)")
+    p.add_argument("--epochs", type=int, help="train: epochs per configuration (default: as `relgraph train`)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_bench)
 
     def training_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--workers", default="1", help="Ray Train workers (DDP); RAY_ADDRESS selects a cluster")
-        p.add_argument("--epochs", type=int, help="training epochs (default 5)")
+        p.add_argument("--epochs", type=int, help="training epochs (default 10)")
         p.add_argument("--seed", type=int, help="random seed (default 0)")
         p.add_argument("--horizon-days", type=float, default=30.0,
                        help="predict a two-way interaction within this many days (default 30)")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import calendar
+import time
+
 import grpc
 from google.protobuf import timestamp_pb2
 
+from gnn.registry import ModelRegistry
 from graph import tenancy
 from graph.store import GraphStore
 from relgraph.errors import InvalidRequestError
@@ -12,6 +16,7 @@ from relgraph.v1 import admin_pb2 as pb
 from relgraph.v1 import admin_pb2_grpc
 from server.auth import KeyRing, create_api_key, current_auth
 from server.refresher import SnapshotHolder
+from server.strengths import LINK_MODEL
 
 _ROLE_NAMES = {pb.ROLE_MEMBER: "member", pb.ROLE_PARTNER: "partner", pb.ROLE_ADMIN: "admin"}
 _ROLE_ENUMS = {name: value for value, name in _ROLE_NAMES.items()}
@@ -24,8 +29,10 @@ def _info(record: tenancy.ApiKeyRecord) -> pb.ApiKeyInfo:
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: GraphStore, holder: SnapshotHolder, keys: KeyRing, pepper: str) -> None:
+    def __init__(self, store: GraphStore, holder: SnapshotHolder, keys: KeyRing, pepper: str,
+                 registry: ModelRegistry) -> None:
         self._store = store
+        self._registry = registry
         self._holder = holder
         self._keys = keys
         self._pepper = pepper
@@ -41,7 +48,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
 
     def ListModelVersions(self, request: pb.ListModelVersionsRequest,
                           context: grpc.ServicerContext) -> pb.ListModelVersionsResponse:
-        return pb.ListModelVersionsResponse()  # no model registry yet: nothing has been trained
+        versions = []
+        for version in reversed(self._registry.versions(LINK_MODEL)):
+            created = calendar.timegm(time.strptime(version.manifest["created"], "%Y-%m-%dT%H:%M:%SZ"))
+            versions.append(pb.ModelVersion(version=version.name, kind=LINK_MODEL, promoted=version.promoted,
+                                            created_at=timestamp_pb2.Timestamp(seconds=created)))
+        return pb.ListModelVersionsResponse(versions=versions)
 
     def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: grpc.ServicerContext) -> pb.CreateApiKeyResponse:
         role = _ROLE_NAMES.get(request.role)

@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gnn.registry import ModelRegistry
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
 from graph.store import GraphStore, connect
@@ -66,8 +67,10 @@ def create_server(config: Config, *, store: GraphStore | None = None) -> tuple[R
     metrics = Metrics()
     pseudo = Pseudonymizer(network_key(config))
     pepper = api_key_pepper(config)
+    registry = ModelRegistry(config.models_dir)
     holder = SnapshotHolder(store, metrics, refresh_interval_s=config.server.refresh_interval_s,
-                            full_rebuild_interval_s=config.server.full_rebuild_interval_s)
+                            full_rebuild_interval_s=config.server.full_rebuild_interval_s,
+                            registry=registry, export_cache=config.export_cache_dir)
     keys = KeyRing(store, pepper, config.server.key_cache_s)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
                          interceptors=[ServiceInterceptor(keys, RateLimiter(config.server), metrics)])
@@ -75,7 +78,7 @@ def create_server(config: Config, *, store: GraphStore | None = None) -> tuple[R
     buyer_intelligence_pb2_grpc.add_BuyerIntelligenceServiceServicer_to_server(BuyerIntelligenceService(), server)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(
         IngestService(store, holder, pseudo, config.ingest.batch_size), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(store, holder, keys, pepper), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(store, holder, keys, pepper, registry), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -5,8 +5,9 @@ Layout (N people, E KNOWS relationships, one per pair and tenant):
 - people sorted by pid, so a pid is found by binary search and node order is pid order;
 - a CSR adjacency over both directions: `indptr` (N+1, int32 while it fits), `neighbor` and `edge`
   (2E each, int32);
-- per relationship, once: `edge_tenant` (uint16), `edge_count`, `edge_two_way`, `edge_last_ts`
-  (uint32): 30 bytes per relationship in all (plus 4 bytes per person for `indptr`).
+- per relationship, once: `edge_tenant`, `edge_count`, `edge_two_way` (uint16; counts saturate at
+  65,535), `edge_last_ts` (uint32): 26 bytes per relationship in all (plus 4 bytes per person for
+  `indptr`), and `edge_strength` (float32, 4 more) while a relationship-strength model is served.
 
 Refresh reads only the KNOWS relationships changed since the last one (their `updated_at`) and
 the people new to the snapshot, then re-derives the CSR in memory. People's attributes and
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from graph import exports
+from graph import strength as heuristic
 from graph.records import FUNCTIONS, TITLE_LEVELS
 from graph.store import GraphStore
 
@@ -62,8 +64,8 @@ class Snapshot:
     neighbor: np.ndarray  # (2E,) int32
     edge: np.ndarray  # (2E,) int32
     edge_tenant: np.ndarray  # (E,) uint16
-    edge_count: np.ndarray  # (E,) uint32
-    edge_two_way: np.ndarray  # (E,) uint32
+    edge_count: np.ndarray  # (E,) uint16, saturating
+    edge_two_way: np.ndarray  # (E,) uint16, saturating
     edge_last_ts: np.ndarray  # (E,) uint32
     companies: Companies
     tenants: Tenants
@@ -72,6 +74,10 @@ class Snapshot:
     built_at: float
     refreshed_at: float
     watermark_ms: int  # highest KNOWS.updated_at seen
+    # The promoted link model's calibrated strength per relationship (server.strengths); None while
+    # the heuristic (graph.strength) ranks.
+    edge_strength: np.ndarray | None = None
+    strength_source: str = heuristic.NAME
     _member_masks: dict[int, np.ndarray] = field(default_factory=dict, repr=False, init=False)
     _company_order: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
 
@@ -88,8 +94,9 @@ class Snapshot:
     @property
     def adjacency_bytes(self) -> int:
         """Bytes of the adjacency index: CSR plus per-relationship evidence."""
-        return sum(int(a.nbytes) for a in (self.indptr, self.neighbor, self.edge, self.edge_tenant,
-                                           self.edge_count, self.edge_two_way, self.edge_last_ts))
+        arrays = (self.indptr, self.neighbor, self.edge, self.edge_tenant, self.edge_count, self.edge_two_way,
+                  self.edge_last_ts, self.edge_strength)
+        return sum(int(a.nbytes) for a in arrays if a is not None)
 
     def age_seconds(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.refreshed_at)
@@ -157,6 +164,14 @@ class Snapshot:
         _, edges = self.edges_of(node)
         return bool(np.any(self.edge_tenant[edges] == tenant)) or bool(np.any(self.memberships(node) == tenant))
 
+    def strength(self, edges: np.ndarray, as_of: int) -> np.ndarray:
+        """The strength warm paths rank by, per relationship: the served model's, else the heuristic's."""
+        if self.edge_strength is not None:
+            model: np.ndarray = self.edge_strength[edges].astype(np.float64)
+            return model
+        return heuristic.heuristic_strength(self.edge_count[edges], self.edge_two_way[edges],
+                                            self.edge_last_ts[edges], as_of)
+
     def with_erased(self, node: int) -> "Snapshot":
         erased = self.erased.copy()
         erased[node] = True
@@ -192,7 +207,7 @@ def _adjacency(n: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.n
     return (indptr.astype(np.int32) if 2 * lo.shape[0] < 2**31 else indptr), neighbor, edge
 
 
-def _edge_endpoints(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+def edge_endpoints(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi) per relationship, recovered from the CSR (each appears once from each side)."""
     owner = np.repeat(np.arange(snap.people, dtype=np.int32), np.diff(snap.indptr))
     lo = np.empty(snap.relationships, dtype=np.int32)
@@ -283,8 +298,12 @@ def _edge_arrays(rows: Iterable[dict[str, Any]], pids: np.ndarray, tenants: Tena
         watermark = max(watermark, int(row["updated_at"] or 0))
     return {"lo": np.searchsorted(pids, np.array(lo, dtype="S32")).astype(np.int32),
             "hi": np.searchsorted(pids, np.array(hi, dtype="S32")).astype(np.int32),
-            "tenant": np.array(tenant, dtype=np.uint16), "count": np.array(count, dtype=np.uint32),
-            "two_way": np.array(two_way, dtype=np.uint32), "last": np.array(last, dtype=np.uint32)}, watermark
+            "tenant": np.array(tenant, dtype=np.uint16), "count": _saturated(count), "two_way": _saturated(two_way),
+            "last": np.array(last, dtype=np.uint32)}, watermark
+
+
+def _saturated(values: list[int]) -> np.ndarray:
+    return np.minimum(np.array(values, dtype=np.int64), np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 def _assemble(people: dict[str, np.ndarray], edges: dict[str, np.ndarray], companies: Companies, tenants: Tenants,
@@ -292,7 +311,8 @@ def _assemble(people: dict[str, np.ndarray], edges: dict[str, np.ndarray], compa
     n = people["pids"].shape[0]
     indptr, neighbor, edge = _adjacency(n, edges["lo"], edges["hi"])
     now = time.time()
-    return Snapshot(**people, indptr=indptr, neighbor=neighbor, edge=edge, edge_tenant=edges["tenant"],
+    columns: dict[str, Any] = people
+    return Snapshot(**columns, indptr=indptr, neighbor=neighbor, edge=edge, edge_tenant=edges["tenant"],
                     edge_count=edges["count"], edge_two_way=edges["two_way"], edge_last_ts=edges["last"],
                     companies=companies, tenants=tenants, economic_buyers=economic_buyers,
                     erased=np.zeros(n, dtype=bool), built_at=built_at or now, refreshed_at=now, watermark_ms=watermark)
@@ -315,7 +335,7 @@ def refresh(snap: Snapshot, store: GraphStore) -> Snapshot:
     companies, tenants = _companies(store), _tenants(store)
     known = set(snap.pids.tolist())
     new_pids = sorted({p for r in changed for p in (r["lo"], r["hi"]) if p.encode() not in known})
-    lo_old, hi_old = _edge_endpoints(snap)
+    lo_old, hi_old = edge_endpoints(snap)
     old_pids = snap.pids
     if new_pids:
         added = _people_arrays(exports.people_by_pid(store, new_pids), companies, tenants)

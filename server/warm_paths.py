@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from graph.records import FUNCTIONS, TITLE_LEVELS
-from graph.strength import heuristic_strength
 from relgraph.errors import DeadlineExceededError
 from server.snapshot import Snapshot, ranges
 
@@ -79,8 +78,7 @@ def find_paths(snap: Snapshot, query: PathSearch, deadline: float | None = None)
         if hop == query.max_hops:  # the last hop only matters where it reaches a source
             keep &= is_source[neighbor]
         row, neighbor, edge = row[keep], neighbor[keep], edge[keep]
-        strength = heuristic_strength(snap.edge_count[edge], snap.edge_two_way[edge], snap.edge_last_ts[edge],
-                                      query.as_of)
+        strength = snap.strength(edge, query.as_of)
         nodes = np.column_stack([nodes[row], neighbor])
         edges = np.column_stack([edges[row], edge])
         score = score[row] * strength

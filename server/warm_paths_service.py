@@ -12,7 +12,6 @@ from google.protobuf import timestamp_pb2
 
 from graph.pseudonymize import Pseudonymizer, normalize_domain
 from graph.records import FUNCTIONS, TITLE_LEVELS
-from graph import strength as heuristic
 from relgraph.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, RecordError
 from relgraph.v1 import common_pb2, warm_paths_pb2, warm_paths_pb2_grpc
 from server.auth import AuthContext, current_auth
@@ -52,7 +51,7 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         paths = find_paths(snap, query, deadline_of(context)) if query.targets.size else []
         response = warm_paths_pb2.FindWarmPathsResponse(targets=int(query.targets.size),
                                                         snapshot_age_seconds=self._holder.age_seconds(),
-                                                        strength_source=heuristic.NAME)
+                                                        strength_source=snap.strength_source)
         for path in paths:
             out = response.paths.add(strength=path.strength)
             out.source.CopyFrom(person_view(snap, path.nodes[0], query.tenant))
@@ -66,8 +65,7 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
     def _evidence(self, snap: Snapshot, evidence: warm_paths_pb2.HopEvidence, edge: int, a: int, b: int,
                   query: PathSearch) -> None:
         count, two_way, last = int(snap.edge_count[edge]), int(snap.edge_two_way[edge]), int(snap.edge_last_ts[edge])
-        evidence.strength = float(heuristic.heuristic_strength(np.array([count]), np.array([two_way]),
-                                                               np.array([last]), query.as_of)[0])
+        evidence.strength = float(snap.strength(np.array([edge]), query.as_of)[0])
         employers = shared_employers(snap, a, b)
         evidence.shared_employer_count = len(employers)
         evidence.observed_by_requester = int(snap.edge_tenant[edge]) == query.tenant

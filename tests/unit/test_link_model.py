@@ -17,7 +17,7 @@ from gnn.interactions import InteractionLog
 from gnn.linkpred import LinkTask, Queries, baselines, chronological_split, ranking_metrics, ranking_queries
 from gnn.registry import ModelRegistry
 from gnn.sampler import TorchNeighborSampler
-from relgraph.errors import ModelSchemaError, NoModelError, NotFoundError
+from relgraph.errors import InvalidInputError, ModelSchemaError, NoModelError, NotFoundError
 
 T0 = 1_700_000_000
 
@@ -86,7 +86,7 @@ def test_two_way_needs_both_directions_or_a_meeting() -> None:
 
 def test_split_refuses_a_log_too_short_for_the_horizon() -> None:
     log, _ = planted_log(days=60)
-    with pytest.raises(ValueError, match="horizon_days"):
+    with pytest.raises(InvalidInputError, match="horizon_days"):
         chronological_split(log, LinkTask(horizon_days=30))
 
 
