@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ def train_worker(config: dict[str, Any]) -> None:
                                     generator=torch.Generator().manual_seed(config["seed"] * 1000 + epoch))
         model.train()
         losses = []
+        began = time.perf_counter()
         for batch in _progress(loader, f"epoch {epoch + 1}/{config['epochs']}", rank == 0 and config["progress"]):
             optimizer.zero_grad()
             logits = trained(batch.x, batch.edge_index, batch.edge_label_index, pair_x[batch.input_id])
@@ -70,11 +72,14 @@ def train_worker(config: dict[str, Any]) -> None:
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-        metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), **validate(model, data)}
+        seconds = time.perf_counter() - began
+        metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": seconds,
+                   **validate(model, data)}
         history.append(metrics)
         if rank == 0:
             print(f"[train] epoch {epoch + 1}/{config['epochs']}: " +
-                  ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "epoch"), file=sys.stderr, flush=True)
+                  ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
+                  + f" ({seconds:.1f} s)", file=sys.stderr, flush=True)
             with tempfile.TemporaryDirectory() as folder:
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                             "history": history}, Path(folder) / CHECKPOINT_FILE)

@@ -1,18 +1,23 @@
 """`relgraph demo`: the main job end to end on one machine. Starts the managed Neo4j (unless
 NEO4J_URI points elsewhere), generates a small multi-tenant network, ingests it, prints what was
-built (read back from Neo4j), then starts the gRPC server and prints real answers through a real
-client."""
+built (read back from Neo4j), trains the relationship-strength model on a local Ray, evaluates it
+against the baselines and promotes it, then starts the gRPC server and prints real answers, ranked
+by the model's strengths, through a real client."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
 
+from gnn.interactions import ExportScope, export_interactions
+from gnn.registry import ModelRegistry
 from graph.ingest import ingest
 from graph.neo4j_server import ManagedNeo4j
 from graph.operations import deals_by_crm_stage, stats, strongest_ties
@@ -20,6 +25,7 @@ from graph.pseudonymize import Pseudonymizer
 from graph.schema import current_version, migrate
 from graph.store import GraphStore, connect
 from jobs.generate import GeneratorConfig, generate
+from jobs.train import MODEL_NAME, TrainConfig, render_report, train_link_model
 from relgraph.client import Client
 from relgraph.config import Config
 from relgraph.query import describe_error, render_warm_paths
@@ -75,11 +81,27 @@ def run_demo(config: Config, *, people: int, tenants: int, seed: int, key: str) 
         _section(f"tenant {tenant}: deals by CRM-reported stage")
         for row in deals_by_crm_stage(store, tenant):
             print(f"  {row['outcome']:<5} {row['crm_stage'] or '-':<12} {row['deals']:>4} deals, {row['amount']:>12,.0f}")
+        _train_and_promote(config, store)
         _serve_and_ask(config, store, out, tenant)
     print("\nGround truth (true stages, outcomes, planted ties and signals) is in", out / "ground_truth")
     print("Run the server yourself: `relgraph serve`, make a key with `relgraph keys create --tenant "
           f"{tenant} --role member`, then `relgraph query warm-paths --key KEY --target-company DOMAIN`.")
     return 0
+
+
+def _train_and_promote(config: Config, store: GraphStore) -> None:
+    """Train the link model on the whole network (Ray, one worker), register and promote it."""
+    _section("train the relationship-strength model (Ray Train, PyG; network-wide, pseudonymous)")
+    log = export_interactions(store, ExportScope(), config.export_cache_dir)
+    print(f"exported {log!r}")
+    registry = ModelRegistry(config.models_dir)
+    with contextlib.redirect_stdout(sys.stderr):  # Ray's worker output goes with the other logs
+        report = train_link_model(log, TrainConfig(), runs_dir=config.runs_dir, registry=registry,
+                                  scope=ExportScope().to_dict())
+    assert report.version is not None
+    registry.promote(MODEL_NAME, report.version.name)
+    print(render_report(report.to_dict()))
+    print(f"registered and promoted as {report.version.name}: {report.version.path}")
 
 
 def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) -> None:

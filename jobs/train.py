@@ -63,9 +63,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class TrainReport:
     run: str
-    seconds: float
-    train_seconds: float
-    samples_per_second: float
+    seconds: float  # all of it: preparation, Ray start-up, training, evaluation
+    train_seconds: float  # Ray Train's fit(), start-up included
+    samples_per_second: float  # training pairs per second of the epochs themselves, all workers together
     manifest: dict[str, Any]
     version: ModelVersion | None
 
@@ -78,10 +78,6 @@ class TrainReport:
 def train_link_model(log: InteractionLog, config: TrainConfig, *, runs_dir: Path, registry: ModelRegistry | None,
                      scope: dict[str, Any], resume: bool = False, progress: bool = False) -> TrainReport:
     """Train, evaluate and (with a registry) store a link model trained on `log`."""
-    import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     began = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     split = chronological_split(log, config.task)
@@ -89,34 +85,7 @@ def train_link_model(log: InteractionLog, config: TrainConfig, *, runs_dir: Path
     train_size, val_y = int(data["train_y"].shape[0]), data["val_y"]
     model_config = LinkModelConfig(node_features=int(data["node_x"].shape[1]),
                                    pair_features=int(data["train_x"].shape[1]), hidden=config.hidden)
-
-    _init_ray(config.workers)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    run = _resumable_run(runs_dir) if resume else None
-    if resume and run is None:
-        raise ConfigError(f"--resume: no unfinished run under {runs_dir}")
-    run = run or f"link-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-    threads = max(1, cpus // config.workers)
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config={"data": ray.put(data), "model": model_config.to_dict(), "seed": config.seed,
-                           "epochs": config.epochs, "batch_size": config.batch_size,
-                           "learning_rate": config.learning_rate, "num_neighbors": list(config.num_neighbors),
-                           "threads": threads, "progress": progress},
-        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False,
-                                     resources_per_worker={"CPU": threads}),
-        run_config=RunConfig(name=run, storage_path=str(runs_dir.resolve()),
-                             failure_config=FailureConfig(max_failures=config.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
-    fit_began = time.perf_counter()
-    result = trainer.fit()
-    train_seconds = time.perf_counter() - fit_began
-    if result.checkpoint is None:
-        raise RuntimeError(f"training run {run} finished without a checkpoint: {result.error}")
-    with result.checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
-    (runs_dir / run / _DONE).write_text("")
+    run, state, train_seconds = _fit_on_ray(data, model_config, config, runs_dir, resume, progress)
 
     model = LinkStrengthModel(model_config)
     model.load_state_dict(state["model"])
@@ -145,10 +114,47 @@ def train_link_model(log: InteractionLog, config: TrainConfig, *, runs_dir: Path
         version = registry.write(MODEL_NAME, manifest,
                                  {"config": model_config.to_dict(), "weights": model.state_dict(), "platt": [a, b]},
                                  extras)
-    total = time.perf_counter() - began
-    return TrainReport(run=run, seconds=total, train_seconds=train_seconds,
-                       samples_per_second=trained_epochs * train_size / max(train_seconds, 1e-9),
+    epoch_seconds = sum(h["seconds"] for h in state["history"])
+    return TrainReport(run=run, seconds=time.perf_counter() - began, train_seconds=train_seconds,
+                       samples_per_second=trained_epochs * train_size / max(epoch_seconds, 1e-9),
                        manifest=manifest, version=version)
+
+
+def _fit_on_ray(data: dict[str, Any], model_config: LinkModelConfig, config: TrainConfig, runs_dir: Path,
+                resume: bool, progress: bool) -> tuple[str, dict[str, Any], float]:
+    """Run `train_worker` on Ray Train; (run name, the last checkpoint's state, seconds)."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    _init_ray(config.workers)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    run = _resumable_run(runs_dir) if resume else None
+    if resume and run is None:
+        raise ConfigError(f"--resume: no unfinished run under {runs_dir}")
+    run = run or f"link-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    threads = max(1, cpus // config.workers)
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config={"data": ray.put(data), "model": model_config.to_dict(), "seed": config.seed,
+                           "epochs": config.epochs, "batch_size": config.batch_size,
+                           "learning_rate": config.learning_rate, "num_neighbors": list(config.num_neighbors),
+                           "threads": threads, "progress": progress},
+        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False,
+                                     resources_per_worker={"CPU": threads}),
+        run_config=RunConfig(name=run, storage_path=str(runs_dir.resolve()),
+                             failure_config=FailureConfig(max_failures=config.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
+    began = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - began
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {run} finished without a checkpoint: {result.error}")
+    with result.checkpoint.as_directory() as folder:
+        state: dict[str, Any] = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+    (runs_dir / run / _DONE).write_text("")
+    return run, state, seconds
 
 
 def _training_data(log: InteractionLog, split: Split, config: TrainConfig, rng: np.random.Generator) -> dict[str, Any]:
@@ -252,5 +258,16 @@ def _plot_curves(history: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def report_json(report: TrainReport) -> str:
-    return json.dumps(report.to_dict(), indent=2)
+def render_report(r: dict[str, Any]) -> str:
+    """A training report as a table: the model beside every baseline, and the verdict."""
+    lines = [f"run {r['run']}" + (f" -> registered as {r['version']}" if r.get("version") else "")
+             + f" ({r['seconds']:.0f} s, {r['samples_per_second']:.0f} samples/s)",
+             f"{'scorer':<24} {'MRR hist':>9} {'H@10 hist':>9} {'MRR rand':>9} {'H@10 rand':>9} {'AUC':>7}"]
+    for name, m in r["metrics"].items():
+        lines.append(f"{name:<24} {m['mrr_historical']:>9.4f} {m['hits@10_historical']:>9.4f} "
+                     f"{m['mrr_random']:>9.4f} {m['hits@10_random']:>9.4f} {m['auc']:>7.4f}")
+    h = r["headline"]
+    lines.append(f"model {'beats every baseline' if h['beats_every_baseline'] else 'does NOT beat every baseline'}"
+                 f" (MRR hist. margin over {h['best_baseline']}: {h['margin_mrr_historical']:+.4f}); "
+                 f"calibration Brier {r['calibration']['brier']:.4f}")
+    return "\n".join(lines)

@@ -182,24 +182,10 @@ def _train_config(args: argparse.Namespace) -> Any:
                        **overrides)
 
 
-def _render_train(r: dict[str, Any]) -> str:
-    lines = [f"run {r['run']}" + (f" -> registered as {r['version']}" if r.get("version") else "")
-             + f" ({r['seconds']:.0f} s, {r['samples_per_second']:.0f} samples/s)",
-             f"{'scorer':<24} {'MRR hist':>9} {'H@10 hist':>9} {'MRR rand':>9} {'H@10 rand':>9} {'AUC':>7}"]
-    for name, m in r["metrics"].items():
-        lines.append(f"{name:<24} {m['mrr_historical']:>9.4f} {m['hits@10_historical']:>9.4f} "
-                     f"{m['mrr_random']:>9.4f} {m['hits@10_random']:>9.4f} {m['auc']:>7.4f}")
-    h = r["headline"]
-    lines.append(f"model {'beats every baseline' if h['beats_every_baseline'] else 'does NOT beat every baseline'}"
-                 f" (MRR hist. margin over {h['best_baseline']}: {h['margin_mrr_historical']:+.4f}); "
-                 f"calibration Brier {r['calibration']['brier']:.4f}")
-    return "\n".join(lines)
-
-
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from gnn.interactions import ExportScope, export_interactions
     from gnn.registry import ModelRegistry
-    from jobs.train import MODEL_NAME, train_link_model
+    from jobs.train import MODEL_NAME, render_report, train_link_model
 
     train_config = _train_config(args)
     scope = ExportScope(start=args.since, end=args.until, tenant=args.tenant)
@@ -211,17 +197,18 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
                                   scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
     if args.promote and report.version is not None:
         registry.promote(MODEL_NAME, report.version.name)
-    _emit(report.to_dict(), args.json, _render_train)
+    _emit(report.to_dict(), args.json, render_report)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     from jobs.evaluate import evaluate_links
+    from jobs.train import render_report
 
     with contextlib.redirect_stdout(sys.stderr):  # Ray forwards workers' output: keep stdout for the result
         report = evaluate_links(config, args.dataset, _train_config(args),
                                 network_key=network_key(config, create_local=True), progress=sys.stderr.isatty())
-    _emit(report.to_dict(), args.json, _render_train)
+    _emit(report.to_dict(), args.json, render_report)
     return 0
 
 
