@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch_geometric.data import HeteroData
 
 from gnn.interactions import InteractionLog
 from graph.records import FUNCTIONS, INTERACTION_KINDS, TITLE_LEVELS, TWO_WAY_INTERACTIONS
@@ -73,6 +74,7 @@ class GraphAt:
     recency_180d: np.ndarray
     adjacency: sp.csr_matrix  # (N, N) symmetric 0/1
     employers: sp.csr_matrix  # (N, C) 1 where the person worked at the company before t
+    jobs: tuple[np.ndarray, np.ndarray, np.ndarray]  # (person, company, first start) per employer, int64
     node_x: torch.Tensor  # (N, len(NODE_FEATURES)) float32
 
     @property
@@ -91,6 +93,23 @@ class GraphAt:
         found = (self.keys.shape[0] > 0) & (self.keys[pos] == keys) if self.keys.shape[0] else \
             np.zeros(keys.shape[0], dtype=bool)
         return pos, found
+
+    def to_hetero_data(self) -> HeteroData:
+        """The graph at t as PyG `HeteroData`: people (node features), companies, `knows` in both
+        directions with the pair features as `edge_attr` and the last interaction as `time`, and
+        `worked_at` (jobs begun before t) with the start as `time`."""
+        data = HeteroData()
+        data["person"].x = self.node_x
+        data["company"].num_nodes = int(self.employers.shape[1])
+        lo, hi = self.pairs
+        pair_x = self.pair_features(lo, hi)
+        data["person", "knows", "person"].edge_index = self.edge_index()
+        data["person", "knows", "person"].edge_attr = torch.cat([pair_x, pair_x])
+        data["person", "knows", "person"].time = torch.from_numpy(np.concatenate([self.last_ts, self.last_ts]))
+        person, company, since = self.jobs
+        data["person", "worked_at", "company"].edge_index = torch.from_numpy(np.stack([person, company]))
+        data["person", "worked_at", "company"].time = torch.from_numpy(since)
+        return data
 
     def common_neighbors(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return np.asarray(self.adjacency[u].multiply(self.adjacency[v]).sum(axis=1)).ravel()
@@ -151,13 +170,18 @@ def graph_at(log: InteractionLog, t: int, tenants: list[int] | None = None) -> G
     adjacency.data[:] = 1.0
     started = log.emp_from < t
     companies = int(log.emp_company.max()) + 1 if log.emp_company.size else 0
-    employers = sp.csr_matrix((np.ones(int(started.sum())), (log.emp_person[started], log.emp_company[started])),
-                              shape=(n, companies))
+    job_keys = log.emp_person[started].astype(np.int64) * max(companies, 1) + log.emp_company[started]
+    job_from = log.emp_from[started]
+    order = np.lexsort((job_from, job_keys))  # by employer, earliest start first
+    unique_jobs, first = np.unique(job_keys[order], return_index=True)
+    person, company = unique_jobs // max(companies, 1), unique_jobs % max(companies, 1)
+    employers = sp.csr_matrix((np.ones(unique_jobs.shape[0]), (person, company)), shape=(n, companies))
     return GraphAt(t=t, n=n, keys=keys, count=per_pair(np.ones(lo.shape[0])),
                    one_way_min=np.minimum(forward, backward), one_way_max=np.maximum(forward, backward),
                    sync=per_pair(sync.astype(np.float64)), first_ts=first_ts, last_ts=last_ts,
                    recency_30d=per_pair(np.exp(-age_days / RECENCY_TAU_DAYS)),
                    recency_180d=per_pair(np.exp(-age_days / 180.0)), adjacency=adjacency, employers=employers,
+                   jobs=(person, company, job_from[order][first]),
                    node_x=_node_features(log, t, lo, hi, ts, adjacency))
 
 

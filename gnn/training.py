@@ -1,7 +1,7 @@
 """The per-worker training loop of the link model, run by Ray Train (jobs/train.py) on every worker.
 
-Each worker takes an equal shard of the training pairs (equal, so every rank runs the same number
-of DDP steps), samples neighbourhoods with `TorchNeighborSampler` through PyG's
+Each worker takes an equal random shard of the training pairs (equal, so every rank runs the same
+number of DDP steps), samples neighbourhoods with `TorchNeighborSampler` through PyG's
 `LinkNeighborLoader`, and reports per-epoch metrics; rank 0 writes a checkpoint each epoch (model,
 optimizer, epoch, history), which a restarted worker or a resumed run continues from."""
 
@@ -52,8 +52,11 @@ def train_worker(config: dict[str, Any]) -> None:
 
     graph = Data(x=data["node_x"], edge_index=data["edge_index"], num_nodes=data["node_x"].shape[0])
     sampler = TorchNeighborSampler(graph, list(config["num_neighbors"]), seed=config["seed"] + rank)
+    # The same seeded permutation on every rank, cut into equal shards: each rank sees a random
+    # sample of positives and negatives (the pairs are stored positives first).
     per_rank = data["train_y"].shape[0] // world
-    shard = torch.arange(rank * per_rank, (rank + 1) * per_rank)
+    order = torch.randperm(data["train_y"].shape[0], generator=torch.Generator().manual_seed(config["seed"]))
+    shard = order[rank * per_rank:(rank + 1) * per_rank]
     pairs, pair_x, labels = data["train_pairs"][:, shard], data["train_x"][shard], data["train_y"][shard]
     loss_fn = torch.nn.BCEWithLogitsLoss()
 

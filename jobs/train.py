@@ -165,7 +165,7 @@ def _training_data(log: InteractionLog, split: Split, config: TrainConfig, rng: 
     train = training_pairs(log, graph, config.task.horizon, config.task, rng, held)
     if int(train.y.sum()) == 0 or int(val.y.sum()) == 0:
         raise InvalidInputError("too few two-way interactions between the training and test cutoffs to train on: "
-                         "use a longer log or a longer horizon_days")
+                                "use a longer log or a longer horizon_days")
     return {"node_x": graph.node_x, "edge_index": graph.edge_index(), "train_pairs": train.pairs,
             "train_x": train.x, "train_y": train.y, "val_pairs": val.pairs, "val_x": val.x, "val_y": val.y}
 

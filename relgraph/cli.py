@@ -178,7 +178,7 @@ def _train_config(args: argparse.Namespace) -> Any:
     from jobs.train import TrainConfig
 
     overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
-    return TrainConfig(workers=_worker_counts(args.workers)[0], task=LinkTask(horizon_days=args.horizon_days),
+    return TrainConfig(workers=args.workers, task=LinkTask(horizon_days=args.horizon_days),
                        **overrides)
 
 
@@ -198,6 +198,27 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     if args.promote and report.version is not None:
         registry.promote(MODEL_NAME, report.version.name)
     _emit(report.to_dict(), args.json, render_report)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    import time
+
+    import torch
+
+    from gnn.features import graph_at
+    from gnn.interactions import ExportScope, export_interactions
+
+    scope = ExportScope(start=args.since, end=args.until, tenant=args.tenant)
+    with _open_store(config) as store:
+        log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
+    at = args.at if args.at is not None else (args.until if args.until is not None else int(time.time()))
+    data = graph_at(log, at).to_hetero_data()
+    torch.save({"data": data, "pids": log.pids.tolist(), "at": at, "scope": scope.to_dict()}, args.out)
+    _emit({"out": str(args.out), "at": at, "people": log.people, "interactions": log.interactions,
+           "edges": {"/".join(k): int(data[k].edge_index.shape[1]) for k in data.edge_types}}, args.json,
+          lambda r: f"{r['out']}: HeteroData at {r['at']} ({r['people']} people; " +
+          ", ".join(f"{k} {v}" for k, v in r["edges"].items()) + ")")
     return 0
 
 
@@ -357,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_bench)
 
     def training_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--workers", default="1", help="Ray Train workers (DDP); RAY_ADDRESS selects a cluster")
+        p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP); RAY_ADDRESS selects a cluster")
         p.add_argument("--epochs", type=int, help="training epochs (default 10)")
         p.add_argument("--seed", type=int, help="random seed (default 0)")
         p.add_argument("--horizon-days", type=float, default=30.0,
@@ -373,6 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--promote", action="store_true", help="promote the new version to serving")
     training_options(p)
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("export", help="write the graph at a time as PyG HeteroData (torch.save), for notebooks")
+    p.add_argument("what", choices=("graph",))
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--at", type=int, help="the time the graph is taken at, Unix seconds (default: --until or now)")
+    p.add_argument("--tenant", help="one tenant's data only (default: network-wide, without opt-outs)")
+    p.add_argument("--since", type=int, help="data window start, Unix seconds")
+    p.add_argument("--until", type=int, help="data window end (exclusive), Unix seconds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("evaluate", help="score the link model against baselines on any ingest-format dataset")
     p.add_argument("task", choices=("links",))

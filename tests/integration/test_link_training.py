@@ -201,6 +201,24 @@ def test_models_commands(trained: Trained, cli_env: dict[str, str]) -> None:
     assert promoted.returncode == 0, promoted.stderr
 
 
+def test_export_command_writes_hetero_data(trained: Trained, cli_env: dict[str, str], tmp_path: Path) -> None:
+    at = int(trained.log.ts[-1]) + 1
+    run = subprocess.run(["relgraph", "export", "graph", "--out", str(tmp_path / "g.pt"), "--at", str(at), "--json"],
+                         env={**cli_env, "RELGRAPH_HOME": str(trained.home)}, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    saved = torch.load(tmp_path / "g.pt", weights_only=False)
+    data = saved["data"]
+    pairs = trained.store.read(Query("test.pairs", "MATCH (a:Person)-[:KNOWS]->(b:Person) "
+                                     "RETURN count(DISTINCT [a.pid, b.pid]) AS n"))[0]["n"]
+    jobs = trained.store.read(Query("test.jobs", "MATCH (p:Person)-[:WORKED_AT]->(c:Company) "
+                                    "RETURN count(DISTINCT [p.pid, c.cid]) AS n"))[0]["n"]
+    assert data["person"].x.shape[0] == len(saved["pids"]) == trained.log.people
+    assert data["person", "knows", "person"].edge_index.shape[1] == 2 * pairs
+    assert data["person", "knows", "person"].edge_attr.shape[0] == 2 * pairs
+    assert data["person", "worked_at", "company"].edge_index.shape[1] == jobs
+
+
 def test_evaluate_ranks_planted_strong_ties_first(cli_env: dict[str, str], tmp_path: Path) -> None:
     """A dataset in the public ingest format: sparse one-way noise, plus pairs that email each
     other every few days. The evaluation must rank those ties first, and report the baselines."""
