@@ -124,20 +124,19 @@ def people_by_pid(store: GraphStore, pids: list[str]) -> list[PersonRow]:
 
 def knows(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
     """Every KNOWS relationship with its evidence, paged by the lower person's pid."""
-    after = ""
-    while True:
-        rows = store.read(_KNOWS_PAGE, after=after, limit=page_size)
-        if not rows:
-            return
-        yield from (row for row in rows if row["hi"] is not None)
-        after = max(row["lo"] for row in rows)
+    return _knows_pages(store, _KNOWS_PAGE, page_size)
 
 
 def knows_events(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
     """Every KNOWS relationship with its event log (see graph.writes), paged by the lower pid."""
+    return _knows_pages(store, _KNOWS_EVENTS_PAGE, page_size)
+
+
+def _knows_pages(store: GraphStore, query: Query, page_size: int) -> Iterator[dict[str, Any]]:
+    """Run a KNOWS page query (`$after`, `$limit`: a page of lower people) until the people run out."""
     after = ""
     while True:
-        rows = store.read(_KNOWS_EVENTS_PAGE, after=after, limit=page_size)
+        rows = store.read(query, after=after, limit=page_size)
         if not rows:
             return
         yield from (row for row in rows if row["hi"] is not None)

@@ -64,6 +64,6 @@ def run_train_benchmark(config: Config, *, people: int, workers: list[int], epoc
         runs.append({"workers": count, "wall_s": round(report.seconds, 1), "fit_s": round(report.train_seconds, 1),
                      "samples_per_s": round(report.samples_per_second, 1),
                      "peak_rss_mb": round(memory.peak / 2**20), "headline": report.manifest["headline"],
-                     "model": report.manifest["metrics"]["model"], "sizes": report.manifest["sizes"]})
+                     "metrics": report.manifest["metrics"], "sizes": report.manifest["sizes"]})
     return {"people": people, "interactions": log.interactions, "export_s": round(export_seconds, 1),
             "epochs": epochs, "runs": runs}

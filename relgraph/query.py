@@ -112,7 +112,7 @@ def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
     lines = [f"{len(response.paths)} path(s) to {response.targets} target(s); strengths: {response.strength_source}; "
              f"snapshot age {response.snapshot_age_seconds:.1f} s"]
     for i, path in enumerate(response.paths, start=1):
-        lines.append(f"{i:>2}. strength {path.strength:.4f}  from {_person(path.source)}")
+        lines.append(f"{i:>2}. strength {path.strength:.3g}  from {_person(path.source)}")
         for hop in path.hops:
             e = hop.evidence
             if e.observed_by_requester:
@@ -122,7 +122,7 @@ def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
                                f", {e.shared_employer_count} shared employer(s)" if e.shared_employer_count else ""))
             else:
                 evidence = "known through the network (evidence withheld)"
-            lines.append(f"      → {_person(hop.person)}  [{e.strength:.3f}: {evidence}]")
+            lines.append(f"      → {_person(hop.person)}  [{e.strength:.3g}: {evidence}]")
     return "\n".join(lines)
 
 
