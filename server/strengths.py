@@ -53,7 +53,10 @@ def with_model_strengths(snap: Snapshot, served: ServedModel, store: GraphStore,
     log = export_interactions(store, ExportScope(end=as_of, with_opted_out=True), cache_dir)
     strength = np.zeros(snap.relationships, dtype=np.float32)
     if snap.relationships and log.interactions:
-        lo, hi = (np.searchsorted(log.pids, snap.pids[end]) for end in edge_endpoints(snap))
+        ends = [snap.pids[end] for end in edge_endpoints(snap)]
+        lo, hi = (np.minimum(np.searchsorted(log.pids, e), log.people - 1) for e in ends)
+        # A relationship whose events all lie after `as_of` has people the export lacks: strength 0.
+        exported = (log.pids[lo] == ends[0]) & (log.pids[hi] == ends[1])
         log_tenant = {name: i for i, name in enumerate(log.tenants.tolist())}
         # Embeddings from the network: every tenant's interactions but those of opted-out tenants.
         network = [log_tenant[t] for i, t in enumerate(snap.tenants.ids)
@@ -62,7 +65,7 @@ def with_model_strengths(snap: Snapshot, served: ServedModel, store: GraphStore,
         with torch.no_grad():
             embeddings = served.model.encode(structure.node_x, structure.edge_index())
         for index, tenant in enumerate(snap.tenants.ids):
-            edges = np.flatnonzero(snap.edge_tenant == index)
+            edges = np.flatnonzero((snap.edge_tenant == index) & exported)
             if not edges.size or tenant not in log_tenant:
                 continue
             own = graph_at(log, as_of, tenants=[log_tenant[tenant]])
