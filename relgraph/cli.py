@@ -1,5 +1,6 @@
 """The `relgraph` command line: Neo4j lifecycle, ingest, erase, stats, operator Cypher, the
-generator, training, evaluation and the model registry, benchmarks and the demo. Errors print one clear line and exit non-zero."""
+generator, training, evaluation and the model registry, benchmarks and the demo. Errors print one
+clear line and exit non-zero."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,10 +150,9 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
                                           cypher_queries=args.cypher_queries, network_key=key)
     elif args.what == "train":
         from jobs.bench_train import run_train_benchmark
-
         from jobs.train import TrainConfig
 
-        with contextlib.redirect_stdout(sys.stderr):  # Ray forwards workers' output: keep stdout for the result
+        with _ray_output_to_stderr():
             result = run_train_benchmark(config, people=args.people, workers=_worker_counts(args.workers),
                                          epochs=args.epochs or TrainConfig().epochs, network_key=key)
     else:
@@ -161,6 +162,12 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
                                     network_key=key)
     _emit(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0
+
+
+def _ray_output_to_stderr() -> contextlib.AbstractContextManager[Any]:
+    """Ray forwards its workers' output to the driver's stdout: send it to stderr, so stdout holds
+    only the command's result (and `--json` stays parseable)."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _worker_counts(text: str) -> list[int]:
@@ -192,7 +199,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     with _open_store(config) as store:
         log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
     registry = ModelRegistry(config.models_dir)
-    with contextlib.redirect_stdout(sys.stderr):  # Ray forwards workers' output: keep stdout for the result
+    with _ray_output_to_stderr():
         report = train_link_model(log, train_config, runs_dir=config.runs_dir, registry=registry,
                                   scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
     if args.promote and report.version is not None:
@@ -202,8 +209,6 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
-    import time
-
     import torch
 
     from gnn.features import graph_at
@@ -226,7 +231,7 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     from jobs.evaluate import evaluate_links
     from jobs.train import render_report
 
-    with contextlib.redirect_stdout(sys.stderr):  # Ray forwards workers' output: keep stdout for the result
+    with _ray_output_to_stderr():
         report = evaluate_links(config, args.dataset, _train_config(args),
                                 network_key=network_key(config, create_local=True), progress=sys.stderr.isatty())
     _emit(report.to_dict(), args.json, render_report)
