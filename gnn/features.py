@@ -1,7 +1,7 @@
 """The graph as it stood at a time t, and the features the link model reads from it.
 
 Everything here is computed from interactions strictly before t and employment that began before
-t, so a model trained or evaluated at t cannot see the future (tests/unit/test_link_features.py
+t, so a model trained or evaluated at t cannot see the future (tests/unit/test_link_model.py
 checks it). Pairs are unordered and keyed `lo * N + hi` with lo < hi.
 
 Pair features describe the relationship's evidence (frequency, recency, reciprocity, meetings and

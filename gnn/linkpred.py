@@ -85,15 +85,14 @@ class PairSet:
     y: torch.Tensor
 
 
-def validation_pairs(log: InteractionLog, graph: GraphAt, horizon: int, share: float,
+def validation_pairs(graph: GraphAt, positive: np.ndarray, share: float,
                      rng: np.random.Generator) -> tuple[np.ndarray, PairSet]:
-    """(held-out pair keys, validation pairs) at `graph.t`.
+    """(held-out pair keys, validation pairs) at `graph.t`; `positive`: the horizon's two-way pairs.
 
-    A share of the pairs (with history, or positive in the horizon) is held out of training at
-    every cutoff. Validation is every held-out pair with history, positive or not: the population
-    serving scores, so Platt scaling fitted on it calibrates what warm paths show."""
-    n = log.people
-    positive = two_way_pairs(log, graph.t, graph.t + horizon)
+    A share of the pairs (with history, or positive in the horizon) is held out of training.
+    Validation is every held-out pair with history, positive or not: the population serving
+    scores, so Platt scaling fitted on it calibrates what warm paths show."""
+    n = graph.n
     held = np.unique(np.concatenate([graph.keys, positive]))
     held = held[rng.random(held.shape[0]) < share]
     keys = graph.keys[np.isin(graph.keys, held)]
@@ -102,13 +101,12 @@ def validation_pairs(log: InteractionLog, graph: GraphAt, horizon: int, share: f
                          torch.from_numpy(np.isin(keys, positive).astype(np.float32)))
 
 
-def training_pairs(log: InteractionLog, graph: GraphAt, horizon: int, task: LinkTask,
-                   rng: np.random.Generator, held: np.ndarray) -> PairSet:
-    """The positives of the horizon after `graph.t` (but the `held` ones), each from a random
-    side with `negatives_per_positive` negatives for that same person, as the evaluation's
+def training_pairs(graph: GraphAt, positive: np.ndarray, task: LinkTask, rng: np.random.Generator,
+                   held: np.ndarray) -> PairSet:
+    """The `positive` pairs of the horizon after `graph.t` (but the `held` ones), each from a
+    random side with `negatives_per_positive` negatives for that same person, as the evaluation's
     queries have: half people they interacted with before (historical), half anyone (random)."""
-    n = log.people
-    positive = two_way_pairs(log, graph.t, graph.t + horizon)
+    n = graph.n
     train_positive = positive[~np.isin(positive, held)]
     per = task.negatives_per_positive
     flip = rng.random(train_positive.shape[0]) < 0.5

@@ -10,8 +10,10 @@ name and storage path)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
-from gnn.features import feature_schema, graph_at, schema_hash
+from gnn.features import feature_schema, graph_at, schema_hash, two_way_pairs
 from gnn.interactions import InteractionLog
 from gnn.linkpred import (LinkTask, Split, baselines, chronological_split, edge_population, model_scorer,
                           ranking_metrics, ranking_queries, training_pairs, validation_pairs)
@@ -161,8 +163,9 @@ def _training_data(log: InteractionLog, split: Split, config: TrainConfig, rng: 
     """The tensors every worker trains on: the graph at the training cutoff, its labelled pairs,
     and the held-out validation pairs."""
     graph = graph_at(log, split.train_cutoff)
-    held, val = validation_pairs(log, graph, config.task.horizon, config.validation_share, rng)
-    train = training_pairs(log, graph, config.task.horizon, config.task, rng, held)
+    positive = two_way_pairs(log, split.train_cutoff, split.test_cutoff)
+    held, val = validation_pairs(graph, positive, config.validation_share, rng)
+    train = training_pairs(graph, positive, config.task, rng, held)
     if int(train.y.sum()) == 0 or int(val.y.sum()) == 0:
         raise InvalidInputError("too few two-way interactions between the training and test cutoffs to train on: "
                                 "use a longer log or a longer horizon_days")
@@ -217,6 +220,12 @@ def model_card(manifest: dict[str, Any]) -> str:
 
 def _day(ts: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def ray_output_to_stderr() -> contextlib.AbstractContextManager[Any]:
+    """Ray forwards its workers' output to the driver's stdout: send it to stderr while training,
+    so stdout holds only the caller's own output (and `--json` stays parseable)."""
+    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _init_ray(workers: int) -> None:
