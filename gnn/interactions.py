@@ -18,6 +18,7 @@ from tqdm import tqdm
 from graph import exports
 from graph.records import FUNCTIONS, TITLE_LEVELS
 from graph.store import GraphStore
+from graph.writes import decode_events
 from relgraph.errors import InvalidInputError
 
 # Bump when the arrays or their meaning change: cached exports of another version are not reused.
@@ -124,7 +125,7 @@ def _read(store: GraphStore, scope: ExportScope, progress: bool) -> InteractionL
         if not allowed(row["tenant"]):
             continue
         codes = np.asarray(row["events"], dtype=np.int64)
-        ts = codes >> 3
+        ts = decode_events(codes)[0]
         codes = codes[(ts >= start) & (ts < end)]
         if not codes.size:
             continue
@@ -142,13 +143,12 @@ def _read(store: GraphStore, scope: ExportScope, progress: bool) -> InteractionL
     tenant = np.concatenate(tenant_parts) if tenant_parts else np.zeros(0, dtype=np.int16)
     # The same interaction logged by two tenants (both sides are customers) counts once.
     _, first = np.unique(np.stack([lo.astype(np.int64), hi.astype(np.int64), codes]), axis=1, return_index=True)
-    keep = first[np.argsort(codes[first] >> 3, kind="stable")]
-    codes = codes[keep]
+    keep = first[np.argsort(decode_events(codes[first])[0], kind="stable")]  # by time
+    ts, kind, direction = decode_events(codes[keep])
 
     companies = {cid: i for i, cid in enumerate(sorted({j["cid"] for j in jobs}))}
     return InteractionLog(
-        pids=pids, lo=lo[keep], hi=hi[keep], ts=codes >> 3, kind=((codes >> 1) & 3).astype(np.int8),
-        direction=(codes & 1).astype(np.int8), tenant=tenant[keep],
+        pids=pids, lo=lo[keep], hi=hi[keep], ts=ts, kind=kind, direction=direction, tenant=tenant[keep],
         tenants=np.array(sorted(tenant_index, key=tenant_index.__getitem__), dtype=str),
         emp_person=np.searchsorted(pids, np.array([j["pid"] for j in jobs], dtype="S32")).astype(np.int32),
         emp_company=np.array([companies[j["cid"]] for j in jobs], dtype=np.int32),

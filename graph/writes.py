@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import neo4j
+import numpy as np
 
 from graph.records import INTERACTION_KINDS, TWO_WAY_INTERACTIONS
 from graph.store import GraphStore, Query
@@ -128,6 +129,12 @@ def event_code(ts: int, kind: str, from_lo: bool) -> int:
 def decode_event(code: int) -> tuple[int, str, bool]:
     """(ts, kind, from_lo) of an event code."""
     return code // 8, INTERACTION_KINDS[(code // 2) % 4], code % 2 == 0
+
+
+def decode_events(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`decode_event` over an int64 array: (ts, kind index into INTERACTION_KINDS as int8,
+    direction as int8: 0 from lo, 1 from hi)."""
+    return codes >> 3, ((codes >> 1) & 3).astype(np.int8), (codes & 1).astype(np.int8)
 
 
 @dataclass

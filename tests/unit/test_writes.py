@@ -1,4 +1,7 @@
-from graph.writes import decode_event, event_code, knows_updates
+import numpy as np
+
+from graph.records import INTERACTION_KINDS
+from graph.writes import decode_event, decode_events, event_code, knows_updates
 
 
 def test_event_codes_round_trip() -> None:
@@ -19,3 +22,10 @@ def test_knows_updates_group_pairs_per_tenant_and_dedupe() -> None:
         ("t", "b", "c"): [event_code(10, "email", True)],
         ("u", "a", "b"): [event_code(30, "email", True)],
     }
+
+
+def test_decode_events_matches_decode_event() -> None:
+    cases = [(1_700_000_000, "email", True), (1_700_000_001, "meeting", False), (5, "message", True)]
+    ts, kind, direction = decode_events(np.array([event_code(*c) for c in cases], dtype=np.int64))
+    assert [(int(t), INTERACTION_KINDS[k], d == 0) for t, k, d in zip(ts, kind, direction)] == \
+        [decode_event(event_code(*c)) for c in cases]
