@@ -2,8 +2,8 @@
 
 Each worker takes an equal random shard of the training pairs (equal, so every rank runs the same
 number of DDP steps), samples neighbourhoods with `TorchNeighborSampler` through PyG's
-`LinkNeighborLoader`, and reports per-epoch metrics; rank 0 writes a checkpoint each epoch (model,
-optimizer, epoch, history), which a restarted worker or a resumed run continues from."""
+`LinkNeighborLoader`, and reports per-epoch metrics; rank 0 validates and writes a checkpoint each
+epoch (model, optimizer, epoch, history), which a restarted worker or a resumed run continues from."""
 
 from __future__ import annotations
 
@@ -76,10 +76,10 @@ def train_worker(config: dict[str, Any]) -> None:
             optimizer.step()
             losses.append(loss.item())
         seconds = time.perf_counter() - began
-        metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": seconds,
-                   **validate(model, data)}
-        history.append(metrics)
-        if rank == 0:
+        metrics = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": seconds}
+        if rank == 0:  # validation and the checkpoint are rank 0's: the other ranks would repeat them
+            metrics.update(validate(model, data))
+            history.append(metrics)
             print(f"[train] epoch {epoch + 1}/{config['epochs']}: " +
                   ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
                   + f" ({seconds:.1f} s)", file=sys.stderr, flush=True)
