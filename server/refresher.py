@@ -84,8 +84,9 @@ class SnapshotHolder:
                 self._refused = promoted
                 log.error("refusing link model %s, still serving %s: %s", promoted,
                           self.served_model or "the heuristic", exc)
-        if self._served is None:
-            return replace(snap, edge_strength=None, strength_source=heuristic.NAME)
+        if self._served is None:  # the heuristic ranks; drop strengths a model left behind
+            return snap if snap.edge_strength is None else \
+                replace(snap, edge_strength=None, strength_source=heuristic.NAME)
         if snap.edge_strength is not None and snap.strength_source == self._served.source:
             return snap
         return with_model_strengths(snap, self._served, self._store, self._export_cache)
