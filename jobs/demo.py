@@ -6,11 +6,9 @@ by the model's strengths, through a real client."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shutil
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from graph.pseudonymize import Pseudonymizer
 from graph.schema import current_version, migrate
 from graph.store import GraphStore, connect
 from jobs.generate import GeneratorConfig, generate
-from jobs.train import MODEL_NAME, TrainConfig, render_report, train_link_model
+from jobs.train import MODEL_NAME, TrainConfig, ray_output_to_stderr, render_report, train_link_model
 from relgraph.client import Client
 from relgraph.config import Config
 from relgraph.query import describe_error, render_warm_paths
@@ -95,7 +93,7 @@ def _train_and_promote(config: Config, store: GraphStore) -> None:
     log = export_interactions(store, ExportScope(), config.export_cache_dir)
     print(f"exported {log!r}")
     registry = ModelRegistry(config.models_dir)
-    with contextlib.redirect_stdout(sys.stderr):  # Ray's worker output goes with the other logs
+    with ray_output_to_stderr():
         report = train_link_model(log, TrainConfig(), runs_dir=config.runs_dir, registry=registry,
                                   scope=ExportScope().to_dict())
     assert report.version is not None

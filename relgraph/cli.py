@@ -5,7 +5,6 @@ clear line and exit non-zero."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import sys
@@ -150,9 +149,9 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
                                           cypher_queries=args.cypher_queries, network_key=key)
     elif args.what == "train":
         from jobs.bench_train import run_train_benchmark
-        from jobs.train import TrainConfig
+        from jobs.train import TrainConfig, ray_output_to_stderr
 
-        with _ray_output_to_stderr():
+        with ray_output_to_stderr():
             result = run_train_benchmark(config, people=args.people, workers=_worker_counts(args.workers),
                                          epochs=args.epochs or TrainConfig().epochs, network_key=key)
     else:
@@ -162,12 +161,6 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
                                     network_key=key)
     _emit(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0
-
-
-def _ray_output_to_stderr() -> contextlib.AbstractContextManager[Any]:
-    """Ray forwards its workers' output to the driver's stdout: send it to stderr, so stdout holds
-    only the command's result (and `--json` stays parseable)."""
-    return contextlib.redirect_stdout(sys.stderr)
 
 
 def _worker_counts(text: str) -> list[int]:
@@ -192,14 +185,14 @@ def _train_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from gnn.interactions import ExportScope, export_interactions
     from gnn.registry import ModelRegistry
-    from jobs.train import MODEL_NAME, render_report, train_link_model
+    from jobs.train import MODEL_NAME, ray_output_to_stderr, render_report, train_link_model
 
     train_config = _train_config(args)
     scope = ExportScope(start=args.since, end=args.until, tenant=args.tenant)
     with _open_store(config) as store:
         log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
     registry = ModelRegistry(config.models_dir)
-    with _ray_output_to_stderr():
+    with ray_output_to_stderr():
         report = train_link_model(log, train_config, runs_dir=config.runs_dir, registry=registry,
                                   scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
     if args.promote and report.version is not None:
@@ -229,9 +222,9 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     from jobs.evaluate import evaluate_links
-    from jobs.train import render_report
+    from jobs.train import ray_output_to_stderr, render_report
 
-    with _ray_output_to_stderr():
+    with ray_output_to_stderr():
         report = evaluate_links(config, args.dataset, _train_config(args),
                                 network_key=network_key(config, create_local=True), progress=sys.stderr.isatty())
     _emit(report.to_dict(), args.json, render_report)
