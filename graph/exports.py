@@ -78,6 +78,10 @@ _COMPANIES = Query("export.companies", """
 MATCH (c:Company) RETURN c.cid AS cid, coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band
 """)
 
+_COMPANY = Query("export.company", """
+MATCH (c:Company {cid: $cid}) RETURN coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band
+""")
+
 _TENANTS = Query("export.tenants", """
 MATCH (t:Tenant)
 RETURN t.tenant_id AS tenant, coalesce(t.share_identities, false) AS share_identities,
@@ -89,6 +93,61 @@ MATCH (p:Person)-[r:ON_DEAL {role: 'economic_buyer'}]->(d:Deal)-[:FOR]->(c:Compa
 RETURN DISTINCT d.tenant_id AS tenant, p.pid AS pid, c.cid AS cid
 """)
 
+
+# A deal with its account, owner, listed contacts and the interactions logged on it; each
+# interaction row is [ts, kind, from pid, with pid, from is a member of the deal's tenant, with is].
+_DEALS = Query("export.deals", """
+MATCH (d:Deal) WHERE d.created IS NOT NULL AND ($tenants IS NULL OR d.tenant_id IN $tenants)
+  AND ($deal_ids IS NULL OR d.deal_id IN $deal_ids)
+OPTIONAL MATCH (d)-[:FOR]->(c:Company)
+OPTIONAL MATCH (o:Person)-[:OWNS]->(d)
+CALL (d) {
+  OPTIONAL MATCH (p:Person)-[r:ON_DEAL]->(d)
+  RETURN collect([p.pid, r.role]) AS contacts
+}
+CALL (d) {
+  OPTIONAL MATCH (a:Interaction)-[:ON]->(d)
+  OPTIONAL MATCH (a)-[:BY]->(f:Person)
+  OPTIONAL MATCH (a)-[:WITH]->(w:Person)
+  RETURN collect([a.ts, a.kind, f.pid, w.pid,
+                  EXISTS { (f)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() },
+                  EXISTS { (w)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() }]) AS interactions
+}
+RETURN d.tenant_id AS tenant, d.deal_id AS deal_id, c.cid AS cid, coalesce(c.industry, '') AS industry,
+       coalesce(c.size_band, '') AS size_band, o.pid AS owner, coalesce(d.amount, 0.0) AS amount,
+       d.created AS created, coalesce(d.product, '') AS product, coalesce(d.stage_names, []) AS stage_names,
+       coalesce(d.stage_ts, []) AS stage_ts, coalesce(d.closed, -1) AS closed, coalesce(d.outcome, 'open') AS outcome,
+       contacts, interactions
+ORDER BY tenant, deal_id
+""")
+
+_JOBS_OF = Query("export.jobs_of", """
+UNWIND $pids AS pid
+MATCH (p:Person {pid: pid})-[w:WORKED_AT]->(c:Company)
+RETURN pid, c.cid AS cid, w.from AS from, w.to AS to, coalesce(w.title_level, '') AS level,
+       coalesce(w.function, '') AS function
+""")
+
+_STAFF_OF = Query("export.staff_of", """
+UNWIND $cids AS cid
+MATCH (:Company {cid: cid})<-[:WORKED_AT]-(p:Person)
+RETURN DISTINCT cid, p.pid AS pid
+""")
+
+_SIGNALS_BY = Query("export.signals_by", """
+UNWIND $pids AS pid
+MATCH (:Person {pid: pid})<-[:BY]-(s:Signal) WHERE s.tenant_id IN $tenants
+RETURN pid, s.tenant_id AS tenant, s.activity_id AS id, s.kind AS kind, s.topic AS topic,
+       coalesce(s.value, '') AS value, s.ts AS ts
+""")
+
+# Each person's ties to members of a tenant, observed by that tenant: the KNOWS event logs.
+_TIES_TO_MEMBERS = Query("export.ties_to_members", """
+UNWIND $pids AS pid
+MATCH (p:Person {pid: pid})-[k:KNOWS]-(m:Person)-[:MEMBER_OF]->(t:Tenant)
+WHERE k.tenant_id = t.tenant_id AND t.tenant_id IN $tenants AND m <> p
+RETURN pid, m.pid AS member, t.tenant_id AS tenant, k.events AS events
+""")
 
 
 @dataclass(frozen=True)
@@ -164,6 +223,12 @@ def companies(store: GraphStore) -> list[dict[str, Any]]:
     return store.read(_COMPANIES)
 
 
+def company(store: GraphStore, cid: str) -> dict[str, Any] | None:
+    """A company's industry and size band; None when the graph has no such company."""
+    rows = store.read(_COMPANY, cid=cid)
+    return rows[0] if rows else None
+
+
 def tenants(store: GraphStore) -> list[dict[str, Any]]:
     return store.read(_TENANTS)
 
@@ -171,3 +236,33 @@ def tenants(store: GraphStore) -> list[dict[str, Any]]:
 def economic_buyers(store: GraphStore) -> list[dict[str, Any]]:
     """People the tenants' own deals list as economic buyer, with the deal's account."""
     return store.read(_ECONOMIC_BUYERS)
+
+
+def deals(store: GraphStore, tenants: list[str] | None = None, deal_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Deals (of `tenants`, optionally only `deal_ids`) with account, owner, contacts and logged
+    interactions; empty placeholder rows of OPTIONAL MATCH are dropped."""
+    rows = store.read(_DEALS, tenants=tenants, deal_ids=deal_ids)
+    for row in rows:
+        row["contacts"] = [c for c in row["contacts"] if c[0] is not None]
+        row["interactions"] = [a for a in row["interactions"] if a[0] is not None and a[2] is not None]
+    return rows
+
+
+def jobs_of(store: GraphStore, pids: list[str]) -> list[dict[str, Any]]:
+    """Employment records of `pids`: pid, cid, from, to (-1: current), level, function."""
+    return store.read(_JOBS_OF, pids=pids)
+
+
+def staff_of(store: GraphStore, cids: list[str]) -> list[dict[str, Any]]:
+    """Everyone who works or worked at the companies `cids`: (cid, pid) rows."""
+    return store.read(_STAFF_OF, cids=cids)
+
+
+def signals_by(store: GraphStore, pids: list[str], tenants: list[str]) -> list[dict[str, Any]]:
+    """Signals by `pids` that `tenants` ingested."""
+    return store.read(_SIGNALS_BY, pids=pids, tenants=tenants)
+
+
+def ties_to_members(store: GraphStore, pids: list[str], tenants: list[str]) -> list[dict[str, Any]]:
+    """KNOWS event logs between `pids` and members of `tenants`, as each tenant observed them."""
+    return store.read(_TIES_TO_MEMBERS, pids=pids, tenants=tenants)

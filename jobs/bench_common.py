@@ -47,11 +47,11 @@ class BenchGraph:
 
 
 @contextmanager
-def generated_graph(config: Config, *, people: int, tenants: int, seed: int, pseudo: Pseudonymizer) -> Iterator[BenchGraph]:
+def generated_graph(config: Config, generator: GeneratorConfig, pseudo: Pseudonymizer) -> Iterator[BenchGraph]:
     """Generate a network, start a throwaway Neo4j, ingest the network; cleaned up on exit."""
     with tempfile.TemporaryDirectory(prefix="relgraph-bench-") as tmp:
         data = Path(tmp) / "data"
-        generation = generate(GeneratorConfig(people=people, tenants=tenants, seed=seed), data, progress=True)
+        generation = generate(generator, data, progress=True)
         bench_config, server = throwaway_neo4j(config, Path(tmp) / "home")
         try:
             with connect(bench_config) as store:

@@ -16,6 +16,7 @@ from graph.pseudonymize import Pseudonymizer
 from graph.records import parse_record
 from graph.writes import WriteCounts, write_interactions
 from jobs.bench_common import generated_graph
+from jobs.generate import GeneratorConfig
 from relgraph.config import Config
 
 
@@ -36,7 +37,7 @@ def _naive_sample(path: Path, pseudo: Pseudonymizer, n: int) -> list[dict[str, A
 def run_ingest_benchmark(config: Config, *, people: int, baseline_events: int, network_key: str,
                          seed: int = 7, tenants: int = 5) -> dict[str, Any]:
     pseudo = Pseudonymizer(network_key)
-    with generated_graph(config, people=people, tenants=tenants, seed=seed, pseudo=pseudo) as graph:
+    with generated_graph(config, GeneratorConfig(people=people, tenants=tenants, seed=seed), pseudo) as graph:
         gen, summary, store, data = graph.generation, graph.ingest, graph.store, graph.data
         again = ingest(store, [data / "ingest"], pseudo, batch_size=config.ingest.batch_size, progress=False)
         sample = _naive_sample(data / "ingest" / "interactions.jsonl", pseudo, baseline_events)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from graph.pseudonymize import Pseudonymizer
 from graph.warm_paths import ScoredPath, same_ranking, warm_paths_cypher
 from jobs.bench_common import generated_graph
-from jobs.generate import AS_OF
+from jobs.generate import AS_OF, GeneratorConfig
 from relgraph.config import Config, RateLimit
 from server import snapshot as snapshots
 from server.warm_paths import PathSearch, find_paths, usable_tenants
@@ -37,7 +37,7 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 def run_warm_paths_benchmark(config: Config, *, people: int, queries: int, cypher_queries: int, network_key: str,
                              seed: int = 7, tenants: int = 5) -> dict[str, Any]:
     pseudo = Pseudonymizer(network_key)
-    with generated_graph(config, people=people, tenants=tenants, seed=seed, pseudo=pseudo) as graph:
+    with generated_graph(config, GeneratorConfig(people=people, tenants=tenants, seed=seed), pseudo) as graph:
         started = time.perf_counter()
         snap = snapshots.build(graph.store)
         build_seconds = time.perf_counter() - started
@@ -107,7 +107,7 @@ def run_grpc_benchmark(config: Config, *, people: int, seconds: float, concurren
     from server.auth import create_api_key
 
     pseudo = Pseudonymizer(network_key)
-    with generated_graph(config, people=people, tenants=tenants, seed=seed, pseudo=pseudo) as graph:
+    with generated_graph(config, GeneratorConfig(people=people, tenants=tenants, seed=seed), pseudo) as graph:
         members = [json.loads(line) for line in (graph.data / "ingest" / "members.jsonl").open()]
         tenant = members[0]["tenant"]
         pepper = "bench-pepper-0123456789"

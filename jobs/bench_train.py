@@ -13,6 +13,7 @@ import psutil
 from gnn.interactions import ExportScope, export_interactions
 from graph.pseudonymize import Pseudonymizer
 from jobs.bench_common import generated_graph
+from jobs.generate import GeneratorConfig
 from jobs.train import TrainConfig, train_link_model
 from relgraph.config import Config
 
@@ -51,7 +52,7 @@ def run_train_benchmark(config: Config, *, people: int, workers: list[int], epoc
     import ray
 
     pseudo = Pseudonymizer(network_key)
-    with generated_graph(config, people=people, tenants=5, seed=seed, pseudo=pseudo) as graph:
+    with generated_graph(config, GeneratorConfig(people=people, tenants=5, seed=seed), pseudo) as graph:
         began = time.perf_counter()
         log = export_interactions(graph.store, ExportScope(), progress=True)
         export_seconds = time.perf_counter() - began

@@ -1,4 +1,4 @@
-"""`relgraph evaluate links --dataset DIR`: the link model against the baselines on any dataset in
+"""`relgraph evaluate links|deals --dataset DIR`: a model against its baselines on any dataset in
 the public ingest format, the way a user would bring their own: the dataset is ingested into a
 throwaway Neo4j (pseudonymized like any ingest), exported, and a model is trained and scored on
 its chronological split. Nothing is registered or promoted; the report says whether the model
@@ -7,21 +7,26 @@ wins, by how much, or that it loses."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from gnn.deals import load_deal_data, observed_until
 from gnn.interactions import ExportScope, export_interactions
 from graph.ingest import ingest
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
-from graph.store import connect
+from graph.store import GraphStore, connect
 from jobs.bench_common import throwaway_neo4j
 from jobs.train import TrainConfig, TrainReport, train_link_model
+from jobs.train_deals import DealReport, DealTrainConfig, GroundTruth, train_deal_model
 from relgraph.config import Config
 from relgraph.errors import ConfigError, InvalidInputError
 
 
-def evaluate_links(config: Config, dataset: Path, train_config: TrainConfig, *, network_key: str,
-                   progress: bool = False) -> TrainReport:
+@contextmanager
+def _ingested(config: Config, dataset: Path, network_key: str) -> Iterator[GraphStore]:
+    """A throwaway Neo4j holding `dataset`, ingested like any user data; refuses a dataset with bad files."""
     if not dataset.exists():
         raise ConfigError(f"--dataset {dataset}: no such file or folder")
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-") as tmp:
@@ -35,8 +40,26 @@ def evaluate_links(config: Config, dataset: Path, train_config: TrainConfig, *, 
                     raise InvalidInputError(f"{summary.files_rejected} of {summary.files} dataset files were refused "
                                             f"(first: {first.file}:{first.line}: {first.reason}); fix them, or "
                                             f"convert them again, and rerun")
-                log = export_interactions(store, ExportScope(), progress=progress)
+                yield store
         finally:
             server.stop()
-        return train_link_model(log, train_config, runs_dir=Path(tmp) / "runs", registry=None,
+
+
+def evaluate_links(config: Config, dataset: Path, train_config: TrainConfig, *, network_key: str,
+                   progress: bool = False) -> TrainReport:
+    with _ingested(config, dataset, network_key) as store:
+        log = export_interactions(store, ExportScope(), progress=progress)
+    with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-runs-") as runs:
+        return train_link_model(log, train_config, runs_dir=Path(runs), registry=None,
                                 scope={"dataset": str(dataset)}, progress=progress)
+
+
+def evaluate_deals(config: Config, dataset: Path, train_config: DealTrainConfig, *, network_key: str,
+                   progress: bool = False) -> DealReport:
+    """The deal model against its baselines on `dataset` (a CRM export without interactions works
+    too); stage accuracy against the true stages when the dataset has the generator's ground truth."""
+    with _ingested(config, dataset, network_key) as store:
+        data = load_deal_data(store)
+    with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-runs-") as runs:
+        return train_deal_model(data, train_config, as_of=observed_until(data), runs_dir=Path(runs), registry=None,
+                                scope={"dataset": str(dataset)}, truth=GroundTruth.load(dataset), progress=progress)

@@ -52,6 +52,7 @@ class GeneratorConfig:
     hygiene: float = 0.4
     member_degree: float = 30.0  # mean ties per member; members hold most of the network's ties
     deals_per_100_people: float = 2.0
+    crm_only_share: float = 0.08  # deals logged in the CRM with no synced email or calendar at all
     chunk: int = 20000  # people per written chunk
     tie_chunk: int = 2000  # members per chunk of ties (about 75 interactions each): bounds memory
 
@@ -306,20 +307,29 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
     enterprise = world.company_employees[account] > 1000
     days = _BASE_DAYS * (2.2 if enterprise else 1.0)
     stall_p = _BASE_STALL + (np.array([0, 0, 0.12, 0.12]) if industry in _REGULATED else 0)
-    # Contacts: a champion, an economic buyer (senior), and 0-3 others at the account.
+    # Who takes part, stage by stage (DESIGN §6): discovery is the champion alone; evaluation brings
+    # 1-3 evaluators; proposal brings the economic buyer (earlier, in evaluation, when `eb_early`) and
+    # the rep's executive sponsor; negotiation brings legal or procurement where the account has them.
     staff = np.arange(world.company_start[account], world.company_start[account] + world.company_size[account])
     senior = staff[world.level[staff] >= 3]
     champion = int(rng.choice(staff))
     economic_buyer = int(rng.choice(senior)) if senior.size else int(rng.choice(staff))
-    others = [int(x) for x in rng.choice(staff, min(staff.size, int(rng.integers(0, 4))), replace=False)]
+    others = [int(x) for x in rng.choice(staff, min(staff.size, int(rng.integers(1, 4))), replace=False)]
+    gatekeepers = staff[np.isin(world.function[staff], (FUNCTIONS.index("legal"), FUNCTIONS.index("procurement")))]
+    gatekeeper = int(rng.choice(gatekeepers)) if gatekeepers.size and rng.random() < 0.95 else None
+    sponsors = reps_by_tenant[t][reps_by_tenant[t] != rep]
+    sponsor = int(rng.choice(sponsors)) if sponsors.size and rng.random() < 0.9 else None
     contacts = {champion: "champion", economic_buyer: "economic_buyer"}
     for o in others:
         contacts.setdefault(o, "influencer")
     warm_intro = bool(rng.random() < 0.3)
-    eb_engaged = bool(rng.random() < 0.6)
+    eb_early = bool(rng.random() < 0.5)
+    eb_engaged = eb_early or rng.random() < 0.8
     created = WINDOW_START + int(rng.random() * (AS_OF - WINDOW_START - 20 * DAY))
+    if eb_early:  # an economic buyer engaged before the proposal shortens proposal and negotiation
+        days = days * np.array([1.0, 1.0, 0.6, 0.6])
     # True process: stage durations, stalls, and where (if anywhere) it is lost.
-    win_p = 0.25 + 0.2 * warm_intro + 0.2 * eb_engaged
+    win_p = 0.25 + 0.2 * warm_intro + 0.2 * eb_early
     stage_start, stalled, now, outcome = [created], [], created, "won"
     for s in range(len(STAGES)):
         dur = rng.gamma(4.0, days[s] / 4.0)
@@ -348,6 +358,9 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
     if not is_open:
         deal["outcome"], deal["closed"] = outcome, int(close_ts)
     out["deals"].append(_j(deal))
+    crm_only = bool(rng.random() < cfg.crm_only_share)
+    if warm_intro and not crm_only:  # the introduction: a colleague of the rep already knows the champion
+        _prior_tie(world, tenant, t, rep, champion, created, rng, out)
     listed = [c for c, role in contacts.items() if role != "economic_buyer" or rng.random() < 0.7]
     for c in listed:
         out["deal_contacts"].append(_j({"kind": "deal_contact", "tenant": tenant, "deal": deal_id,
@@ -355,17 +368,25 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
     # Engagement that matches the true stage: who, how often, how senior, meetings vs emails.
     end = min(close_ts, AS_OF)
     n_ev = 0
-    for s, start in enumerate(observed):
+    joins = [[champion], others + ([economic_buyer] if eb_early else []),
+             [economic_buyer] if eb_engaged and not eb_early else [], [] if gatekeeper is None else [gatekeeper]]
+    for s, start in enumerate(observed if not crm_only else []):
         stop = min(observed[s + 1] if s + 1 < len(observed) else end, end)
         span_days = max(1, (stop - start) // DAY)
-        people = [champion] + (others if s >= 1 else []) + ([economic_buyer] if s >= 2 and eb_engaged else [])
+        joining = joins[s]
+        people = [p for k in range(s + 1) for p in joins[k]]
+        sellers = [rep] + ([sponsor] if s >= 2 and sponsor is not None else [])
         rate = (0.25, 0.4, 0.5, 0.6)[s] * (0.3 if STAGES[s] in stalled else 1.0)
-        for _ in range(int(rng.poisson(rate * span_days))):
-            who = people[int(rng.integers(0, len(people)))]
-            ts = int(start + rng.random() * (stop - start))
-            kind = "meeting" if rng.random() < (0.05, 0.3, 0.25, 0.2)[s] else "email"
+        # The stage opens with a kickoff meeting with whoever joins now; then the stage's everyday traffic.
+        kickoff = [(int(start + rng.random() * 2 * DAY), who, "meeting", sellers[-1]) for who in joining]
+        traffic = [(int(start + rng.random() * (stop - start)), people[int(rng.integers(0, len(people)))],
+                    "meeting" if rng.random() < (0.05, 0.3, 0.25, 0.2)[s] else "email",
+                    sellers[int(rng.integers(0, len(sellers)))]) for _ in range(int(rng.poisson(rate * span_days)))]
+        for ts, who, kind, seller in kickoff + traffic:
+            if ts >= end:
+                continue
             out["interactions"].append(_j({"kind": "interaction", "tenant": tenant, "id": f"{deal_id}-{n_ev}",
-                                           "type": kind, "ts": ts, "from": owner, "to": [world.email(who)],
+                                           "type": kind, "ts": ts, "from": world.email(seller), "to": [world.email(who)],
                                            "deal": deal_id}))
             n_ev += 1
             if kind == "email" and rng.random() < (0.5, 0.65, 0.7, 0.75)[s]:  # a reply, after a stage-dependent delay
@@ -373,7 +394,7 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
                 if reply < end:
                     out["interactions"].append(_j({"kind": "interaction", "tenant": tenant, "id": f"{deal_id}-{n_ev}",
                                                    "type": "email", "ts": reply, "from": world.email(who),
-                                                   "to": [owner], "deal": deal_id}))
+                                                   "to": [world.email(seller)], "deal": deal_id}))
                     n_ev += 1
     # Planted signals nobody on the deal sees: an ops/finance person at the account who is not a contact.
     planted = []
@@ -399,6 +420,13 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
                                      "to": left, "title_level": TITLE_LEVELS[world.level[champion]],
                                      "function": FUNCTIONS[world.function[champion]]}))
         planted.append({"signal": f"job_change:{deal_id}", "kind": "job_change", "why": "champion left the account"})
+    if is_open and bystanders and rng.random() < 0.1:  # a new executive joins the account
+        who = bystanders[int(rng.integers(0, len(bystanders)))]
+        out["employment"].append(_j({"kind": "employment", "tenant": tenant, "email": world.email(who),
+                                     "company": world.domains[account], "from": int(AS_OF - rng.random() * 45 * DAY),
+                                     "title_level": "vp", "function": FUNCTIONS[world.function[who]]}))
+        planted.append({"signal": f"new_executive:{deal_id}", "kind": "new_executive", "why": "new VP at the account"})
+    _background_signals(world, tenant, deal_id, staff, created, rng, out)
     for p in planted:
         out["signals_truth"].append(_j({"tenant": tenant, "deal": deal_id, **p}))
     out["deals_truth"].append(_j({
@@ -407,4 +435,34 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
         "true_stage_starts": [{"stage": STAGES[i], "ts": int(s)} for i, s in enumerate(stage_start)],
         "crm_stage": crm_names[-1], "crm_correct": crm_names[-1] == STAGES[len(observed) - 1],
         "buyer_type": {"industry": industry, "enterprise": bool(enterprise)}, "stalled": stalled,
-        "warm_intro": warm_intro, "economic_buyer_engaged": eb_engaged}))
+        "warm_intro": warm_intro, "economic_buyer_engaged": eb_engaged, "economic_buyer_early": eb_early,
+        "crm_only": crm_only}))
+
+
+def _prior_tie(world: _World, tenant: str, t: int, rep: int, champion: int, created: int, rng: np.random.Generator,
+               out: dict[str, list[str]]) -> None:
+    """Interactions, before the deal, between the champion and the rep or a colleague of the rep."""
+    colleagues = np.flatnonzero(world.member_tenant == t)
+    introducer = rep if rng.random() < 0.4 else int(rng.choice(colleagues))
+    for k in range(int(rng.integers(3, 9))):
+        ts = int(created - (30 + rng.random() * 270) * DAY)
+        a, b = (introducer, champion) if rng.random() < 0.55 else (champion, introducer)
+        out["interactions"].append(_j({"kind": "interaction", "tenant": tenant, "id": f"intro-{created}-{champion}-{k}",
+                                       "type": "email" if rng.random() < 0.7 else "meeting", "ts": ts,
+                                       "from": world.email(a), "to": [world.email(b)]}))
+
+
+_BACKGROUND_SIGNALS = (("webinar_attended", "industry_trends", "attended"), ("content_download", "whitepaper", "roi_guide"),
+                       ("poll_answer", "event_rating", "4_of_5"), ("page_visit", "blog", "blog_post"))
+
+
+def _background_signals(world: _World, tenant: str, deal_id: str, staff: np.ndarray, created: int,
+                        rng: np.random.Generator, out: dict[str, list[str]]) -> None:
+    """Everyday signals by people at the account that say little about the deal: the noise that a
+    planted signal has to rise above."""
+    for k in range(int(rng.poisson(2.0))):
+        kind, topic, value = _BACKGROUND_SIGNALS[int(rng.integers(0, len(_BACKGROUND_SIGNALS)))]
+        ts = int(created + rng.random() * (AS_OF - created))
+        out["signals"].append(_j({"kind": "signal", "tenant": tenant, "id": f"S{deal_id}-bg{k}", "type": kind,
+                                  "ts": ts, "email": world.email(int(rng.choice(staff))), "topic": topic,
+                                  "value": value}))

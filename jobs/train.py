@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,27 +127,36 @@ def _fit_on_ray(data: dict[str, Any], model_config: LinkModelConfig, config: Tra
                 resume: bool, progress: bool) -> tuple[str, dict[str, Any], float]:
     """Run `train_worker` on Ray Train; (run name, the last checkpoint's state, seconds)."""
     import ray
+
+    init_ray(config.workers)
+    loop_config = {"data": ray.put(data), "model": model_config.to_dict(), "seed": config.seed,
+                   "epochs": config.epochs, "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+                   "num_neighbors": list(config.num_neighbors), "progress": progress}
+    return fit_on_ray(train_worker, loop_config, run_prefix=MODEL_NAME, workers=config.workers,
+                      max_failures=config.max_failures, runs_dir=runs_dir, resume=resume)
+
+
+def fit_on_ray(worker: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], *, run_prefix: str,
+               workers: int, max_failures: int, runs_dir: Path, resume: bool) -> tuple[str, dict[str, Any], float]:
+    """Run `worker` on `workers` Ray Train workers (Ray started: `init_ray`); returns (run name,
+    the last checkpoint's state, seconds). A failed worker restarts from the last checkpoint up to
+    `max_failures` times; `resume` continues the newest unfinished `run_prefix` run instead."""
+    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    _init_ray(config.workers)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    run = _resumable_run(runs_dir) if resume else None
+    run = _resumable_run(runs_dir, run_prefix) if resume else None
     if resume and run is None:
-        raise ConfigError(f"--resume: no unfinished run under {runs_dir}")
-    run = run or f"link-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        raise ConfigError(f"--resume: no unfinished {run_prefix} run under {runs_dir}")
+    run = run or f"{run_prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-    threads = max(1, cpus // config.workers)
+    threads = max(1, cpus // workers)
     trainer = TorchTrainer(
-        train_worker,
-        train_loop_config={"data": ray.put(data), "model": model_config.to_dict(), "seed": config.seed,
-                           "epochs": config.epochs, "batch_size": config.batch_size,
-                           "learning_rate": config.learning_rate, "num_neighbors": list(config.num_neighbors),
-                           "threads": threads, "progress": progress},
-        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=False,
-                                     resources_per_worker={"CPU": threads}),
+        worker, train_loop_config={**loop_config, "threads": threads},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": threads}),
         run_config=RunConfig(name=run, storage_path=str(runs_dir.resolve()),
-                             failure_config=FailureConfig(max_failures=config.max_failures),
+                             failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)))
     began = time.perf_counter()
     result = trainer.fit()
@@ -228,7 +238,7 @@ def ray_output_to_stderr() -> contextlib.AbstractContextManager[Any]:
     return contextlib.redirect_stdout(sys.stderr)
 
 
-def _init_ray(workers: int) -> None:
+def init_ray(workers: int) -> None:
     """Connect to RAY_ADDRESS when set, else start a local Ray sized for this machine."""
     import ray
 
@@ -243,8 +253,8 @@ def _init_ray(workers: int) -> None:
              runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
 
 
-def _resumable_run(runs_dir: Path) -> str | None:
-    runs = [p for p in runs_dir.iterdir() if p.is_dir() and p.name.startswith("link-") and not (p / _DONE).exists()]
+def _resumable_run(runs_dir: Path, prefix: str) -> str | None:
+    runs = [p for p in runs_dir.iterdir() if p.is_dir() and p.name.startswith(f"{prefix}-") and not (p / _DONE).exists()]
     return max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
 
 

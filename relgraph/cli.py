@@ -154,6 +154,17 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         with ray_output_to_stderr():
             result = run_train_benchmark(config, people=args.people, workers=_worker_counts(args.workers),
                                          epochs=args.epochs or TrainConfig().epochs, network_key=key)
+    elif args.what == "deals":
+        from jobs.bench_deals import render_deals_benchmark, run_deals_benchmark
+        from jobs.train import ray_output_to_stderr
+        from jobs.train_deals import DealTrainConfig
+
+        with ray_output_to_stderr():
+            result = run_deals_benchmark(config, people=args.people, hygiene=_hygiene_levels(args.hygiene),
+                                         network_key=key, train_config=DealTrainConfig(**({"epochs": args.epochs} if args.epochs else {})),
+                                         requests=args.requests, plot=args.plot)
+        _emit(result, args.json, render_deals_benchmark)
+        return 0
     else:
         from jobs.bench_serving import run_grpc_benchmark
 
@@ -161,6 +172,16 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
                                     network_key=key)
     _emit(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0
+
+
+def _hygiene_levels(text: str) -> list[float]:
+    try:
+        levels = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        levels = []
+    if not levels or not all(0.0 <= x <= 1.0 for x in levels):
+        raise ConfigError(f"--hygiene {text!r}: give levels between 0 and 1 like 0.2,0.4,0.6,0.8,1.0")
+    return levels
 
 
 def _worker_counts(text: str) -> list[int]:
@@ -182,23 +203,97 @@ def _train_config(args: argparse.Namespace) -> Any:
                        **overrides)
 
 
-def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    from gnn.interactions import ExportScope, export_interactions
-    from gnn.registry import ModelRegistry
-    from jobs.train import MODEL_NAME, ray_output_to_stderr, render_report, train_link_model
+def _deal_train_config(args: argparse.Namespace) -> Any:
+    from jobs.train_deals import DealTrainConfig
 
-    train_config = _train_config(args)
-    scope = ExportScope(start=args.since, end=args.until, tenant=args.tenant)
-    with _open_store(config) as store:
-        log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
+    overrides: dict[str, Any] = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    if args.stages:
+        overrides["stages"] = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    return DealTrainConfig(workers=args.workers, **overrides)
+
+
+def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from gnn.registry import ModelRegistry
+    from jobs.train import ray_output_to_stderr
+
     registry = ModelRegistry(config.models_dir)
-    with ray_output_to_stderr():
-        report = train_link_model(log, train_config, runs_dir=config.runs_dir, registry=registry,
-                                  scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
+    results: dict[str, Any] = {}
+    with _open_store(config) as store, ray_output_to_stderr():
+        if args.model in ("link", "all"):
+            results["link"] = _train_link(args, config, store, registry)
+        if args.model in ("deal", "buyer", "all"):
+            results.update(_train_deal_models(args, store, registry, config))
+    if args.model == "all":
+        _emit(results, args.json, lambda r: "\n\n".join(_RENDERERS[m](r[m]) for m in r))
+    else:
+        _emit(results[args.model], args.json, _RENDERERS[args.model])
+    return 0
+
+
+def _train_link(args: argparse.Namespace, config: Config, store: Any, registry: Any) -> dict[str, Any]:
+    from gnn.interactions import ExportScope, export_interactions
+    from jobs.train import MODEL_NAME, train_link_model
+
+    scope = ExportScope(start=args.since, end=args.until, tenant=args.tenant)
+    log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
+    report = train_link_model(log, _train_config(args), runs_dir=config.runs_dir, registry=registry,
+                              scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
     if args.promote and report.version is not None:
         registry.promote(MODEL_NAME, report.version.name)
-    _emit(report.to_dict(), args.json, render_report)
-    return 0
+    return report.to_dict()
+
+
+def _train_deal_models(args: argparse.Namespace, store: Any, registry: Any, config: Config) -> dict[str, Any]:
+    """The deal and/or buyer models from the deals of the tenants that share with the network (or
+    one `--tenant`), observed at `--until` or at the data's latest event."""
+    from gnn.deals import load_deal_data, observed_until
+    from graph import exports
+    from jobs.train_buyer import train_buyer_model
+    from jobs.train_deals import train_deal_model
+
+    tenants = [args.tenant] if args.tenant else [t["tenant"] for t in exports.tenants(store) if not t["network_opt_out"]]
+    data = load_deal_data(store, tenants)
+    as_of = args.until or observed_until(data)
+    scope = {"tenants": tenants, "as_of": as_of}
+    out: dict[str, Any] = {}
+    if args.model in ("deal", "all"):
+        train_config = _deal_train_config(args)
+        report = train_deal_model(data, train_config, as_of=as_of, runs_dir=config.runs_dir, registry=registry,
+                                  scope=scope, resume=args.resume, progress=sys.stderr.isatty())
+        if args.promote and report.version is not None:
+            registry.promote("deal", report.version.name)
+        out["deal"] = report.to_dict()
+    if args.model in ("buyer", "all"):
+        version = train_buyer_model(data, as_of=as_of, registry=registry, scope=scope,
+                                    min_deals=config.server.min_cohort_deals, min_tenants=config.server.min_cohort_tenants)
+        if args.promote:
+            registry.promote("buyer", version.name)
+        out["buyer"] = {"version": version.name, **version.manifest}
+    return out
+
+
+def _render_buyer(r: dict[str, Any]) -> str:
+    h, sizes = r["headline"], r["sizes"]
+    return (f"buyer-process model {r['version']}: {sizes['closed_deals']} closed deals from {sizes['tenants']} tenants "
+            f"({sizes['with_stage_history']} with a full stage history); win rate {h['win_rate']:.1%}, median "
+            f"{h['median_days_to_close']:.0f} days to close; cohorts served at the default k and m: "
+            f"{h['cohorts_served_at_defaults']}")
+
+
+def _render_link(r: dict[str, Any]) -> str:
+    from jobs.train import render_report
+
+    return render_report(r)
+
+
+def _render_deal(r: dict[str, Any]) -> str:
+    from jobs.train_deals import render_report
+
+    return render_report(r)
+
+
+_RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"link": _render_link, "deal": _render_deal,
+                                                         "buyer": _render_buyer}
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
@@ -221,35 +316,39 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
-    from jobs.evaluate import evaluate_links
-    from jobs.train import ray_output_to_stderr, render_report
+    from jobs.evaluate import evaluate_deals, evaluate_links
+    from jobs.train import ray_output_to_stderr
 
+    key = network_key(config, create_local=True)
     with ray_output_to_stderr():
-        report = evaluate_links(config, args.dataset, _train_config(args),
-                                network_key=network_key(config, create_local=True), progress=sys.stderr.isatty())
-    _emit(report.to_dict(), args.json, render_report)
+        if args.task == "links":
+            report = evaluate_links(config, args.dataset, _train_config(args), network_key=key,
+                                    progress=sys.stderr.isatty())
+        else:
+            report = evaluate_deals(config, args.dataset, _deal_train_config(args), network_key=key,  # type: ignore[assignment]
+                                    progress=sys.stderr.isatty())
+    _emit(report.to_dict(), args.json, _RENDERERS["link" if args.task == "links" else "deal"])
     return 0
 
 
 def cmd_models(args: argparse.Namespace, config: Config) -> int:
     from gnn.registry import ModelRegistry
-    from jobs.train import MODEL_NAME
 
     registry = ModelRegistry(config.models_dir)
+    model = args.model
     if args.action == "list":
-        rows = [v.summary() for v in registry.versions(MODEL_NAME)]
+        rows = [v.summary() for v in registry.versions(model)]
         _emit(rows, args.json, lambda rs: "\n".join(
             f"{r['version']}{' *' if r['promoted'] else '  '} {r['created']}  schema {r['schema_hash']}  "
-            f"MRR hist. {r['metrics'].get('mrr_historical', float('nan')):.4f} "
-            f"(best baseline {r['metrics'].get('best_baseline_mrr_historical', float('nan')):.4f})" for r in rs)
-            or "no link models yet: run `relgraph train --model link`")
+            + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["metrics"].items())
+            for r in rs) or f"no {model} models yet: run `relgraph train --model {model}`")
         return 0
     if not args.version:
-        raise ConfigError(f"models {args.action} needs a VERSION (see `relgraph models list`)")
-    version = registry.promote(MODEL_NAME, args.version) if args.action == "promote" else \
-        registry.version(MODEL_NAME, args.version)
+        raise ConfigError(f"models {args.action} needs a VERSION (see `relgraph models list --model {model}`)")
+    version = registry.promote(model, args.version) if args.action == "promote" else registry.version(model, args.version)
     if args.action == "promote":
-        print(f"promoted link model {version.name}; servers pick it up at their next snapshot refresh")
+        print(f"promoted {model} model {version.name}; servers pick it up "
+              + ("at their next snapshot refresh" if model == "link" else "at their next request"))
         return 0
     _emit({**version.manifest, "path": str(version.path), "promoted": version.promoted}, args.json,
           lambda m: (version.path / "card.md").read_text() + f"\nartifact: {m['path']}")
@@ -362,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("bench", help="benchmarks that write measured numbers")
-    p.add_argument("what", choices=("ingest", "warm-paths", "grpc", "train"))
+    p.add_argument("what", choices=("ingest", "warm-paths", "grpc", "train", "deals"))
     p.add_argument("--people", type=int, default=100_000)
     p.add_argument("--baseline-events", type=int, default=2000,
                    help="ingest: events ingested one transaction per event for the naive baseline")
@@ -371,20 +470,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=20.0, help="grpc: how long to sustain the load")
     p.add_argument("--concurrency", type=int, default=4, help="grpc: client processes")
     p.add_argument("--workers", default="1,2", help="train: Ray worker counts to compare, e.g. 1,2")
-    p.add_argument("--epochs", type=int, help="train: epochs per configuration (default: as `relgraph train`)")
+    p.add_argument("--epochs", type=int, help="train, deals: epochs per run (default: as `relgraph train`)")
+    p.add_argument("--hygiene", default="0.2,0.4,0.6,0.8,1.0", help="deals: CRM hygiene levels to sweep")
+    p.add_argument("--requests", type=int, default=200, help="deals: requests per RPC for the latency numbers")
+    p.add_argument("--plot", type=Path, help="deals: write the accuracy-vs-hygiene plot here (PNG)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_bench)
 
     def training_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP); RAY_ADDRESS selects a cluster")
-        p.add_argument("--epochs", type=int, help="training epochs (default 10)")
+        p.add_argument("--epochs", type=int, help="training epochs (default: link 10, deal 60)")
         p.add_argument("--seed", type=int, help="random seed (default 0)")
         p.add_argument("--horizon-days", type=float, default=30.0,
-                       help="predict a two-way interaction within this many days (default 30)")
+                       help="link: predict a two-way interaction within this many days (default 30)")
+        p.add_argument("--stages", help="deal: the CRM's stage codes in order, comma-separated "
+                                        "(default discovery,evaluation,proposal,negotiation)")
         p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("train", help="train the link model on Ray, evaluate it and register the run")
-    p.add_argument("--model", choices=("link",), required=True)
+    p = sub.add_parser("train", help="train models on Ray, evaluate them and register the runs")
+    p.add_argument("--model", choices=("link", "deal", "buyer", "all"), required=True)
     p.add_argument("--tenant", help="train on one tenant's data only (default: network-wide, without opt-outs)")
     p.add_argument("--since", type=int, help="data window start, Unix seconds")
     p.add_argument("--until", type=int, help="data window end (exclusive), Unix seconds")
@@ -403,15 +507,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("evaluate", help="score the link model against baselines on any ingest-format dataset")
-    p.add_argument("task", choices=("links",))
+    p = sub.add_parser("evaluate", help="score the link or deal model against baselines on any ingest-format dataset")
+    p.add_argument("task", choices=("links", "deals"))
     p.add_argument("--dataset", required=True, type=Path, help="files or a folder in the public ingest format")
     training_options(p)
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("models", help="list, show or promote registered link models")
+    p = sub.add_parser("models", help="list, show or promote registered models")
     p.add_argument("action", choices=("list", "show", "promote"))
     p.add_argument("version", nargs="?")
+    p.add_argument("--model", choices=("link", "deal", "buyer"), default="link")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_models)
 

@@ -15,6 +15,8 @@ files under the relgraph home, never from the repository.
 | RELGRAPH_API_KEY_PEPPER | secret mixed into stored API-key hashes | none (demo makes a local one) |
 | RELGRAPH_SERVER_HOST / RELGRAPH_SERVER_PORT | where `relgraph serve` listens | 127.0.0.1 / 50051 |
 | RELGRAPH_METRICS_PORT | Prometheus metrics HTTP port (0: off) | 9464 |
+| RELGRAPH_AS_OF | time deal answers are computed at (epoch seconds or ISO 8601; replaying a dataset) | now |
+| RELGRAPH_MIN_COHORT_DEALS / RELGRAPH_MIN_COHORT_TENANTS | k and m of the minimum cohort (DESIGN §4) | 10 / 3 |
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relgraph.errors import ConfigError
+from relgraph.errors import ConfigError, RelgraphError
 
 DEFAULT_HOME = Path.home() / ".local" / "share" / "relgraph"
 DEFAULT_CACHE = Path.home() / ".cache" / "relgraph"
@@ -87,6 +89,17 @@ class ServerConfig:
     member_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=500.0, burst=1000))
     partner_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=5.0, burst=20))
     admin_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=50.0, burst=100))
+    # Network statistics (buyer process) are shown only when they rest on at least this many closed
+    # deals from at least this many tenants (DESIGN §4).
+    min_cohort_deals: int = 10
+    min_cohort_tenants: int = 3
+    # The time deal answers are computed at, epoch seconds; 0 means now. Set it to replay a dataset
+    # observed at a past time (the demo sets the generated world's as-of time).
+    as_of: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_cohort_deals < 1 or self.min_cohort_tenants < 1:
+            raise ConfigError("min_cohort_deals and min_cohort_tenants must be at least 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,12 +182,20 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         except ValueError as exc:
             raise ConfigError(f"RELGRAPH_NEO4J_PORT must be an integer, got {env['RELGRAPH_NEO4J_PORT']!r}") from exc
     for var, key, cast in (("RELGRAPH_SERVER_HOST", "host", str), ("RELGRAPH_SERVER_PORT", "port", int),
-                           ("RELGRAPH_METRICS_PORT", "metrics_port", int)):
+                           ("RELGRAPH_METRICS_PORT", "metrics_port", int), ("RELGRAPH_MIN_COHORT_DEALS", "min_cohort_deals", int),
+                           ("RELGRAPH_MIN_COHORT_TENANTS", "min_cohort_tenants", int)):
         if env.get(var):
             try:
                 server[key] = cast(env[var])
             except ValueError as exc:
                 raise ConfigError(f"{var} must be an integer, got {env[var]!r}") from exc
+    if env.get("RELGRAPH_AS_OF"):
+        from graph.records import parse_time
+
+        try:
+            server["as_of"] = parse_time(env["RELGRAPH_AS_OF"], "RELGRAPH_AS_OF")
+        except RelgraphError as exc:
+            raise ConfigError(f"RELGRAPH_AS_OF: {exc}") from exc
     for var, key in (("RELGRAPH_HOME", "home"), ("RELGRAPH_CACHE", "cache")):
         if env.get(var):
             top[key] = env[var]

@@ -13,6 +13,7 @@ any of them into a response with one interceptor, and the CLI prints them withou
     ├── DeadlineExceededError          DEADLINE_EXCEEDED    the client's deadline passed; the work stopped
     ├── NoModelError                   FAILED_PRECONDITION  no model promoted for this answer
     │   └── ModelSchemaError                                a model trained on other features than served
+    ├── CohortTooSmallError            FAILED_PRECONDITION  network statistics would rest on too few deals or tenants
     ├── ProvisionError                 FAILED_PRECONDITION  the managed Neo4j could not be set up or started
     └── StoreError                     INTERNAL             Neo4j answered with an error
         ├── StoreUnavailableError      UNAVAILABLE          Neo4j cannot be reached (retryable)
@@ -83,6 +84,10 @@ class NoModelError(RelgraphError):
 
 
 class ModelSchemaError(NoModelError):
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class CohortTooSmallError(RelgraphError):
     grpc_status = "FAILED_PRECONDITION"
 
 

@@ -54,8 +54,11 @@ def add_query_parser(sub: Any, run: Any) -> None:
     p.add_argument("--deal", required=True)
     common(p)
     p = kinds.add_parser("buyer-process", help="how buyers like this one buy")
-    p.add_argument("--company", required=True)
-    p.add_argument("--amount", type=float, default=0.0)
+    p.add_argument("--company", required=True, help="the buyer's web domain")
+    p.add_argument("--amount", type=float, default=0.0, help="deal amount (narrows the cohort to its amount band)")
+    p.add_argument("--product", default="", help="product code (narrows the cohort)")
+    p.add_argument("--engaged", action="append", default=[],
+                   help="stakeholder role already engaged, e.g. economic_buyer (repeatable)")
     common(p)
     p = kinds.add_parser("signals", help="signals that matter to a deal")
     p.add_argument("--deal", required=True)
@@ -85,7 +88,8 @@ def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
         return client.buyer_intelligence.EstimateDealStage, bi.EstimateDealStageRequest(deal_id=args.deal)
     if args.rpc == "buyer-process":
         return client.buyer_intelligence.PredictBuyerProcess, bi.PredictBuyerProcessRequest(
-            company_domain=args.company, profile=bi.DealProfile(amount=args.amount))
+            company_domain=args.company,
+            profile=bi.DealProfile(amount=args.amount, product=args.product, engaged_roles=args.engaged))
     return client.buyer_intelligence.ListDealSignals, bi.ListDealSignalsRequest(deal_id=args.deal, limit=args.limit)
 
 
@@ -126,6 +130,44 @@ def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
     return "\n".join(lines)
 
 
+def _day(ts: Any) -> str:
+    return str(datetime.fromtimestamp(ts.seconds, timezone.utc).date())
+
+
+def render_deal_stage(r: bi.EstimateDealStageResponse) -> str:
+    stages = ", ".join(f"{s.stage} {s.probability:.0%}" for s in r.stages)
+    lines = [f"estimated stage: {r.estimated_stage} ({stages}); CRM says {r.crm_stage or '(nothing)'}"
+             + (f" -> suggested update: {r.suggested_stage} (for the rep to approve)" if r.suggested_stage else ""),
+             f"win probability {r.win_probability:.0%}; expected close {_day(r.expected_close)} "
+             f"(p10 {_day(r.close_p10)}, p90 {_day(r.close_p90)}); model {r.model_version}"]
+    lines += [f"  {e.contribution:+.3f}  {e.description}" for e in r.evidence]
+    lines += [f"  missing: {m}" for m in r.missing_evidence]
+    return "\n".join(lines)
+
+
+def render_buyer_process(r: bi.PredictBuyerProcessResponse) -> str:
+    cohort = ", ".join(x for x in (r.cohort.industry, r.cohort.size_band) if x) or "the whole network"
+    lines = [f"cohort {cohort}: {r.cohort_deals} closed deals from {r.cohort_tenants} tenants"
+             + (" (rolled up: the narrower cohort was too small)" if r.rolled_up else "")
+             + f"; expected close {_day(r.expected_close)}; model {r.model_version}"]
+    lines += [f"  {s.stage:<12} p10 {s.days.p10:5.1f}  p50 {s.days.p50:5.1f}  p90 {s.days.p90:5.1f} days; "
+              f"stalls {s.stall_probability:.0%}" for s in r.stages]
+    lines += [f"  driver: {d.description}: {d.effect_days:+.0f} days, {d.effect_win_probability:+.0%} win probability"
+              for d in r.drivers]
+    return "\n".join(lines)
+
+
+def render_signals(r: bi.ListDealSignalsResponse) -> str:
+    lines = [f"{len(r.signals)} signal(s), ranked by {r.model_version}"]
+    lines += [f"  {s.relevance:.2f}  {_day(s.time)}  {s.kind}/{s.topic}={s.value}  "
+              f"{s.who.description if s.who.description != 'Person at a company' else ''}: {s.why}" for s in r.signals]
+    return "\n".join(lines)
+
+
+_RENDER = {"warm-paths": render_warm_paths, "deal-stage": render_deal_stage, "buyer-process": render_buyer_process,
+           "signals": render_signals}
+
+
 def run_query(args: argparse.Namespace) -> int:
     if not args.key:
         print("relgraph: error: an API key is needed: --key or RELGRAPH_KEY", file=sys.stderr)
@@ -139,8 +181,6 @@ def run_query(args: argparse.Namespace) -> int:
             return 1
     if args.json:
         print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2))
-    elif args.rpc == "warm-paths":
-        print(render_warm_paths(response))
     else:
-        print(response)
+        print(_RENDER[args.rpc](response))
     return 0

@@ -75,7 +75,7 @@ def create_server(config: Config, *, store: GraphStore | None = None) -> tuple[R
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
                          interceptors=[ServiceInterceptor(keys, RateLimiter(config.server), metrics)])
     warm_paths_pb2_grpc.add_WarmPathsServiceServicer_to_server(WarmPathsService(holder, pseudo), server)
-    buyer_intelligence_pb2_grpc.add_BuyerIntelligenceServiceServicer_to_server(BuyerIntelligenceService(), server)
+    buyer_intelligence_pb2_grpc.add_BuyerIntelligenceServiceServicer_to_server(BuyerIntelligenceService(store, registry, config.server), server)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(
         IngestService(store, holder, pseudo, config.ingest.batch_size), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(store, holder, keys, pepper, registry), server)

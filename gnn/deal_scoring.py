@@ -1,0 +1,173 @@
+"""A trained deal model applied to one deal: stage distribution, calibrated win probability, days to
+close with an interval, the evidence behind the estimate and the evidence that is missing. The
+server answers with this, and evaluation calls it too, so both give the same numbers for the same
+model version and deal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from gnn.calibration import apply_platt
+from gnn.deal_model import DealModel, DealModelConfig, stack
+from gnn.deals import DAY, PERSON_FEATURES, TABULAR_FEATURES, Deal, DealData, DealFeatures, deal_features
+
+# How each tabular feature reads in an answer: (label, format) where format is "count" (stored as
+# log1p), "days" (log1p days), "share" or "flag".
+_TABULAR_TEXT: dict[str, tuple[str, str]] = {
+    "log_age_days": ("days since the deal was created", "days"),
+    "log_amount": ("deal amount", "count"),
+    "amount_known": ("deal amount recorded", "flag"),
+    "has_interactions": ("any interaction recorded", "flag"),
+    "log_interactions": ("interactions on the deal", "count"),
+    "log_interactions_14d": ("interactions in the last 14 days", "count"),
+    "log_interactions_30d": ("interactions in the last 30 days", "count"),
+    "log_days_since_last": ("days since the last interaction", "days"),
+    "inbound_share": ("share of interactions started by the buyer", "share"),
+    "reply_rate": ("share of emails the buyer answered within a week", "share"),
+    "log_reply_latency_days": ("median buyer reply time, days", "days"),
+    "meeting_share": ("share of interactions that were meetings", "share"),
+    "log_meetings": ("meetings held", "count"),
+    "log_people_engaged": ("buyer-side people engaged", "count"),
+    "log_people_engaged_30d": ("buyer-side people engaged in the last 30 days", "count"),
+    "max_seniority_engaged": ("most senior level engaged (0-1)", "share"),
+    "senior_engaged": ("a VP or C-level buyer engaged", "flag"),
+    "log_days_since_senior": ("days since a VP or C-level buyer first engaged", "days"),
+    "log_days_since_multithread": ("days since a second buyer-side person engaged", "days"),
+    "gatekeeper_engaged": ("legal or procurement engaged", "flag"),
+    "log_days_since_gatekeeper": ("days since legal or procurement first engaged", "days"),
+    "log_days_since_newest_person": ("days since a new buyer-side person last joined", "days"),
+    "log_contacts_listed": ("contacts listed on the deal", "count"),
+    "economic_buyer_engaged": ("the listed economic buyer engaged", "flag"),
+    "pricing_visits_30d": ("pricing-page visits from the account, last 30 days", "raw"),
+    "contract_polls_90d": ("contract-expiry poll answers from the account, last 90 days", "raw"),
+    "account_signals_30d": ("signals from the account, last 30 days", "count"),
+    "log_sellers_engaged": ("people on your side engaged", "count"),
+    "log_days_since_second_seller": ("days since a second person on your side joined", "days"),
+    "meeting_share_14d": ("share of meetings, last 14 days", "share"),
+}
+_TOP_EVIDENCE = 6
+
+
+@dataclass(frozen=True)
+class DealEstimate:
+    as_of: int
+    stages: dict[str, float]
+    estimated_stage: str
+    win_probability: float
+    close_p10: int
+    close_p50: int
+    close_p90: int
+    crm_stage: str
+    evidence: list[tuple[str, float]]  # (description, signed change in win probability)
+    missing_evidence: list[str]
+
+
+class DealScorer:
+    """A deal-model version loaded for scoring (the state `jobs/train_deals.py` registers)."""
+
+    def __init__(self, state: dict[str, Any], version: str) -> None:
+        self.version = version
+        self.stages: tuple[str, ...] = tuple(state["stages"])
+        self.model = DealModel(DealModelConfig(**state["config"]))
+        self.model.load_state_dict(state["weights"])
+        self.model.eval()
+        self.platt = (float(state["platt"][0]), float(state["platt"][1]))
+        self.intervals: dict[str, list[float]] = state["intervals"]
+
+    @torch.no_grad()
+    def _win_and_more(self, features: list[DealFeatures]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        stage_logits, win_logit, log_days = self.model(stack(features))
+        return (torch.softmax(stage_logits, 1).numpy(), apply_platt(win_logit.numpy(), *self.platt),
+                log_days.numpy())
+
+    def estimate(self, data: DealData, deal: Deal, t: int) -> DealEstimate:
+        features = deal_features(data, deal, t)
+        stages, win, log_days = self._win_and_more([features])
+        probs = stages[0]
+        engaged = bool(features.tabular[TABULAR_FEATURES.index("has_interactions")] > 0)
+        low, high = interval(self.intervals, float(log_days[0]), engaged)
+        p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in (low, float(log_days[0]), high))
+        return DealEstimate(
+            as_of=t, stages={s: float(p) for s, p in zip(self.stages, probs)},
+            estimated_stage=self.stages[int(np.argmax(probs))], win_probability=float(win[0]),
+            close_p10=p10, close_p50=p50, close_p90=p90, crm_stage=deal.crm_stage_at(t),
+            evidence=self._evidence(features, float(win[0])), missing_evidence=missing_evidence(deal, features))
+
+    def _evidence(self, features: DealFeatures, win: float) -> list[tuple[str, float]]:
+        """Occlusion: how the win probability moves when one feature is set to its training mean,
+        or one person is left out. Positive contributions raise the probability."""
+        variants, labels = [], []
+        mean = self.model.scale_tabular.mean.numpy()
+        for j, name in enumerate(TABULAR_FEATURES):
+            if np.isclose(features.tabular[j], mean[j]):
+                continue
+            tabular = features.tabular.copy()
+            tabular[j] = mean[j]
+            variants.append(DealFeatures(tabular, features.persons, features.person_pids, features.company))
+            labels.append(describe_feature(name, float(features.tabular[j])))
+        for i in range(features.persons.shape[0]):
+            keep = np.arange(features.persons.shape[0]) != i
+            variants.append(DealFeatures(features.tabular, features.persons[keep],
+                                         [p for k, p in zip(keep, features.person_pids) if k], features.company))
+            labels.append(describe_person(features.persons[i]))
+        if not variants:
+            return []
+        _, without, _ = self._win_and_more(variants)
+        contributions = win - without
+        order = np.argsort(-np.abs(contributions))[:_TOP_EVIDENCE]
+        return [(labels[i], float(contributions[i])) for i in order]
+
+
+def interval(intervals: dict[str, list[float]], log_days: float, engaged: bool) -> tuple[float, float]:
+    """The p10-p90 interval of log1p(days to close) around a predicted median (see
+    jobs.train_deals._interval_residuals): conformal residuals for the deal's evidence group, and
+    for a deal without interactions never narrower than the spread over all deals."""
+    low, high = intervals["engaged" if engaged else "no_interactions"]
+    low, high = log_days + low, log_days + high
+    if not engaged:
+        low, high = min(low, intervals["marginal_log_days"][0]), max(high, intervals["marginal_log_days"][1])
+    return low, high
+
+
+def describe_feature(name: str, value: float) -> str:
+    label, kind = _TABULAR_TEXT[name]
+    if kind in ("count", "days"):
+        return f"{label}: {np.expm1(value):.0f}"
+    if kind == "share":
+        return f"{label}: {value:.0%}"
+    if kind == "flag":
+        return f"{label}: {'yes' if value > 0.5 else 'no'}"
+    return f"{label}: {value:.0f}"
+
+
+def describe_person(row: np.ndarray) -> str:
+    """A buyer-side person as evidence, by role (never by identity)."""
+    named = dict(zip(PERSON_FEATURES, row.tolist()))
+    level = next((k[6:] for k, v in named.items() if k.startswith("level_") and v > 0.5), "unknown level")
+    function = next((k[9:] for k, v in named.items() if k.startswith("function_") and v > 0.5), "unknown function")
+    role = next((k[5:] for k, v in named.items() if k.startswith("role_") and v > 0.5), "not_listed").replace("_", " ")
+    text = f"{level.replace('_', '-')} {function} ({role}), {np.expm1(named['log_interactions']):.0f} interactions"
+    if named["log_prior_tie_events"] > 0:
+        text += f"; knew your team before the deal ({np.expm1(named['log_prior_tie_events']):.0f} earlier interactions)"
+    return text
+
+
+def missing_evidence(deal: Deal, features: DealFeatures) -> list[str]:
+    tab = dict(zip(TABULAR_FEATURES, features.tabular.tolist()))
+    missing = []
+    if tab["has_interactions"] == 0:
+        missing.append("no interactions recorded on this deal (connect email and calendar sync): estimates rest on "
+                       "account, amount and dates only, so the intervals are wider")
+    if not deal.contacts:
+        missing.append("no contacts listed on the deal")
+    if tab["amount_known"] == 0:
+        missing.append("no deal amount")
+    if not deal.size_band:
+        missing.append("account size unknown")
+    if not deal.industry:
+        missing.append("account industry unknown")
+    return missing

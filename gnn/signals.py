@@ -1,0 +1,101 @@
+"""Deal signals: events around a deal's account that matter to it, ranked.
+
+Candidates come from anyone connected to the account in the graph, not only the deal's listed
+contacts: signals (poll answers, page visits, webinars, downloads, intent topics) that the deal's
+tenant ingested from people who work or worked at the account or are on the deal; contacts who
+left the account; new executives there; and the deal going silent. Relevance is a documented rule,
+not a learned model (`signal-rules-v1`): a weight per kind and topic, halved every `half_life`
+days since the event, times 1.0 for a listed contact and 0.9 for anyone else at the account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gnn.deals import DAY, Deal, DealData, Job
+
+RANKER_VERSION = "signal-rules-v1"
+LOOKBACK_DAYS = 365
+SILENT_AFTER_DAYS = 21
+_SENIOR_LEVELS = ("vp", "c_level")
+# (kind, topic or "*") -> (weight, half-life in days, why it matters)
+_RULES: dict[tuple[str, str], tuple[float, float, str]] = {
+    ("poll_answer", "contract_expiry"): (1.0, 180.0, "says when their current contract ends: the buying window"),
+    ("poll_answer", "*"): (0.3, 30.0, "answered a poll"),
+    ("page_visit", "pricing"): (0.85, 14.0, "looked at pricing: budget is being sized"),
+    ("page_visit", "*"): (0.2, 14.0, "visited your site"),
+    ("intent_topic", "*"): (0.5, 30.0, "researching the topic"),
+    ("webinar_attended", "*"): (0.25, 30.0, "attended a webinar"),
+    ("content_download", "*"): (0.25, 30.0, "downloaded content"),
+    ("job_change", "*"): (0.6, 90.0, "changed jobs"),
+    ("contact_left", "*"): (0.9, 90.0, "a contact on this deal left the account: re-establish the relationship"),
+    ("new_executive", "*"): (0.75, 90.0, "a new executive at the account may reset priorities and budget"),
+    ("went_silent", "*"): (0.7, 0.0, "the buyer side has gone quiet"),
+}
+
+
+@dataclass(frozen=True)
+class RankedSignal:
+    kind: str
+    topic: str
+    value: str
+    ts: int
+    pid: str  # who; "" for the deal itself (went silent)
+    why: str
+    relevance: float
+
+
+def rank_signals(data: DealData, deal: Deal, as_of: int, limit: int) -> list[RankedSignal]:
+    found = [*_ingested(data, deal, as_of), *_job_moves(data, deal, as_of), *_silence(deal, as_of)]
+    found.sort(key=lambda s: (-s.relevance, -s.ts, s.kind, s.pid))
+    return found[:limit]
+
+
+def _score(kind: str, topic: str, ts: int, as_of: int, contact: bool) -> tuple[float, str]:
+    weight, half_life, why = _RULES.get((kind, topic)) or _RULES[(kind, "*")]
+    decay = 0.5 ** ((as_of - ts) / DAY / half_life) if half_life > 0 else 1.0
+    return float(np.clip(weight * decay * (1.0 if contact else 0.9), 0.0, 1.0)), why
+
+
+def _ingested(data: DealData, deal: Deal, as_of: int) -> list[RankedSignal]:
+    people = set(data.staff.get(deal.cid, ())) | set(deal.contacts)
+    out = []
+    for pid in people:
+        for s in data.signals.get((deal.tenant, pid), ()):
+            if as_of - LOOKBACK_DAYS * DAY <= s.ts <= as_of:
+                relevance, why = _score(s.kind, s.topic, s.ts, as_of, pid in deal.contacts)
+                role = deal.contacts.get(pid)
+                who = f"the deal's {role.replace('_', ' ')}" if role else "someone at the account who is not on the deal"
+                out.append(RankedSignal(s.kind, s.topic, s.value, s.ts, pid, f"{who} {why}", relevance))
+    return out
+
+
+def _job_moves(data: DealData, deal: Deal, as_of: int) -> list[RankedSignal]:
+    out = []
+    since = as_of - LOOKBACK_DAYS * DAY
+    for pid in set(data.staff.get(deal.cid, ())) | set(deal.contacts):
+        jobs: list[Job] = data.jobs.get(pid, [])
+        for job in jobs:
+            if job.cid != deal.cid:
+                continue
+            if pid in deal.contacts and since <= job.end <= as_of:
+                relevance, why = _score("contact_left", "*", job.end, as_of, True)
+                out.append(RankedSignal("job_change", "left_account", deal.contacts[pid], job.end, pid, why, relevance))
+            elif job.level in _SENIOR_LEVELS and since <= job.start <= as_of and job.start > deal.created - 90 * DAY:
+                relevance, why = _score("new_executive", "*", job.start, as_of, pid in deal.contacts)
+                out.append(RankedSignal("new_executive", "joined_account", job.level, job.start, pid, why, relevance))
+    return out
+
+
+def _silence(deal: Deal, as_of: int) -> list[RankedSignal]:
+    """An open deal whose buyer side was active (3+ interactions) and has said nothing for 3 weeks."""
+    if deal.closed >= 0 and deal.closed <= as_of:
+        return []
+    from_buyer = deal.ts[deal.inbound & (deal.ts <= as_of)]
+    if np.sum(deal.ts <= as_of) < 3 or from_buyer.size == 0 or as_of - int(from_buyer[-1]) < SILENT_AFTER_DAYS * DAY:
+        return []
+    quiet_days = (as_of - int(from_buyer[-1])) // DAY
+    relevance, why = _score("went_silent", "*", int(from_buyer[-1]), as_of, True)
+    return [RankedSignal("went_silent", "no_buyer_reply", f"{quiet_days}_days", int(from_buyer[-1]), "",
+                         f"{why}: no message from the buyer in {quiet_days} days", relevance)]

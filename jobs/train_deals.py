@@ -1,0 +1,409 @@
+"""Train the deal model on Ray, evaluate it on a time split beside its baselines (a gradient-boosted
+model on the same tabular features, the CRM-reported stage, the median), and register it.
+
+Labels come from what happened after each snapshot time t: win or loss and the close date of deals
+closed by then, and the stage at t from CRM histories that can be trusted (`gnn.deals.trusted_history`);
+features come only from before t. Time split: deals that closed in the last `test_share` of the
+closing times are the test set; the model never sees their outcomes. When the dataset carries the
+generator's ground truth (`ground_truth/deals.jsonl`), stage accuracy is measured against the true
+stage, for test snapshots and for the deals still open at the end."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.metrics import roc_auc_score
+
+from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
+from gnn.deal_model import DealModel, DealModelConfig, DealTensors, predict, stack
+from gnn.deal_scoring import interval
+from gnn.deal_training import deal_train_worker
+from gnn.deals import (DAY, DEFAULT_STAGES, PERSON_FEATURES, TABULAR_FEATURES, COMPANY_FEATURES, Deal, DealData,
+                       deal_features, feature_schema, schema_hash, snapshot_times, stage_label)
+from gnn.registry import ModelRegistry, ModelVersion
+from jobs.train import fit_on_ray, init_ray
+from relgraph.errors import ConfigError, InvalidInputError
+
+MODEL_NAME = "deal"
+MIN_CLOSED_DEALS = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class DealTrainConfig:
+    workers: int = 1
+    epochs: int = 60
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    hidden: int = 64
+    validation_share: float = 0.2
+    test_share: float = 0.3  # the latest-closing share of closed deals, held out
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    seed: int = 0
+    max_failures: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "epochs", "batch_size", "hidden"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("validation_share", "test_share"):
+            if not 0.0 < getattr(self, name) < 0.5:
+                raise ConfigError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+        if len(self.stages) < 2 or len(set(self.stages)) != len(self.stages):
+            raise ConfigError(f"stages must name at least two distinct stages in order, got {list(self.stages)}")
+
+
+class GroundTruth:
+    """The generator's true stage history of each deal (DESIGN §6), used only to evaluate."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._starts = {(r["tenant"], r["deal"]): ([s["stage"] for s in r["true_stage_starts"]],
+                                                   np.array([s["ts"] for s in r["true_stage_starts"]], dtype=np.int64))
+                        for r in rows}
+
+    def stage_at(self, deal: Deal, t: int) -> str | None:
+        known = self._starts.get((deal.tenant, deal.deal_id))
+        if known is None:
+            return None
+        names, starts = known
+        i = int(np.searchsorted(starts, t, side="right")) - 1
+        return names[i] if i >= 0 else None
+
+    @staticmethod
+    def load(dataset: Path) -> GroundTruth | None:
+        """The ground truth beside a generated dataset (`out/ingest` -> `out/ground_truth/deals.jsonl`)."""
+        folder = dataset if dataset.is_dir() else dataset.parent
+        for path in (folder / "ground_truth" / "deals.jsonl", folder.parent / "ground_truth" / "deals.jsonl"):
+            if path.is_file():
+                return GroundTruth([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        return None
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    deals: list[Deal]
+    times: list[int]
+    tensors: DealTensors
+
+
+def _snapshots(data: DealData, pairs: list[tuple[Deal, int]], stages: tuple[str, ...]) -> Snapshots:
+    features = [deal_features(data, d, t) for d, t in pairs]
+    stage_y = [stage_label(d, t, stages) for d, t in pairs]
+    win_y = [float(d.outcome == "won") if d.closed >= 0 else -1.0 for d, _ in pairs]
+    log_days = [float(np.log1p((d.closed - t) / DAY)) if d.closed >= 0 else float("nan") for d, t in pairs]
+    if not features:
+        raise InvalidInputError("no deal snapshots to learn from: the deals close within a week of being created")
+    return Snapshots([d for d, _ in pairs], [t for _, t in pairs], stack(features, stage_y, win_y, log_days))
+
+
+@dataclass(frozen=True)
+class DealSplit:
+    cutoff: int
+    train: list[Deal]
+    validation: list[Deal]
+    test: list[Deal]
+    open: list[Deal]
+
+
+def split_deals(data: DealData, config: DealTrainConfig, as_of: int) -> DealSplit:
+    closed = sorted((d for d in data.deals if 0 <= d.closed <= as_of), key=lambda d: (d.closed, d.tenant, d.deal_id))
+    if len(closed) < MIN_CLOSED_DEALS:
+        raise InvalidInputError(f"the deal model needs at least {MIN_CLOSED_DEALS} closed deals (won or lost, with "
+                                f"'closed'); this data has {len(closed)}")
+    cut = int(round(len(closed) * (1 - config.test_share)))
+    cutoff = closed[cut].closed
+    learn, test = closed[:cut], closed[cut:]
+    # Validation (early stopping, calibration, intervals) is the latest-closing part of the rest, so
+    # it looks like the test deals: closed later, often after a longer road.
+    n_val = max(1, int(len(learn) * config.validation_share))
+    train, validation = learn[:-n_val], learn[-n_val:]
+    if not any(d.outcome == "won" for d in train) or not any(d.outcome == "lost" for d in train):
+        raise InvalidInputError("the training deals need both won and lost outcomes")
+    return DealSplit(cutoff, train, validation, test, [d for d in data.deals if d.closed < 0 or d.closed > as_of])
+
+
+@dataclass(frozen=True)
+class DealReport:
+    run: str
+    seconds: float
+    manifest: dict[str, Any]
+    version: ModelVersion | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "version": self.version.name if self.version else None, "seconds": self.seconds,
+                **{k: self.manifest[k] for k in ("headline", "metrics", "sizes", "data_window", "calibration")}}
+
+
+def train_deal_model(data: DealData, config: DealTrainConfig, *, as_of: int, runs_dir: Path,
+                     registry: ModelRegistry | None, scope: dict[str, Any], truth: GroundTruth | None = None,
+                     resume: bool = False, progress: bool = False) -> DealReport:
+    """Train, evaluate and (with a registry) store a deal model on `data` observed at `as_of`."""
+    began = time.perf_counter()
+    split = split_deals(data, config, as_of)
+    stages = config.stages
+
+    def at(deals: list[Deal]) -> list[tuple[Deal, int]]:
+        return [(d, t) for d in deals for t in snapshot_times(d, as_of)]
+
+    train, val, test = (_snapshots(data, at(ds), stages) for ds in (split.train, split.validation, split.test))
+    if int((train.tensors.stage_y >= 0).sum()) == 0:
+        raise InvalidInputError(f"no trusted stage history to learn stages from: no won deal records every stage "
+                                f"({', '.join(stages)}) in order; pass the dataset's stages with --stages")
+    model_config = DealModelConfig(tabular=len(TABULAR_FEATURES), person=len(PERSON_FEATURES),
+                                   company=len(COMPANY_FEATURES), stages=len(stages), hidden=config.hidden)
+    init_ray(config.workers)
+    import ray
+
+    loop_config = {"data": ray.put({"train": asdict(train.tensors), "val": asdict(val.tensors)}),
+                   "model": model_config.to_dict(), "seed": config.seed, "epochs": config.epochs,
+                   "batch_size": config.batch_size, "learning_rate": config.learning_rate, "progress": progress}
+    run, state, train_seconds = fit_on_ray(deal_train_worker, loop_config, run_prefix=MODEL_NAME,
+                                           workers=config.workers, max_failures=config.max_failures,
+                                           runs_dir=runs_dir, resume=resume)
+    model = DealModel(model_config)
+    model.load_state_dict(state["best"]["model"])
+
+    _, val_logits, val_days = predict(model, val.tensors)
+    closed_val = val.tensors.win_y.numpy() >= 0
+    platt = fit_platt(val_logits[closed_val], val.tensors.win_y.numpy()[closed_val])
+    intervals = _interval_residuals(train, val, val_days)
+    gbm = _GradientBoosted(train, config.seed)
+    gbm.calibrate(val)
+    metrics, curve = _evaluate(model, platt, intervals, gbm, test, data, split, stages, as_of, truth)
+    headline = _headline(metrics)
+    manifest = {
+        "model": MODEL_NAME, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run": run,
+        "feature_schema": feature_schema(stages), "schema_hash": schema_hash(stages),
+        "model_config": model_config.to_dict(), "hyperparameters": {**asdict(config), "stages": list(stages)},
+        "seed": config.seed, "best_epoch": state["best"]["epoch"],
+        "data_window": {**scope, "as_of": as_of, "test_cutoff": split.cutoff},
+        "sizes": {"deals": len(data.deals), "train_deals": len(split.train), "validation_deals": len(split.validation),
+                  "test_deals": len(split.test), "open_deals": len(split.open), "train_snapshots": len(train.tensors),
+                  "train_stage_labels": int((train.tensors.stage_y >= 0).sum()), "test_snapshots": len(test.tensors),
+                  "closed_deals_by_tenant": _by_tenant(split.train + split.validation + split.test)},
+        "calibration": {"method": "platt", "a": platt[0], "b": platt[1], "brier": curve["brier"], "ece": curve["ece"]},
+        "intervals": intervals, "reliability": curve, "history": state["history"], "metrics": metrics,
+        "headline": headline, "train_seconds": train_seconds}
+    version = None
+    if registry is not None:
+        def extras(folder: Path) -> None:
+            (folder / "card.md").write_text(model_card(manifest))
+            plot_reliability(curve, folder / "reliability.png", "deal model: win probability (test split)")
+            plot_losses(state["history"], folder / "curves.png")
+
+        version = registry.write(MODEL_NAME, manifest, {"config": model_config.to_dict(), "weights": model.state_dict(),
+                                                        "platt": list(platt), "intervals": intervals,
+                                                        "stages": list(stages)}, extras)
+    return DealReport(run=run, seconds=time.perf_counter() - began, manifest=manifest, version=version)
+
+
+def _by_tenant(deals: list[Deal]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in deals:
+        counts[d.tenant] = counts.get(d.tenant, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _interval_residuals(train: Snapshots, val: Snapshots, predicted_log_days: np.ndarray) -> dict[str, list[float]]:
+    """Split-conformal p10/p90 residuals of log days on the validation deals, for deals with
+    interactions and without (a group with too few examples uses all of them), plus the p10/p90 of
+    log days to close over all training snapshots: a deal with no interactions gets at least that
+    wide an interval, since all that is known of it is its dates and amount."""
+    truth = val.tensors.log_days_y.numpy()
+    known = ~np.isnan(truth)
+    engaged = val.tensors.tabular[:, TABULAR_FEATURES.index("has_interactions")].numpy() > 0
+    residual = truth - predicted_log_days
+    pooled = [float(np.quantile(residual[known], q)) for q in (0.1, 0.9)]
+    out = {}
+    for group, mask in (("engaged", engaged), ("no_interactions", ~engaged)):
+        use = known & mask
+        out[group] = [float(np.quantile(residual[use], q)) for q in (0.1, 0.9)] if use.sum() >= 20 else pooled
+    train_days = train.tensors.log_days_y.numpy()
+    out["marginal_log_days"] = [float(np.quantile(train_days[~np.isnan(train_days)], q)) for q in (0.1, 0.9)]
+    return out
+
+
+class _GradientBoosted:
+    """The baseline: scikit-learn gradient boosting on the same deal-level tabular features."""
+
+    def __init__(self, train: Snapshots, seed: int) -> None:
+        x = train.tensors.tabular.numpy()
+        win, stage = train.tensors.win_y.numpy(), train.tensors.stage_y.numpy()
+        days = train.tensors.log_days_y.numpy()
+        self.win = HistGradientBoostingClassifier(random_state=seed).fit(x[win >= 0], win[win >= 0])
+        self.stage = HistGradientBoostingClassifier(random_state=seed).fit(x[stage >= 0], stage[stage >= 0])
+        self.days = HistGradientBoostingRegressor(loss="absolute_error", random_state=seed).fit(
+            x[~np.isnan(days)], days[~np.isnan(days)])
+        self.platt = (1.0, 0.0)
+
+    def win_logit(self, x: np.ndarray) -> np.ndarray:
+        p = np.clip(self.win.predict_proba(x)[:, 1], 1e-6, 1 - 1e-6)
+        logit: np.ndarray = np.log(p / (1 - p))
+        return logit
+
+    def calibrate(self, val: Snapshots) -> None:
+        """Platt on the same validation deals as the GNN, so both are calibrated alike."""
+        y = val.tensors.win_y.numpy()
+        self.platt = fit_platt(self.win_logit(val.tensors.tabular.numpy()[y >= 0]), y[y >= 0])
+
+    def win_probability(self, x: np.ndarray) -> np.ndarray:
+        return apply_platt(self.win_logit(x), *self.platt)
+
+    def stage_index(self, x: np.ndarray) -> np.ndarray:
+        """Stage indices (classes the baseline never saw cannot be predicted)."""
+        predicted: np.ndarray = self.stage.predict(x).astype(int)
+        return predicted
+
+
+def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str, list[float]], gbm: _GradientBoosted,
+              test: Snapshots, data: DealData, split: DealSplit, stages: tuple[str, ...], as_of: int,
+              truth: GroundTruth | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    x = test.tensors.tabular.numpy()
+    stage_probs, logits, log_days = predict(model, test.tensors)
+    win_y = test.tensors.win_y.numpy()
+    model_win, gbm_win = apply_platt(logits, *platt), gbm.win_probability(x)
+    curve = reliability(model_win, win_y)
+    gbm_curve = reliability(gbm_win, win_y)
+    metrics: dict[str, Any] = {"win": {
+        "snapshots": int(win_y.size), "won_share": float(win_y.mean()),
+        "model": {"auc": float(roc_auc_score(win_y, model_win)), "brier": curve["brier"], "ece": curve["ece"]},
+        "gradient_boosting": {"auc": float(roc_auc_score(win_y, gbm_win)), "brier": gbm_curve["brier"],
+                              "ece": gbm_curve["ece"]}}}
+
+    true_days = np.expm1(test.tensors.log_days_y.numpy())
+    engaged = x[:, TABULAR_FEATURES.index("has_interactions")] > 0
+    low, high = zip(*(interval(intervals, p, e) for p, e in zip(log_days, engaged)))
+    truth_log = test.tensors.log_days_y.numpy()
+    metrics["days_to_close"] = {
+        "snapshots": int(true_days.size),
+        "mae_days": {"model": float(np.mean(np.abs(np.expm1(log_days) - true_days))),
+                     "gradient_boosting": float(np.mean(np.abs(np.expm1(gbm.days.predict(x)) - true_days))),
+                     "median": float(np.mean(np.abs(np.median(np.expm1(_train_days(split, as_of))) - true_days)))},
+        "p10_p90_coverage": float(np.mean((truth_log >= np.array(low)) & (truth_log <= np.array(high))))}
+
+    model_stage, gbm_stage = np.argmax(stage_probs, 1), gbm.stage_index(x)
+    crm = np.array([_index(test.deals[i].crm_stage_at(t), stages) for i, t in enumerate(test.times)])
+    if truth is not None:
+        true = np.array([_index(truth.stage_at(d, t), stages) for d, t in zip(test.deals, test.times)])
+        source = "ground truth"
+    else:
+        true = test.tensors.stage_y.numpy()
+        source = "trusted CRM histories"
+    metrics["stage"] = {"source": source, **_accuracies(true, model_stage, gbm_stage, crm)}
+    if truth is not None and split.open:
+        features = [deal_features(data, d, as_of) for d in split.open]
+        open_tensors = stack(features)
+        open_probs, _, _ = predict(model, open_tensors)
+        true_open = np.array([_index(truth.stage_at(d, as_of), stages) for d in split.open])
+        crm_open = np.array([_index(d.crm_stage_at(as_of), stages) for d in split.open])
+        metrics["stage_open_deals"] = {"source": "ground truth", **_accuracies(
+            true_open, np.argmax(open_probs, 1), gbm.stage_index(open_tensors.tabular.numpy()), crm_open)}
+    return metrics, curve
+
+
+def _train_days(split: DealSplit, as_of: int) -> np.ndarray:
+    return np.array([np.log1p((d.closed - t) / DAY) for d in split.train for t in snapshot_times(d, as_of)])
+
+
+def _index(stage: str | None, stages: tuple[str, ...]) -> int:
+    return stages.index(stage) if stage in stages else -1
+
+
+def _accuracies(true: np.ndarray, model: np.ndarray, gbm: np.ndarray, crm: np.ndarray) -> dict[str, Any]:
+    known = true >= 0
+    n = int(known.sum())
+    if n == 0:
+        return {"evaluated": 0}
+    return {"evaluated": n, "accuracy": {"model": float(np.mean(model[known] == true[known])),
+                                         "gradient_boosting": float(np.mean(gbm[known] == true[known])),
+                                         "crm_reported": float(np.mean(crm[known] == true[known]))}}
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    win = metrics["win"]
+    stage = metrics.get("stage_open_deals") or metrics["stage"]
+    accuracy = stage.get("accuracy", {})
+    return {"win_auc": win["model"]["auc"], "win_brier": win["model"]["brier"],
+            "gbm_win_auc": win["gradient_boosting"]["auc"], "gbm_win_brier": win["gradient_boosting"]["brier"],
+            "beats_gbm_auc_and_brier": win["model"]["auc"] > win["gradient_boosting"]["auc"]
+            and win["model"]["brier"] < win["gradient_boosting"]["brier"],
+            "stage_accuracy": accuracy.get("model"), "crm_stage_accuracy": accuracy.get("crm_reported"),
+            "stage_accuracy_on": "open deals at the end" if "stage_open_deals" in metrics else "test snapshots",
+            "days_mae": metrics["days_to_close"]["mae_days"]["model"]}
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    h, m, sizes, window = manifest["headline"], manifest["metrics"], manifest["sizes"], manifest["data_window"]
+    win = m["win"]
+    lines = [f"# Deal model (run {manifest['run']})", "",
+             "Estimates, for an open deal at a time t, the probability of each stage, the calibrated probability of "
+             "winning and the days to close with a p10-p90 interval, from engagement before t (who engages, how "
+             "senior, how often, replies, meetings, signals from the account) and the people and ties around the "
+             "deal. It never reads the CRM stage.", "",
+             f"- Data: {sizes['deals']:,} deals; trained on {sizes['train_deals']:,} closed deals "
+             f"({sizes['train_snapshots']:,} snapshots, {sizes['train_stage_labels']:,} with a trusted stage), "
+             f"tested on the {sizes['test_deals']:,} deals closed from {_day(window['test_cutoff'])} on.",
+             f"- Feature schema `{manifest['schema_hash']}`, seed {manifest['seed']}, best epoch {manifest['best_epoch']}.",
+             "", "## Win probability (test split)", "", "| model | AUC | Brier | ECE |", "|---|---|---|---|"]
+    for name in ("model", "gradient_boosting"):
+        lines.append(f"| {name} | {win[name]['auc']:.4f} | {win[name]['brier']:.4f} | {win[name]['ece']:.4f} |")
+    lines += ["", "## Stage accuracy", "", "| on | evaluated | model | gradient boosting | CRM-reported |", "|---|---|---|---|---|"]
+    for key in ("stage", "stage_open_deals"):
+        if key in m and m[key].get("evaluated"):
+            a = m[key]["accuracy"]
+            lines.append(f"| {key.replace('_', ' ')} ({m[key]['source']}) | {m[key]['evaluated']:,} | {a['model']:.3f} "
+                         f"| {a['gradient_boosting']:.3f} | {a['crm_reported']:.3f} |")
+    d = m["days_to_close"]
+    lines += ["", f"## Days to close: MAE {d['mae_days']['model']:.1f} days (gradient boosting "
+              f"{d['mae_days']['gradient_boosting']:.1f}, median {d['mae_days']['median']:.1f}); p10-p90 interval "
+              f"covers {d['p10_p90_coverage']:.0%} of test snapshots.", "",
+              f"The model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in both AUC "
+              f"and Brier score for win probability.", ""]
+    return "\n".join(lines)
+
+
+def _day(ts: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def plot_losses(history: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    ax.plot(epochs, [h["val_loss"] for h in history], label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def render_report(r: dict[str, Any]) -> str:
+    m, h = r["metrics"], r["headline"]
+    lines = [f"run {r['run']}" + (f" -> registered as {r['version']}" if r.get("version") else "") + f" ({r['seconds']:.0f} s)",
+             f"{'win probability':<22} {'AUC':>7} {'Brier':>7} {'ECE':>7}"]
+    for name in ("model", "gradient_boosting"):
+        w = m["win"][name]
+        lines.append(f"{name:<22} {w['auc']:>7.4f} {w['brier']:>7.4f} {w['ece']:>7.4f}")
+    for key in ("stage", "stage_open_deals"):
+        if key in m and m[key].get("evaluated"):
+            a = m[key]["accuracy"]
+            lines.append(f"stage accuracy, {key.replace('_', ' ')} ({m[key]['evaluated']}, {m[key]['source']}): model "
+                         f"{a['model']:.3f}, gradient boosting {a['gradient_boosting']:.3f}, CRM {a['crm_reported']:.3f}")
+    d = m["days_to_close"]
+    lines.append(f"days-to-close MAE: model {d['mae_days']['model']:.1f}, gradient boosting "
+                 f"{d['mae_days']['gradient_boosting']:.1f}, median {d['mae_days']['median']:.1f}; "
+                 f"p10-p90 coverage {d['p10_p90_coverage']:.0%}")
+    lines.append(f"model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in AUC and "
+                 f"Brier; calibration Brier {r['calibration']['brier']:.4f}, ECE {r['calibration']['ece']:.4f}")
+    return "\n".join(lines)
