@@ -59,7 +59,7 @@ def deal_train_worker(config: dict[str, Any]) -> None:
             value = loss(trained, train.batch(shuffled[i:i + config["batch_size"]]))
             value.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
-            losses.append(float(value))
+            losses.append(value.item())
         metrics = {"epoch": epoch + 1, "train_loss": sum(losses) / max(len(losses), 1),
                    "seconds": time.perf_counter() - began}
         if rank != 0:

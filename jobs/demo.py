@@ -1,8 +1,9 @@
 """`relgraph demo`: the main job end to end on one machine. Starts the managed Neo4j (unless
 NEO4J_URI points elsewhere), generates a small multi-tenant network, ingests it, prints what was
-built (read back from Neo4j), trains the relationship-strength model on a local Ray, evaluates it
-against the baselines and promotes it, then starts the gRPC server and prints real answers, ranked
-by the model's strengths, through a real client."""
+built (read back from Neo4j), trains the relationship-strength and deal models on a local Ray and
+the buyer-process model, evaluates them against their baselines and promotes them, then starts the
+gRPC server and prints real answers through a real client: warm paths ranked by the model's
+strengths, deal-stage estimates, deal signals and a buyer-process prediction."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import grpc
 
+from gnn.deals import load_deal_data
 from gnn.interactions import ExportScope, export_interactions
 from gnn.registry import ModelRegistry
 from graph.ingest import ingest
@@ -22,11 +24,14 @@ from graph.operations import deals_by_crm_stage, stats, strongest_ties
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import current_version, migrate
 from graph.store import GraphStore, connect
-from jobs.generate import GeneratorConfig, generate
+from jobs.generate import AS_OF, GeneratorConfig, generate
 from jobs.train import MODEL_NAME, TrainConfig, ray_output_to_stderr, render_report, train_link_model
+from jobs.train_buyer import train_buyer_model
+from jobs.train_deals import DealTrainConfig, GroundTruth, train_deal_model
+from jobs.train_deals import render_report as render_deal_report
 from relgraph.client import Client
 from relgraph.config import Config
-from relgraph.query import describe_error, render_warm_paths
+from relgraph.query import describe_error, render_buyer_process, render_deal_stage, render_signals, render_warm_paths
 from relgraph.secrets import api_key_pepper
 from relgraph.v1 import buyer_intelligence_pb2, warm_paths_pb2
 from server.app import create_server
@@ -51,7 +56,7 @@ def run_demo(config: Config, *, people: int, tenants: int, seed: int, key: str) 
         _section(f"generate: {people} people, {tenants} tenants, seed {seed}")
         out = config.home / "demo"
         shutil.rmtree(out, ignore_errors=True)
-        report = generate(GeneratorConfig(people=people, tenants=tenants, seed=seed), out)
+        report = generate(GeneratorConfig(people=people, tenants=tenants, seed=seed, deals_per_100_people=20), out)
         print(f"{report.seconds} s into {out}")
         for name, n in report.counts.items():
             print(f"  {name:<26} {n:>8}")
@@ -80,10 +85,12 @@ def run_demo(config: Config, *, people: int, tenants: int, seed: int, key: str) 
         for row in deals_by_crm_stage(store, tenant):
             print(f"  {row['outcome']:<5} {row['crm_stage'] or '-':<12} {row['deals']:>4} deals, {row['amount']:>12,.0f}")
         _train_and_promote(config, store)
+        _train_deal_models(config, store)
         _serve_and_ask(config, store, out, tenant)
     print("\nGround truth (true stages, outcomes, planted ties and signals) is in", out / "ground_truth")
-    print("Run the server yourself: `relgraph serve`, make a key with `relgraph keys create --tenant "
-          f"{tenant} --role member`, then `relgraph query warm-paths --key KEY --target-company DOMAIN`.")
+    print("Run the server yourself: `RELGRAPH_AS_OF=" + str(AS_OF) + " relgraph serve`, make a key with "
+          f"`relgraph keys create --tenant {tenant} --role member`, then `relgraph query warm-paths --key KEY "
+          "--target-company DOMAIN` or `relgraph query deal-stage --key KEY --deal DEAL`.")
     return 0
 
 
@@ -102,11 +109,32 @@ def _train_and_promote(config: Config, store: GraphStore) -> None:
     print(f"registered and promoted as {report.version.name}: {report.version.path}")
 
 
+def _train_deal_models(config: Config, store: GraphStore) -> None:
+    """Train the deal model (Ray) and build the buyer-process model from every tenant's deals."""
+    _section("train the deal model (Ray Train, heterogeneous GNN) and the buyer-process model")
+    data = load_deal_data(store)
+    registry = ModelRegistry(config.models_dir)
+    with ray_output_to_stderr():
+        report = train_deal_model(data, DealTrainConfig(epochs=30), as_of=AS_OF, runs_dir=config.runs_dir,
+                                  registry=registry, scope={"demo": True},
+                                  truth=GroundTruth.load(config.home / "demo" / "ingest"))
+    assert report.version is not None
+    registry.promote("deal", report.version.name)
+    print(render_deal_report(report.to_dict()))
+    buyer = train_buyer_model(data, as_of=AS_OF, registry=registry, scope={"demo": True},
+                              min_deals=config.server.min_cohort_deals, min_tenants=config.server.min_cohort_tenants)
+    registry.promote("buyer", buyer.name)
+    print(f"deal model {report.version.name} and buyer-process model {buyer.name} registered and promoted "
+          f"({buyer.manifest['sizes']['closed_deals']} closed deals)")
+
+
 def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) -> None:
     """Start the gRPC server on a free port and ask it a few questions as `tenant`."""
     key, _ = create_api_key(store, api_key_pepper(config, create_local=True), tenant=tenant, role="member",
                             scopes=[], label="demo")
-    server_config = dataclasses.replace(config, server=dataclasses.replace(config.server, port=0, metrics_port=0))
+    # Deal answers are computed at the time the generated world is observed (RELGRAPH_AS_OF).
+    server_config = dataclasses.replace(config, server=dataclasses.replace(config.server, port=0, metrics_port=0,
+                                                                          as_of=AS_OF))
     server, port = create_server(server_config)
     server.start()
     _section(f"gRPC relgraph.v1 on 127.0.0.1:{port} (snapshot: {server.holder.current!r})")
@@ -131,10 +159,24 @@ def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) ->
             for title, request in questions:
                 print(f"\n-- warm paths: {title}")
                 print(render_warm_paths(client.call(client.warm_paths.FindWarmPaths, request)))
-            print(f"\n-- deal-stage estimate for {open_deals[0]['id']}")
+            truth = {r["deal"]: r for r in map(json.loads, (out / "ground_truth" / "deals.jsonl").open())}
+            wrong_crm = next(d["id"] for d in open_deals if not truth[d["id"]]["crm_correct"])
+            no_activity = next((d["id"] for d in open_deals if truth[d["id"]]["crm_only"]), open_deals[1]["id"])
+            for deal_id in (wrong_crm, no_activity):
+                print(f"\n-- deal-stage estimate for {deal_id} (true stage: {truth[deal_id]['true_stage']})")
+                print(render_deal_stage(client.call(client.buyer_intelligence.EstimateDealStage,
+                                                    buyer_intelligence_pb2.EstimateDealStageRequest(deal_id=deal_id))))
+            planted = [json.loads(line) for line in (out / "ground_truth" / "signals.jsonl").open()]
+            flared = next(p["deal"] for p in planted if p["tenant"] == tenant and p["kind"] == "poll_answer")
+            print(f"\n-- signals around deal {flared} (planted: a contract-expiry poll answer by someone not on it)")
+            print(render_signals(client.call(client.buyer_intelligence.ListDealSignals,
+                                             buyer_intelligence_pb2.ListDealSignalsRequest(deal_id=flared, limit=5))))
+            account = open_deals[0]["account"]
+            print(f"\n-- how buyers like {account} buy (network-wide, minimum cohort enforced)")
             try:
-                client.call(client.buyer_intelligence.EstimateDealStage,
-                            buyer_intelligence_pb2.EstimateDealStageRequest(deal_id=open_deals[0]["id"]))
+                print(render_buyer_process(client.call(
+                    client.buyer_intelligence.PredictBuyerProcess,
+                    buyer_intelligence_pb2.PredictBuyerProcessRequest(company_domain=account))))
             except grpc.RpcError as error:
                 print(describe_error(error))
     finally:

@@ -14,7 +14,7 @@ files under the relgraph home, never from the repository.
 | RELGRAPH_NETWORK_KEY | HMAC key for pseudonyms (at least 16 characters) | none (demo makes a local key) |
 | RELGRAPH_API_KEY_PEPPER | secret mixed into stored API-key hashes | none (demo makes a local one) |
 | RELGRAPH_SERVER_HOST / RELGRAPH_SERVER_PORT | where `relgraph serve` listens | 127.0.0.1 / 50051 |
-| RELGRAPH_METRICS_PORT | Prometheus metrics HTTP port (0: off) | 9464 |
+| RELGRAPH_METRICS_HOST / RELGRAPH_METRICS_PORT | Prometheus metrics HTTP address (port 0: off) | 127.0.0.1 / 9464 |
 | RELGRAPH_AS_OF | time deal answers are computed at (epoch seconds or ISO 8601; replaying a dataset) | now |
 | RELGRAPH_MIN_COHORT_DEALS / RELGRAPH_MIN_COHORT_TENANTS | k and m of the minimum cohort (DESIGN §4) | 10 / 3 |
 """
@@ -182,7 +182,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         except ValueError as exc:
             raise ConfigError(f"RELGRAPH_NEO4J_PORT must be an integer, got {env['RELGRAPH_NEO4J_PORT']!r}") from exc
     for var, key, cast in (("RELGRAPH_SERVER_HOST", "host", str), ("RELGRAPH_SERVER_PORT", "port", int),
-                           ("RELGRAPH_METRICS_PORT", "metrics_port", int), ("RELGRAPH_MIN_COHORT_DEALS", "min_cohort_deals", int),
+                           ("RELGRAPH_METRICS_HOST", "metrics_host", str), ("RELGRAPH_METRICS_PORT", "metrics_port", int), ("RELGRAPH_MIN_COHORT_DEALS", "min_cohort_deals", int),
                            ("RELGRAPH_MIN_COHORT_TENANTS", "min_cohort_tenants", int)):
         if env.get(var):
             try:
