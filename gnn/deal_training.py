@@ -1,9 +1,9 @@
 """The per-worker training loop of the deal model, run by Ray Train (jobs/train_deals.py).
 
 Each worker trains on an equal random shard of the training snapshots in mini-batches (DDP keeps
-the replicas equal); rank 0 computes the validation loss each epoch and checkpoints the model, the
-optimizer and the best state so far, which is what the run returns (early stopping by validation
-loss, without cutting the run short)."""
+the replicas equal); rank 0 computes the validation loss each epoch and, every CHECKPOINT_EVERY
+epochs and at the end, checkpoints the model, the optimizer and the best state so far, which is what
+the run returns (early stopping by validation loss, without cutting the run short)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ import torch
 
 from gnn.deal_model import DealModel, DealModelConfig, DealTensors, loss
 from gnn.training import CHECKPOINT_FILE
+
+# Epochs are short (a second or less), and a Ray checkpoint costs about as much: one every few epochs.
+CHECKPOINT_EVERY = 5
 
 
 def deal_train_worker(config: dict[str, Any]) -> None:
@@ -75,6 +78,9 @@ def deal_train_worker(config: dict[str, Any]) -> None:
         if config["progress"] or (epoch + 1) % 10 == 0 or epoch + 1 == config["epochs"]:
             print(f"[train deal] epoch {epoch + 1}/{config['epochs']}: train loss {metrics['train_loss']:.4f}, "
                   f"validation loss {metrics['val_loss']:.4f} ({metrics['seconds']:.1f} s)", file=sys.stderr, flush=True)
+        if (epoch + 1) % CHECKPOINT_EVERY and epoch + 1 < config["epochs"]:
+            ray.train.report(metrics)
+            continue
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                         "history": history, "best": best}, Path(folder) / CHECKPOINT_FILE)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import roc_auc_score
 
@@ -25,7 +24,7 @@ from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliabilit
 from gnn.deal_model import DealModel, DealModelConfig, DealTensors, predict, stack
 from gnn.deal_scoring import interval
 from gnn.deal_training import deal_train_worker
-from gnn.deals import (DAY, DEFAULT_STAGES, PERSON_FEATURES, TABULAR_FEATURES, COMPANY_FEATURES, Deal, DealData,
+from gnn.deals import (COMPANY_FEATURES, DAY, DEFAULT_STAGES, PERSON_FEATURES, TABULAR_FEATURES, Deal, DealData,
                        deal_features, feature_schema, schema_hash, snapshot_times, stage_label)
 from gnn.registry import ModelRegistry, ModelVersion
 from jobs.train import fit_on_ray, init_ray

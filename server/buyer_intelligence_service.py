@@ -88,14 +88,13 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         if 0 <= deal.closed <= as_of:
             raise InvalidRequestError([("deal_id", f"the deal is closed ({deal.outcome}); estimates are for open deals")])
         estimate = scorer.estimate(data, deal, as_of)
-        disagrees = bool(estimate.crm_stage) and estimate.crm_stage != estimate.estimated_stage
+        disagrees = estimate.crm_stage != estimate.estimated_stage  # also when the CRM records no stage
         return pb.EstimateDealStageResponse(
             stages=[pb.StageProbability(stage=s, probability=p) for s, p in estimate.stages.items()],
             estimated_stage=estimate.estimated_stage, win_probability=estimate.win_probability,
             expected_close=_timestamp(estimate.close_p50), close_p10=_timestamp(estimate.close_p10),
             close_p90=_timestamp(estimate.close_p90), crm_stage=estimate.crm_stage,
-            disagrees_with_crm=disagrees or not estimate.crm_stage,
-            suggested_stage=estimate.estimated_stage if disagrees or not estimate.crm_stage else "",
+            disagrees_with_crm=disagrees, suggested_stage=estimate.estimated_stage if disagrees else "",
             evidence=[pb.Evidence(description=d, contribution=c) for d, c in estimate.evidence],
             missing_evidence=estimate.missing_evidence, model_version=f"deal/{version}")
 

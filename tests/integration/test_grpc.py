@@ -297,7 +297,7 @@ def test_query_cli_is_a_real_client(served: Served) -> None:
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "field max_hops" in bad.stderr
     stage = subprocess.run(["relgraph", "query", "deal-stage", "--deal", "D0000001"], env=env, capture_output=True,
                            text=True, timeout=60)
-    assert stage.returncode == 1 and "FAILED_PRECONDITION: no model promoted" in stage.stderr
+    assert stage.returncode == 1 and "FAILED_PRECONDITION: no deal model promoted" in stage.stderr
 
 
 def test_reads_keep_working_with_neo4j_stopped(served: Served, neo4j_config: Config) -> None:
