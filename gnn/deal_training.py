@@ -36,7 +36,7 @@ def deal_train_worker(config: dict[str, Any]) -> None:
 
     model = DealModel(DealModelConfig(**config["model"]))
     model.fit_scaling(train)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"], weight_decay=1e-5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"])
     best: dict[str, Any] = {"val_loss": float("inf"), "epoch": 0, "model": model.state_dict()}
     start, history = 0, []
     checkpoint = ray.train.get_checkpoint()

@@ -41,6 +41,8 @@ class DealTrainConfig:
     batch_size: int = 256
     learning_rate: float = 3e-3
     hidden: int = 64
+    dropout: float = 0.1
+    weight_decay: float = 1e-5
     validation_share: float = 0.2
     test_share: float = 0.3  # the latest-closing share of closed deals, held out
     stages: tuple[str, ...] = DEFAULT_STAGES
@@ -155,13 +157,15 @@ def train_deal_model(data: DealData, config: DealTrainConfig, *, as_of: int, run
         raise InvalidInputError(f"no trusted stage history to learn stages from: no won deal records every stage "
                                 f"({', '.join(stages)}) in order; pass the dataset's stages with --stages")
     model_config = DealModelConfig(tabular=len(TABULAR_FEATURES), person=len(PERSON_FEATURES),
-                                   company=len(COMPANY_FEATURES), stages=len(stages), hidden=config.hidden)
+                                   company=len(COMPANY_FEATURES), stages=len(stages), hidden=config.hidden,
+                                   dropout=config.dropout)
     init_ray(config.workers)
     import ray
 
     loop_config = {"data": ray.put({"train": asdict(train.tensors), "val": asdict(val.tensors)}),
                    "model": model_config.to_dict(), "seed": config.seed, "epochs": config.epochs,
-                   "batch_size": config.batch_size, "learning_rate": config.learning_rate, "progress": progress}
+                   "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+                   "weight_decay": config.weight_decay, "progress": progress}
     run, state, train_seconds = fit_on_ray(deal_train_worker, loop_config, run_prefix=MODEL_NAME,
                                            workers=config.workers, max_failures=config.max_failures,
                                            runs_dir=runs_dir, resume=resume)

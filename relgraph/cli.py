@@ -126,7 +126,8 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     from jobs.generate import GeneratorConfig, generate
 
     try:
-        report = generate(GeneratorConfig(people=args.people, tenants=args.tenants, seed=args.seed, hygiene=args.hygiene),
+        report = generate(GeneratorConfig(people=args.people, tenants=args.tenants, seed=args.seed, hygiene=args.hygiene,
+                                          deals_per_100_people=args.deals_per_100_people),
                           args.out, progress=sys.stderr.isatty())
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
@@ -456,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", type=int, default=3)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--hygiene", type=float, default=0.4, help="share of CRM records that are right and current")
+    p.add_argument("--deals-per-100-people", type=float, default=2.0, help="how many deals the tenants run")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_generate)
