@@ -89,8 +89,9 @@ class DealScorer:
         stages, win, log_days = self._win_and_more([features])
         probs = stages[0]
         engaged = bool(features.tabular[TABULAR_FEATURES.index("has_interactions")] > 0)
-        low, high = interval(self.intervals, float(log_days[0]), engaged)
-        p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in (low, float(log_days[0]), high))
+        median = float(clamp_log_days(self.intervals, log_days)[0])
+        low, high = interval(self.intervals, median, engaged)
+        p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in (low, median, high))
         return DealEstimate(
             as_of=t, stages={s: float(p) for s, p in zip(self.stages, probs)},
             estimated_stage=self.stages[int(np.argmax(probs))], win_probability=float(win[0]),
@@ -122,12 +123,19 @@ class DealScorer:
         return [(labels[i], float(contributions[i])) for i in order]
 
 
+def clamp_log_days(intervals: dict[str, list[float]], log_days: np.ndarray) -> np.ndarray:
+    """Predicted log1p(days to close) kept within what training saw: a deal unlike any seen before
+    must not be told it closes in twenty years."""
+    clamped: np.ndarray = np.clip(log_days, 0.0, intervals["max_log_days"][0])
+    return clamped
+
+
 def interval(intervals: dict[str, list[float]], log_days: float, engaged: bool) -> tuple[float, float]:
     """The p10-p90 interval of log1p(days to close) around a predicted median (see
     jobs.train_deals._interval_residuals): conformal residuals for the deal's evidence group, and
     for a deal without interactions never narrower than the spread over all deals."""
     low, high = intervals["engaged" if engaged else "no_interactions"]
-    low, high = log_days + low, log_days + high
+    low, high = max(0.0, log_days + low), log_days + high
     if not engaged:
         low, high = min(low, intervals["marginal_log_days"][0]), max(high, intervals["marginal_log_days"][1])
     return low, high

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
 from gnn.deal_model import DealModel, DealModelConfig, DealTensors, predict, stack
-from gnn.deal_scoring import interval
+from gnn.deal_scoring import clamp_log_days, interval
 from gnn.deal_training import deal_train_worker
 from gnn.deals import (COMPANY_FEATURES, DAY, DEFAULT_STAGES, PERSON_FEATURES, TABULAR_FEATURES, Deal, DealData,
                        deal_features, feature_schema, schema_hash, snapshot_times, stage_label)
@@ -217,18 +217,19 @@ def _interval_residuals(train: Snapshots, val: Snapshots, predicted_log_days: np
     """Split-conformal p10/p90 residuals of log days on the validation deals, for deals with
     interactions and without (a group with too few examples uses all of them), plus the p10/p90 of
     log days to close over all training snapshots: a deal with no interactions gets at least that
-    wide an interval, since all that is known of it is its dates and amount."""
+    wide an interval, since all that is known of it is its dates and amount. Predictions are clamped
+    to the longest time to close seen in training (`clamp_log_days`)."""
+    train_days = train.tensors.log_days_y.numpy()
+    out = {"marginal_log_days": [float(np.quantile(train_days[~np.isnan(train_days)], q)) for q in (0.1, 0.9)],
+           "max_log_days": [float(np.nanmax(train_days))]}
     truth = val.tensors.log_days_y.numpy()
     known = ~np.isnan(truth)
     engaged = val.tensors.tabular[:, TABULAR_FEATURES.index("has_interactions")].numpy() > 0
-    residual = truth - predicted_log_days
+    residual = truth - clamp_log_days(out, predicted_log_days)
     pooled = [float(np.quantile(residual[known], q)) for q in (0.1, 0.9)]
-    out = {}
     for group, mask in (("engaged", engaged), ("no_interactions", ~engaged)):
         use = known & mask
         out[group] = [float(np.quantile(residual[use], q)) for q in (0.1, 0.9)] if use.sum() >= 20 else pooled
-    train_days = train.tensors.log_days_y.numpy()
-    out["marginal_log_days"] = [float(np.quantile(train_days[~np.isnan(train_days)], q)) for q in (0.1, 0.9)]
     return out
 
 
@@ -268,7 +269,8 @@ def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str,
               test: Snapshots, data: DealData, split: DealSplit, stages: tuple[str, ...], as_of: int,
               truth: GroundTruth | None) -> tuple[dict[str, Any], dict[str, Any]]:
     x = test.tensors.tabular.numpy()
-    stage_probs, logits, log_days = predict(model, test.tensors)
+    stage_probs, logits, raw_log_days = predict(model, test.tensors)
+    log_days = clamp_log_days(intervals, raw_log_days)
     win_y = test.tensors.win_y.numpy()
     model_win, gbm_win = apply_platt(logits, *platt), gbm.win_probability(x)
     curve = reliability(model_win, win_y)
