@@ -112,6 +112,9 @@ class DealModel(nn.Module):
         self.stage_head = nn.Linear(h, config.stages)
         self.win_head = nn.Linear(h, 1)
         self.days_head = nn.Linear(h, 1)
+        # A linear ("wide") path from the deal's own features beside the MLP, for their monotone effects.
+        self.win_wide = nn.Linear(config.tabular, 1)
+        self.days_wide = nn.Linear(config.tabular, 1)
 
     def fit_scaling(self, data: DealTensors) -> None:
         self.scale_tabular.fit(data.tabular)
@@ -121,7 +124,8 @@ class DealModel(nn.Module):
     def forward(self, batch: DealTensors) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(stage logits [B, stages], win logit [B], log days to close [B])."""
         n = batch.tabular.shape[0]
-        deal = torch.relu(self.deal_in(self.scale_tabular(batch.tabular)))
+        tabular = self.scale_tabular(batch.tabular)
+        deal = torch.relu(self.deal_in(tabular))
         x = {"deal": deal, "person": torch.relu(self.person_in(self.scale_person(batch.persons))),
              "company": torch.relu(self.company_in(self.scale_company(batch.company)))}
         owner = torch.repeat_interleave(torch.arange(n), batch.person_ptr[1:] - batch.person_ptr[:-1])
@@ -129,7 +133,8 @@ class DealModel(nn.Module):
                  _COMPANY_EDGE: torch.stack([torch.arange(n), torch.arange(n)])}
         around = torch.relu(self.conv(x, edges)["deal"])
         z = self.trunk(torch.cat([deal, around], dim=1))
-        return self.stage_head(z), self.win_head(z).squeeze(1), self.days_head(z).squeeze(1)
+        return (self.stage_head(z), (self.win_head(z) + self.win_wide(tabular)).squeeze(1),
+                (self.days_head(z) + self.days_wide(tabular)).squeeze(1))
 
 
 def loss(model: nn.Module, batch: DealTensors) -> torch.Tensor:
