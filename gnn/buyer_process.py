@@ -145,7 +145,7 @@ class BuyerProcessModel:
         tried = []
         for i, level in enumerate(levels):
             mask = self.cohort_mask(level)
-            if self.meets_minimum(mask) and self.meets_minimum(mask & self._trusted):
+            if self.meets_minimum(mask & self._trusted):  # then the whole cohort does too
                 return self._answer(level, mask, rolled_up=i > 0, eb_engaged_early=eb_engaged_early)
             tried.append(f"{_name(level)}: {self._size(mask)} ({self._size(mask & self._trusted)} with a full stage history)")
         raise CohortTooSmallError(
@@ -165,8 +165,7 @@ class BuyerProcessModel:
         drivers = []
         for key, description in DRIVERS.items():
             with_, without = mask & (self._drivers[key] == 1), mask & (self._drivers[key] == 0)
-            if self.meets_minimum(with_ & self._won) and self.meets_minimum(without & self._won) and self.meets_minimum(with_) \
-                    and self.meets_minimum(without):
+            if self.meets_minimum(with_ & self._won) and self.meets_minimum(without & self._won):  # and so both arms
                 drivers.append(Driver(
                     description,
                     effect_days=float(np.median(self._days[with_ & self._won]) - np.median(self._days[without & self._won])),

@@ -8,15 +8,13 @@ the run returns (early stopping by validation loss, without cutting the run shor
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from gnn.deal_model import DealModel, DealModelConfig, DealTensors, loss
-from gnn.training import CHECKPOINT_FILE
+from gnn.training import report, restore_checkpoint
 
 # Epochs are short (a second or less), and a Ray checkpoint costs about as much: one every few epochs.
 CHECKPOINT_EVERY = 5
@@ -39,12 +37,8 @@ def deal_train_worker(config: dict[str, Any]) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"])
     best: dict[str, Any] = {"val_loss": float("inf"), "epoch": 0, "model": model.state_dict()}
     start, history = 0, []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    state = restore_checkpoint(model, optimizer)
+    if state is not None:
         start, history, best = state["epoch"] + 1, state["history"], state["best"]
     trained = ray.train.torch.prepare_model(model)
 
@@ -81,7 +75,4 @@ def deal_train_worker(config: dict[str, Any]) -> None:
         if (epoch + 1) % CHECKPOINT_EVERY and epoch + 1 < config["epochs"]:
             ray.train.report(metrics)
             continue
-        with tempfile.TemporaryDirectory() as folder:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                        "history": history, "best": best}, Path(folder) / CHECKPOINT_FILE)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        report(metrics, model, optimizer, {"epoch": epoch, "history": history, "best": best})

@@ -41,12 +41,8 @@ def train_worker(config: dict[str, Any]) -> None:
     model.fit_scaling(data["node_x"], data["train_x"])
     optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
     start, history = 0, []
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    state = restore_checkpoint(model, optimizer)
+    if state is not None:
         start, history = state["epoch"] + 1, state["history"]
     trained = ray.train.torch.prepare_model(model)  # DDP when world > 1
 
@@ -83,12 +79,35 @@ def train_worker(config: dict[str, Any]) -> None:
             print(f"[train] epoch {epoch + 1}/{config['epochs']}: " +
                   ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
                   + f" ({seconds:.1f} s)", file=sys.stderr, flush=True)
-            with tempfile.TemporaryDirectory() as folder:
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                            "history": history}, Path(folder) / CHECKPOINT_FILE)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+            report(metrics, model, optimizer, {"epoch": epoch, "history": history})
         else:
             ray.train.report(metrics)
+
+
+def restore_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """When Ray Train (re)starts this worker from a checkpoint: load its model and optimizer state
+    into `model` and `optimizer` and return the whole saved state; else None."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        state: dict[str, Any] = torch.load(Path(folder) / CHECKPOINT_FILE, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state
+
+
+def report(metrics: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+           extra: dict[str, Any]) -> None:
+    """Report an epoch's metrics to Ray Train with a checkpoint: model, optimizer and `extra`."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), **extra},
+                   Path(folder) / CHECKPOINT_FILE)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
 def validate(model: LinkStrengthModel, data: dict[str, Any]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from gnn.deals import load_deal_data
+from gnn.deals import DealData, load_deal_data
 from gnn.registry import ModelRegistry
 from graph.pseudonymize import Pseudonymizer
 from jobs.bench_common import BenchGraph, free_port, generated_graph
@@ -49,7 +49,7 @@ def run_deals_benchmark(config: Config, *, people: int, hygiene: list[float], ne
                 registry.promote("deal", report.version.name)
                 buyer = train_buyer_model(data, as_of=AS_OF, registry=registry, scope={"bench": people})
                 registry.promote("buyer", buyer.name)
-                latency = _rpc_latency(graph, network_key, requests)
+                latency = _rpc_latency(graph, data, network_key, requests)
         ray.shutdown()
     if plot is not None:
         plot_sweep(rows, plot)
@@ -72,18 +72,17 @@ def _sweep_row(level: float, manifest: dict[str, Any]) -> dict[str, Any]:
             "train_stage_labels": manifest["sizes"]["train_stage_labels"]}
 
 
-def _rpc_latency(graph: BenchGraph, network_key: str, requests: int) -> dict[str, dict[str, float]]:
+def _rpc_latency(graph: BenchGraph, data: DealData, network_key: str, requests: int) -> dict[str, dict[str, float]]:
     """p50/p99 milliseconds of each buyer-intelligence RPC over a real channel, sequentially."""
     from relgraph.v1 import buyer_intelligence_pb2 as pb
     from relgraph.v1 import buyer_intelligence_pb2_grpc
     from server.app import create_server
     from server.auth import create_api_key
 
-    tenant_deals = load_deal_data(graph.store).deals
-    tenant = tenant_deals[0].tenant
-    deal_ids = [d.deal_id for d in tenant_deals if d.tenant == tenant and d.closed < 0][:50] or \
-        [d.deal_id for d in tenant_deals if d.tenant == tenant][:50]
-    domains = sorted({d.cid for d in tenant_deals})[:50]
+    tenant = data.deals[0].tenant
+    deal_ids = [d.deal_id for d in data.deals if d.tenant == tenant and d.closed < 0][:50] or \
+        [d.deal_id for d in data.deals if d.tenant == tenant][:50]
+    domains = sorted({d.cid for d in data.deals})[:50]
     server_config = dataclasses.replace(
         graph.config, network_key=network_key, api_key_pepper="bench-pepper-0123456789",
         server=dataclasses.replace(graph.config.server, port=free_port(), metrics_port=0, as_of=AS_OF))

@@ -53,14 +53,20 @@ class TrainConfig:
     task: LinkTask = field(default_factory=LinkTask)
 
     def __post_init__(self) -> None:
-        for name in ("workers", "epochs", "batch_size", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 < self.validation_share < 0.5:
-            raise ConfigError(f"validation_share must be in (0, 0.5), got {self.validation_share}")
+        check_settings(self, counts=("workers", "epochs", "batch_size", "hidden"), shares=("validation_share",))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_settings(config: object, *, counts: tuple[str, ...], shares: tuple[str, ...]) -> None:
+    """Training settings: each of `counts` at least 1, each of `shares` in (0, 0.5); errors name the setting."""
+    for name in counts:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+    for name in shares:
+        if not 0.0 < getattr(config, name) < 0.5:
+            raise ConfigError(f"{name} must be in (0, 0.5), got {getattr(config, name)}")
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def train_link_model(log: InteractionLog, config: TrainConfig, *, runs_dir: Path
             (folder / "card.md").write_text(model_card(manifest))
             plot_reliability(curve, folder / "reliability.png",
                              "link model reliability (test horizon, existing relationships)")
-            _plot_curves(state["history"], folder / "curves.png")
+            plot_curves(state["history"], folder / "curves.png")
 
         version = registry.write(MODEL_NAME, manifest,
                                  {"config": model_config.to_dict(), "weights": model.state_dict(), "platt": [a, b]},
@@ -258,20 +264,25 @@ def _resumable_run(runs_dir: Path, prefix: str) -> str | None:
     return max(runs, key=lambda p: p.stat().st_mtime).name if runs else None
 
 
-def _plot_curves(history: list[dict[str, float]], path: Path) -> None:
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Training and validation loss per epoch, and the validation AUC beside them when recorded."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    with_auc = "val_auc" in history[0]
+    fig, axes = plt.subplots(1, 2 if with_auc else 1, figsize=(9 if with_auc else 5, 3.5), squeeze=False)
+    left = axes[0][0]
     left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
     left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
     left.set_xlabel("epoch")
     left.legend()
-    right.plot(epochs, [h["val_auc"] for h in history], marker="o", color="tab:green")
-    right.set_xlabel("epoch")
-    right.set_ylabel("validation AUC")
+    if with_auc:
+        right = axes[0][1]
+        right.plot(epochs, [h["val_auc"] for h in history], marker="o", color="tab:green")
+        right.set_xlabel("epoch")
+        right.set_ylabel("validation AUC")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

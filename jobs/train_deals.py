@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from gnn.deal_training import deal_train_worker
 from gnn.deals import (COMPANY_FEATURES, DAY, DEFAULT_STAGES, PERSON_FEATURES, TABULAR_FEATURES, Deal, DealData,
                        deal_features, feature_schema, schema_hash, snapshot_times, stage_label)
 from gnn.registry import ModelRegistry, ModelVersion
-from jobs.train import fit_on_ray, init_ray
+from jobs.train import check_settings, fit_on_ray, init_ray, plot_curves
 from relgraph.errors import ConfigError, InvalidInputError
 
 MODEL_NAME = "deal"
@@ -50,12 +51,8 @@ class DealTrainConfig:
     max_failures: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("workers", "epochs", "batch_size", "hidden"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("validation_share", "test_share"):
-            if not 0.0 < getattr(self, name) < 0.5:
-                raise ConfigError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+        check_settings(self, counts=("workers", "epochs", "batch_size", "hidden"),
+                       shares=("validation_share", "test_share"))
         if len(self.stages) < 2 or len(set(self.stages)) != len(self.stages):
             raise ConfigError(f"stages must name at least two distinct stages in order, got {list(self.stages)}")
 
@@ -178,7 +175,7 @@ def train_deal_model(data: DealData, config: DealTrainConfig, *, as_of: int, run
     intervals = _interval_residuals(train, val, val_days)
     gbm = _GradientBoosted(train, config.seed)
     gbm.calibrate(val)
-    metrics, curve = _evaluate(model, platt, intervals, gbm, test, data, split, stages, as_of, truth)
+    metrics, curve = _evaluate(model, platt, intervals, gbm, train, test, data, split, stages, as_of, truth)
     headline = _headline(metrics)
     manifest = {
         "model": MODEL_NAME, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run": run,
@@ -198,7 +195,7 @@ def train_deal_model(data: DealData, config: DealTrainConfig, *, as_of: int, run
         def extras(folder: Path) -> None:
             (folder / "card.md").write_text(model_card(manifest))
             plot_reliability(curve, folder / "reliability.png", "deal model: win probability (test split)")
-            plot_losses(state["history"], folder / "curves.png")
+            plot_curves(state["history"], folder / "curves.png")
 
         version = registry.write(MODEL_NAME, manifest, {"config": model_config.to_dict(), "weights": model.state_dict(),
                                                         "platt": list(platt), "intervals": intervals,
@@ -266,7 +263,7 @@ class _GradientBoosted:
 
 
 def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str, list[float]], gbm: _GradientBoosted,
-              test: Snapshots, data: DealData, split: DealSplit, stages: tuple[str, ...], as_of: int,
+              train: Snapshots, test: Snapshots, data: DealData, split: DealSplit, stages: tuple[str, ...], as_of: int,
               truth: GroundTruth | None) -> tuple[dict[str, Any], dict[str, Any]]:
     x = test.tensors.tabular.numpy()
     stage_probs, logits, raw_log_days = predict(model, test.tensors)
@@ -289,7 +286,7 @@ def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str,
         "snapshots": int(true_days.size),
         "mae_days": {"model": float(np.mean(np.abs(np.expm1(log_days) - true_days))),
                      "gradient_boosting": float(np.mean(np.abs(np.expm1(gbm.days.predict(x)) - true_days))),
-                     "median": float(np.mean(np.abs(np.median(np.expm1(_train_days(split, as_of))) - true_days)))},
+                     "median": float(np.mean(np.abs(np.nanmedian(np.expm1(train.tensors.log_days_y.numpy())) - true_days)))},
         "p10_p90_coverage": float(np.mean((truth_log >= np.array(low)) & (truth_log <= np.array(high))))}
 
     model_stage, gbm_stage = np.argmax(stage_probs, 1), gbm.stage_index(x)
@@ -310,10 +307,6 @@ def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str,
         metrics["stage_open_deals"] = {"source": "ground truth", **_accuracies(
             true_open, np.argmax(open_probs, 1), gbm.stage_index(open_tensors.tabular.numpy()), crm_open)}
     return metrics, curve
-
-
-def _train_days(split: DealSplit, as_of: int) -> np.ndarray:
-    return np.array([np.log1p((d.closed - t) / DAY) for d in split.train for t in snapshot_times(d, as_of)])
 
 
 def _index(stage: str | None, stages: tuple[str, ...]) -> int:
@@ -359,11 +352,9 @@ def model_card(manifest: dict[str, Any]) -> str:
     for name in ("model", "gradient_boosting"):
         lines.append(f"| {name} | {win[name]['auc']:.4f} | {win[name]['brier']:.4f} | {win[name]['ece']:.4f} |")
     lines += ["", "## Stage accuracy", "", "| on | evaluated | model | gradient boosting | CRM-reported |", "|---|---|---|---|---|"]
-    for key in ("stage", "stage_open_deals"):
-        if key in m and m[key].get("evaluated"):
-            a = m[key]["accuracy"]
-            lines.append(f"| {key.replace('_', ' ')} ({m[key]['source']}) | {m[key]['evaluated']:,} | {a['model']:.3f} "
-                         f"| {a['gradient_boosting']:.3f} | {a['crm_reported']:.3f} |")
+    for on, source, evaluated, a in _stage_accuracies(m):
+        lines.append(f"| {on} ({source}) | {evaluated:,} | {a['model']:.3f} | {a['gradient_boosting']:.3f} "
+                     f"| {a['crm_reported']:.3f} |")
     d = m["days_to_close"]
     lines += ["", f"## Days to close: MAE {d['mae_days']['model']:.1f} days (gradient boosting "
               f"{d['mae_days']['gradient_boosting']:.1f}, median {d['mae_days']['median']:.1f}); p10-p90 interval "
@@ -373,24 +364,16 @@ def model_card(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _stage_accuracies(metrics: dict[str, Any]) -> Iterator[tuple[str, str, int, dict[str, float]]]:
+    """(what was evaluated, label source, count, accuracies) for each stage evaluation that ran."""
+    for key in ("stage", "stage_open_deals"):
+        if key in metrics and metrics[key].get("evaluated"):
+            m = metrics[key]
+            yield key.replace("_", " "), m["source"], m["evaluated"], m["accuracy"]
+
+
 def _day(ts: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
-
-
-def plot_losses(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
-    ax.plot(epochs, [h["val_loss"] for h in history], label="validation loss")
-    ax.set_xlabel("epoch")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def render_report(r: dict[str, Any]) -> str:
@@ -400,11 +383,9 @@ def render_report(r: dict[str, Any]) -> str:
     for name in ("model", "gradient_boosting"):
         w = m["win"][name]
         lines.append(f"{name:<22} {w['auc']:>7.4f} {w['brier']:>7.4f} {w['ece']:>7.4f}")
-    for key in ("stage", "stage_open_deals"):
-        if key in m and m[key].get("evaluated"):
-            a = m[key]["accuracy"]
-            lines.append(f"stage accuracy, {key.replace('_', ' ')} ({m[key]['evaluated']}, {m[key]['source']}): model "
-                         f"{a['model']:.3f}, gradient boosting {a['gradient_boosting']:.3f}, CRM {a['crm_reported']:.3f}")
+    for on, source, evaluated, a in _stage_accuracies(m):
+        lines.append(f"stage accuracy, {on} ({evaluated}, {source}): model {a['model']:.3f}, "
+                     f"gradient boosting {a['gradient_boosting']:.3f}, CRM {a['crm_reported']:.3f}")
     d = m["days_to_close"]
     lines.append(f"days-to-close MAE: model {d['mae_days']['model']:.1f}, gradient boosting "
                  f"{d['mae_days']['gradient_boosting']:.1f}, median {d['mae_days']['median']:.1f}; "
