@@ -4,6 +4,7 @@ file holding any invalid record contributes nothing; memory stays bounded by the
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -12,6 +13,7 @@ import marshal
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from relgraph.config import DEFAULT_BATCH_SIZE
 from relgraph.errors import InvalidInputError, RecordError
 
 MAX_REPORTED_ERRORS = 20
+MAX_LINE_BYTES = 1 << 20  # one record; a longer line is rejected, not read into memory
 EVENT_KINDS = ("interaction", "signal")
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".csv.gz")
 
@@ -77,10 +80,15 @@ def input_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _open_text(path: Path) -> IO[str]:
+def _open_binary(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile is a binary file
+    return open(path, "rb")
+
+
+# What can go wrong while reading the bytes of a file (a truncated or corrupt gzip stream, a read
+# error): the file stops there, with a line-numbered rejection, never a traceback.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 def _csv_kind(path: Path) -> str | None:
@@ -90,21 +98,83 @@ def _csv_kind(path: Path) -> str | None:
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | RecordError, str | None]]:
-    """Yield (line number, record or the reason it cannot be read, default kind) for each record."""
-    with _open_text(path) as fh:
-        if ".csv" in path.name:
-            default_kind = _csv_kind(path)
+    """Yield (line number, record or the reason it cannot be read, default kind) for each record.
+    Whatever the bytes (invalid UTF-8, a byte-order mark, deep nesting, huge lines, a truncated
+    gzip stream), each problem becomes a RecordError on its line."""
+    if ".csv" in path.name:
+        yield from _csv_records(path)
+    else:
+        yield from _jsonl_records(path)
+
+
+def _lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes | RecordError]]:
+    """Numbered lines of at most MAX_LINE_BYTES; a longer line is skipped whole and reported."""
+    number = 0
+    while True:
+        line = fh.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := fh.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield number, RecordError(f"line longer than {MAX_LINE_BYTES} bytes")
+            continue
+        yield number, line
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | RecordError, None]]:
+    number = 0
+    try:
+        with _open_binary(path) as fh:
+            for number, line in _lines(fh):
+                if isinstance(line, RecordError):
+                    yield number, line, None
+                    continue
+                if number == 1 and line.startswith(codecs.BOM_UTF8):
+                    line = line[len(codecs.BOM_UTF8):]
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield number, RecordError(f"not valid UTF-8 at byte {exc.start + 1}"), None
+                    continue
+                if text.strip():
+                    yield number, _json_record(text), None
+    except _READ_ERRORS as exc:
+        yield number + 1, RecordError(f"the file cannot be read past line {number}: {_reason(exc)}"), None
+
+
+def _json_record(text: str) -> dict[str, Any] | RecordError:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RecordError(f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return RecordError("not valid JSON: nested too deeply")
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        return RecordError(f"not valid JSON: {_reason(exc)}")
+    return value if isinstance(value, dict) else RecordError("a record must be a JSON object")
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | RecordError, str | None]]:
+    default_kind = _csv_kind(path)
+    line = 0
+    try:
+        with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh)
             for row in reader:
-                yield reader.line_num, {k: v for k, v in row.items() if k is not None}, default_kind
-            return
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line), None
-            except json.JSONDecodeError as exc:
-                yield number, RecordError(f"not valid JSON: {exc.msg} at column {exc.colno}"), None
+                line = reader.line_num
+                yield line, {k: v for k, v in row.items() if k is not None}, default_kind
+    except UnicodeDecodeError as exc:
+        yield line + 1, RecordError(f"not valid UTF-8 at byte {exc.start + 1} of its block; the file stops here"), None
+    except csv.Error as exc:
+        yield line + 1, RecordError(f"not valid CSV: {_reason(exc)}; the file stops here"), None
+    except _READ_ERRORS as exc:
+        yield line + 1, RecordError(f"the file cannot be read past line {line}: {_reason(exc)}"), None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc)[:200] or type(exc).__name__
 
 
 class _Spool:

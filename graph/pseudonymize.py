@@ -10,13 +10,17 @@ from functools import lru_cache
 
 from relgraph.errors import RecordError
 
+MAX_DOMAIN_CHARS = 253  # RFC 1035
+MAX_ECHO_CHARS = 40  # how much of a bad value an error message repeats
 PID_HEX_CHARS = 32  # 128 bits: collision-free for any realistic network, half the storage of full SHA-256
-_EMAIL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+)$")
-_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
+_EMAIL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+)\Z")
+_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+\Z")
 
 
 def normalize_email(raw: str) -> str:
     """Trim, drop a `mailto:` prefix and lower-case; raise RecordError when it is not an address."""
+    if len(raw) > 4 * 254:  # far too long to be an address: refuse before any work on it
+        raise RecordError(f"not a valid email address: {_redact(raw[:MAX_ECHO_CHARS])!r}")
     email = raw.strip().lower()
     if email.startswith("mailto:"):
         email = email[len("mailto:"):]
@@ -28,15 +32,15 @@ def normalize_email(raw: str) -> str:
 def normalize_domain(raw: str) -> str:
     """A company is keyed by its lower-cased web domain (an organisation, not a person)."""
     domain = raw.strip().lower().removeprefix("www.")
-    if not _DOMAIN.match(domain):
-        raise RecordError(f"not a valid company domain: {raw!r}")
+    if len(domain) > MAX_DOMAIN_CHARS or not _DOMAIN.match(domain):
+        raise RecordError(f"not a valid company domain: {raw[:MAX_ECHO_CHARS]!r}")
     return domain
 
 
 def _redact(raw: str) -> str:
     """Error messages must not echo a full address back into logs."""
     local, _, domain = raw.partition("@")
-    return f"{local[:1]}***@{domain}" if domain else f"{raw[:3]}***"
+    return f"{local[:1]}***@{domain[:MAX_ECHO_CHARS]}" if domain else f"{raw[:3]}***"
 
 
 class Pseudonymizer:

@@ -7,12 +7,13 @@ Field-by-field documentation with examples: docs/ingest-format.md."""
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, timezone
 from typing import Any
 
-from graph.pseudonymize import Pseudonymizer, normalize_domain
+from graph.pseudonymize import MAX_ECHO_CHARS, Pseudonymizer, normalize_domain
 from relgraph.errors import RecordError
 
 KINDS = ("member", "employment", "deal", "deal_contact", "interaction", "signal")
@@ -26,10 +27,18 @@ DEAL_CONTACT_ROLES = ("champion", "economic_buyer", "decision_maker", "influence
                       "procurement", "other")
 OUTCOMES = ("open", "won", "lost")
 MAX_RECIPIENTS = 100
+# The window every time must fall in (DESIGN §4, bounded input): from the Unix epoch to the start
+# of 2100, so a time always fits the serving snapshot's uint32 seconds and an event code's int64.
+MIN_TIME = 0  # 1970-01-01T00:00:00Z
+MAX_TIME = 4_102_444_800  # 2100-01-01T00:00:00Z
+MAX_AMOUNT = 1e15  # deal amounts, in the tenant's currency
+MAX_COMPANY_SIZE = 10_000_000  # employees
+MAX_TITLE_CHARS = 200
+MAX_STAGE_CHANGES = 100
 
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_CODE = re.compile(r"^[a-z0-9][a-z0-9_.:/+-]{0,63}$")
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_.:/+-]{0,63}\Z")
 
 # Title keywords (regular expressions, matched as whole words) -> level, checked in order: the
 # first match wins, so "VP of Sales Operations" is a vp, and "Director" is not a CTO.
@@ -78,6 +87,26 @@ def activity_id(*parts: object) -> str:
 
 # -- field readers ----------------------------------------------------------------------------
 
+def is_tenant_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_TENANT.match(value))
+
+
+def is_code(value: object) -> bool:
+    """A short lower-case code: how relgraph carries anything descriptive (no free text)."""
+    return isinstance(value, str) and bool(_CODE.match(value))
+
+
+def is_record_id(value: object) -> bool:
+    """A source system's id (a CRM deal id, an activity id)."""
+    return isinstance(value, str) and bool(_ID.match(value))
+
+
+def echo(value: Any) -> str:
+    """A bad value as an error message may repeat it: short, so a hostile value cannot flood a log
+    line or a gRPC status."""
+    return repr(str(value)[:MAX_ECHO_CHARS])
+
+
 def _get(rec: Mapping[str, Any], name: str, required: bool = True) -> Any:
     value = rec.get(name)
     if value is None or value == "":
@@ -92,7 +121,7 @@ def _pattern(rec: Mapping[str, Any], name: str, pattern: re.Pattern[str], what: 
     if value is None:
         return None
     if not isinstance(value, str) or not pattern.match(value):
-        raise RecordError(f"field {name!r} must be {what}, got {str(value)[:40]!r}", name)
+        raise RecordError(f"field {name!r} must be {what}, got {echo(value)}", name)
     return value
 
 
@@ -100,33 +129,49 @@ def _choice(rec: Mapping[str, Any], name: str, choices: tuple[str, ...], require
     value = _get(rec, name, required)
     if value is None:
         return None
-    if value not in choices:
-        raise RecordError(f"field {name!r} must be one of {', '.join(choices)}; got {str(value)[:40]!r}", name)
+    if not isinstance(value, str) or value not in choices:
+        raise RecordError(f"field {name!r} must be one of {', '.join(choices)}; got {echo(value)}", name)
     return str(value)
 
 
 def parse_time(value: Any, name: str = "ts") -> int:
-    """Epoch seconds from an integer, or from ISO 8601 (a date, or a date-time with a UTC offset)."""
+    """Epoch seconds from an integer, or from ISO 8601 (a date, or a date-time with a UTC offset),
+    within [MIN_TIME, MAX_TIME): anything else is a RecordError naming the field."""
+    seconds = _seconds(value, name)
+    if not MIN_TIME <= seconds < MAX_TIME:
+        raise RecordError(f"field {name!r} must lie between 1970-01-01 and 2100-01-01, got {echo(value)}", name)
+    return seconds
+
+
+def _seconds(value: Any, name: str) -> int:
     if isinstance(value, bool):
         raise RecordError(f"field {name!r} must be a time", name)
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RecordError(f"field {name!r} must be a finite time, got {echo(value)}", name)
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
+        if text.isascii() and text.isdigit():
+            # More digits than any time in the window can have is out of range, not a huge integer to build.
+            return int(text) if len(text) <= 12 else MAX_TIME
         try:
             if len(text) == 10:
                 d = date.fromisoformat(text)
                 return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp())
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
         else:
             if parsed.tzinfo is None:
-                raise RecordError(f"field {name!r} needs a UTC offset (e.g. 2026-03-01T09:30:00Z), got {text!r}", name)
-            return int(parsed.timestamp())
-    raise RecordError(f"field {name!r} must be epoch seconds or ISO 8601, got {str(value)[:40]!r}", name)
+                raise RecordError(f"field {name!r} needs a UTC offset (e.g. 2026-03-01T09:30:00Z), got {echo(text)}", name)
+            try:
+                return int(parsed.timestamp())
+            except (ValueError, OverflowError):
+                return MAX_TIME
+    raise RecordError(f"field {name!r} must be epoch seconds or ISO 8601, got {echo(value)}", name)
 
 
 def _time(rec: Mapping[str, Any], name: str, required: bool = True) -> int | None:
@@ -134,16 +179,19 @@ def _time(rec: Mapping[str, Any], name: str, required: bool = True) -> int | Non
     return None if value is None else parse_time(value, name)
 
 
-def _number(rec: Mapping[str, Any], name: str, required: bool = True) -> float | None:
+def _number(rec: Mapping[str, Any], name: str, upper: float, required: bool = True) -> float | None:
+    """A finite number in [0, upper]."""
     value = _get(rec, name, required)
     if value is None:
         return None
+    if isinstance(value, bool):
+        raise RecordError(f"field {name!r} must be a number, got {echo(value)}", name)
     try:
         number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise RecordError(f"field {name!r} must be a number, got {str(value)[:40]!r}", name) from exc
-    if number < 0 or number != number:
-        raise RecordError(f"field {name!r} must be a non-negative number", name)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise RecordError(f"field {name!r} must be a number, got {echo(value)}", name) from exc
+    if not math.isfinite(number) or not 0 <= number <= upper:
+        raise RecordError(f"field {name!r} must be a number between 0 and {upper:g}, got {echo(value)}", name)
     return number
 
 
@@ -166,7 +214,10 @@ def _domain(rec: Mapping[str, Any], name: str) -> str:
 
 
 def _level_and_function(rec: Mapping[str, Any]) -> tuple[str, str]:
-    level, function = normalize_title(str(rec["title"])) if rec.get("title") else ("ic", "other")
+    title = _get(rec, "title", False)
+    if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE_CHARS):
+        raise RecordError(f"field 'title' must be text of at most {MAX_TITLE_CHARS} characters", "title")
+    level, function = normalize_title(title) if title else ("ic", "other")
     return (_choice(rec, "title_level", TITLE_LEVELS, False) or level,
             _choice(rec, "function", FUNCTIONS, False) or function)
 
@@ -186,7 +237,7 @@ def _employment(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> d
     end = _time(rec, "to", False)
     if end is not None and start is not None and end < start:
         raise RecordError("field 'to' is before 'from'", "to")
-    employees = _number(rec, "company_size", False)
+    employees = _number(rec, "company_size", MAX_COMPANY_SIZE, False)
     return {"pid": _email_pid(rec, "email", pseudo), "cid": _domain(rec, "company"), "level": level,
             "function": function, "from": start, "to": -1 if end is None else end,
             "industry": _pattern(rec, "company_industry", _CODE, "a short code", False) or "",
@@ -201,6 +252,8 @@ def _deal(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[st
         stages = [dict(zip(("stage", "ts"), item.split("@", 1))) for item in stages.split(";") if item]
     if not isinstance(stages, list):
         raise RecordError("field 'stages' must be a list of {stage, ts}", "stages")
+    if len(stages) > MAX_STAGE_CHANGES:
+        raise RecordError(f"field 'stages' has {len(stages)} changes; at most {MAX_STAGE_CHANGES}", "stages")
     names, times = [], []
     for i, change in enumerate(stages):
         if not isinstance(change, Mapping):
@@ -213,8 +266,10 @@ def _deal(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[st
     closed = _time(rec, "closed", False)
     if outcome != "open" and closed is None:
         raise RecordError(f"a deal with outcome {outcome!r} needs 'closed'", "closed")
+    if closed is not None and created is not None and closed < created:
+        raise RecordError("field 'closed' is before 'created'", "closed")
     return {"deal_id": deal_id, "cid": _domain(rec, "account"), "owner": _email_pid(rec, "owner", pseudo),
-            "amount": _number(rec, "amount", False) or 0.0, "created": created,
+            "amount": _number(rec, "amount", MAX_AMOUNT, False) or 0.0, "created": created,
             "product": _pattern(rec, "product", _CODE, "a short code", False) or "",
             "stage_names": names, "stage_ts": times, "crm_stage": names[-1] if names else "",
             "closed": -1 if closed is None else closed, "outcome": outcome}
@@ -266,8 +321,8 @@ def parse_record(rec: Mapping[str, Any], pseudo: Pseudonymizer, default_kind: st
     if not isinstance(rec, Mapping):
         raise RecordError("a record must be a JSON object")
     kind = rec.get("kind") or default_kind
-    if kind not in _PARSERS:
-        raise RecordError(f"field 'kind' must be one of {', '.join(KINDS)}; got {str(kind)[:40]!r}", "kind")
+    if not isinstance(kind, str) or kind not in _PARSERS:
+        raise RecordError(f"field 'kind' must be one of {', '.join(KINDS)}; got {echo(kind)}", "kind")
     tenant = _pattern(rec, "tenant", _TENANT, "a tenant id (lower-case letters, digits, _ and -)")
     assert tenant is not None
     return kind, tenant, _PARSERS[kind](rec, tenant, pseudo)
