@@ -109,6 +109,16 @@ def export_interactions(store: GraphStore, scope: ExportScope, cache_dir: Path |
     return log
 
 
+def purge_export_cache(cache_dir: Path) -> int:
+    """Delete every cached export under `cache_dir` (after an erasure: exports hold pseudonyms);
+    returns how many files went. A later export is read from Neo4j afresh."""
+    removed = 0
+    for path in cache_dir.glob("*.npz") if cache_dir.is_dir() else ():
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def _read(store: GraphStore, scope: ExportScope, progress: bool) -> InteractionLog:
     opted_out = set() if scope.with_opted_out else \
         {row["tenant"] for row in exports.tenants(store) if row["network_opt_out"]}

@@ -24,7 +24,11 @@ OPTIONAL CALL (p) {
   MATCH (p)-[m:MEMBER_OF]->(t:Tenant)
   RETURN collect([t.tenant_id, m.team, m.title_level, m.function]) AS memberships
 }
-RETURN p.pid AS pid, employers, job, memberships
+OPTIONAL CALL (p) {
+  MATCH (p)-[r:WORKED_AT|ON_DEAL|OWNS|BY|WITH]-()
+  RETURN collect(DISTINCT r.tenant_id) AS held_by
+}
+RETURN p.pid AS pid, employers, job, memberships, held_by
 """
 # A KNOWS relationship `k` from `a` to `b` with its evidence.
 _KNOWS_FIELDS = """
@@ -52,6 +56,18 @@ _KNOWS_CHANGED = Query("export.knows_changed", """
 MATCH (a:Person)-[k:KNOWS]->(b:Person) WHERE k.updated_at > $since
 """ + _KNOWS_FIELDS)
 
+_KNOWS_OF = Query("export.knows_of", """
+UNWIND $pids AS pid
+MATCH (:Person {pid: pid})-[k:KNOWS]-(:Person)
+WITH DISTINCT k
+MATCH (a:Person)-[k]->(b:Person)
+""" + _KNOWS_FIELDS)
+
+_ERASURES_SINCE = Query("export.erasures_since", """
+MATCH (e:Erasure) WHERE e.at > $since
+RETURN e.pid AS pid, e.at AS at ORDER BY at
+""")
+
 _KNOWS_EVENTS_PAGE = Query("export.knows_events_page", """
 MATCH (a:Person) WHERE a.pid > $after
 WITH a ORDER BY a.pid LIMIT $limit
@@ -78,8 +94,11 @@ _COMPANIES = Query("export.companies", """
 MATCH (c:Company) RETURN c.cid AS cid, coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band
 """)
 
+# A company as one tenant's own records know it: an account of its deals or an employer in its records.
 _COMPANY = Query("export.company", """
-MATCH (c:Company {cid: $cid}) RETURN coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band
+MATCH (c:Company {cid: $cid})
+WHERE EXISTS { (c)<-[:FOR {tenant_id: $tenant}]-() } OR EXISTS { (c)<-[:WORKED_AT {tenant_id: $tenant}]-() }
+RETURN coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band
 """)
 
 _TENANTS = Query("export.tenants", """
@@ -141,6 +160,15 @@ RETURN pid, s.tenant_id AS tenant, s.activity_id AS id, s.kind AS kind, s.topic 
        coalesce(s.value, '') AS value, s.ts AS ts
 """)
 
+# Which tenants' records name each person (any relationship of theirs carries its tenant), and
+# whether the person is a member of a tenant that shares identities: the visibility rule's inputs.
+_HOLDERS_OF = Query("export.holders_of", """
+UNWIND $pids AS pid
+MATCH (p:Person {pid: pid})
+RETURN pid, COLLECT { MATCH (p)-[r]-() RETURN DISTINCT r.tenant_id } AS held_by,
+       EXISTS { (p)-[:MEMBER_OF]->(t:Tenant) WHERE t.share_identities } AS shared
+""")
+
 # Each person's ties to members of a tenant, observed by that tenant: the KNOWS event logs.
 _TIES_TO_MEMBERS = Query("export.ties_to_members", """
 UNWIND $pids AS pid
@@ -156,13 +184,17 @@ class PersonRow:
     employers: list[str]
     job: tuple[str, str, str] | None  # (company cid, title level, function) of the current job
     memberships: list[tuple[str, str, str, str]]  # (tenant, team, title level, function)
+    # Tenants whose own records name this person besides membership and KNOWS: employment, deals,
+    # activities (the visibility rule's "held by", see server/visibility.py).
+    held_by: list[str]
 
 
 def _person(row: dict[str, Any]) -> PersonRow:
     job = row["job"]
     return PersonRow(pid=row["pid"], employers=list(row["employers"] or []),
                      job=(job[0], job[1] or "", job[2] or "") if job else None,
-                     memberships=[(m[0], m[1] or "", m[2] or "", m[3] or "") for m in row["memberships"] or []])
+                     memberships=[(m[0], m[1] or "", m[2] or "", m[3] or "") for m in row["memberships"] or []],
+                     held_by=[t for t in row["held_by"] or [] if t is not None])
 
 
 def people(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[PersonRow]:
@@ -219,13 +251,23 @@ def knows_changed(store: GraphStore, since_ms: int) -> list[dict[str, Any]]:
     return store.read(_KNOWS_CHANGED, since=since_ms)
 
 
+def knows_of(store: GraphStore, pids: list[str]) -> list[dict[str, Any]]:
+    """Every KNOWS relationship touching one of `pids`, with its evidence."""
+    return store.read(_KNOWS_OF, pids=pids)
+
+
+def erasures_since(store: GraphStore, since_ms: int) -> list[dict[str, Any]]:
+    """Erasure tombstones (pid, at in ms) written after `since_ms` (graph.operations.erase_person)."""
+    return store.read(_ERASURES_SINCE, since=since_ms)
+
+
 def companies(store: GraphStore) -> list[dict[str, Any]]:
     return store.read(_COMPANIES)
 
 
-def company(store: GraphStore, cid: str) -> dict[str, Any] | None:
-    """A company's industry and size band; None when the graph has no such company."""
-    rows = store.read(_COMPANY, cid=cid)
+def company(store: GraphStore, cid: str, tenant: str) -> dict[str, Any] | None:
+    """A company's industry and size band; None unless `tenant`'s own records name the company."""
+    rows = store.read(_COMPANY, cid=cid, tenant=tenant)
     return rows[0] if rows else None
 
 
@@ -261,6 +303,11 @@ def staff_of(store: GraphStore, cids: list[str]) -> list[dict[str, Any]]:
 def signals_by(store: GraphStore, pids: list[str], tenants: list[str]) -> list[dict[str, Any]]:
     """Signals by `pids` that `tenants` ingested."""
     return store.read(_SIGNALS_BY, pids=pids, tenants=tenants)
+
+
+def holders_of(store: GraphStore, pids: list[str]) -> list[dict[str, Any]]:
+    """Per person of `pids`: the tenants whose records name them, and whether their identity is shared."""
+    return store.read(_HOLDERS_OF, pids=pids)
 
 
 def ties_to_members(store: GraphStore, pids: list[str], tenants: list[str]) -> list[dict[str, Any]]:

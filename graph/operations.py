@@ -1,12 +1,15 @@
 """Operator-facing reads and the erasure of a person: counts by label and type (overall and per
-tenant) and removal of a pseudonymous person with everything that references them."""
+tenant), and erasure of what a tenant, or the whole network, holds about a pseudonymous person."""
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from graph.pseudonymize import Pseudonymizer
+import neo4j
+
 from graph.store import GraphStore, Query
 
 # Labels and relationship types of the graph model; tenant-owned ones carry tenant_id.
@@ -26,19 +29,6 @@ _REL_BY_TENANT = {t: Query(f"stats.tenant_rels.{t}",
 _MEMBERS_BY_TENANT = Query("stats.tenant_members", """
 MATCH (t:Tenant) WHERE $tenant IS NULL OR t.tenant_id = $tenant
 RETURN t.tenant_id AS tenant, COUNT { (t)<-[:MEMBER_OF]-() } AS n
-""")
-
-_ERASE_PREVIEW = Query("erase.preview", """
-MATCH (p:Person {pid: $pid})
-RETURN COUNT { (p)<-[:BY]-(:Activity) } AS activities, COUNT { (p)--() } AS relationships
-""")
-# Events the person authored reference them as a whole; events they only received lose the WITH edge.
-_ERASE = Query("erase.person", """
-MATCH (p:Person {pid: $pid})
-OPTIONAL MATCH (p)<-[:BY]-(a:Activity)
-DETACH DELETE a
-WITH DISTINCT p
-DETACH DELETE p
 """)
 
 
@@ -73,27 +63,92 @@ def stats(store: GraphStore, tenant: str | None = None) -> Stats:
                  tenants=dict(sorted(tenants.items())))
 
 
+# -- erasure -----------------------------------------------------------------------------------
+# A tenant erases what it holds about a person: its activities the person took part in (authored or
+# received: an activity's id may be derived from the person's pseudonym) and every relationship of
+# that tenant touching them; the person's node goes too when nothing else references it. A network
+# operator erases the person everywhere. Either way, in the same transaction: a tombstone (the pid
+# and the time) that tells every running server to drop and re-read the person at its next
+# incremental refresh, pruned once older than the retention (servers rebuild fully well within
+# it), and an audit record that keeps only a digest of the pid, so an operator holding the network
+# key and the address can verify the erasure while nothing keeps the pseudonym itself.
+
+NETWORK = "*"  # the erasure scope of a network operator: every tenant's data (never a tenant id)
+
+_ERASE_PREVIEW = Query("erase.preview", """
+MATCH (p:Person {pid: $pid})
+RETURN COUNT { (p)<-[:BY|WITH]-(a:Activity) WHERE $scope = '*' OR a.tenant_id = $scope } AS activities,
+       COUNT { (p)-[r]-() WHERE $scope = '*' OR r.tenant_id = $scope } AS relationships
+""")
+_ERASE_ACTIVITIES = Query("erase.activities", """
+MATCH (p:Person {pid: $pid})<-[:BY|WITH]-(a:Activity) WHERE $scope = '*' OR a.tenant_id = $scope
+WITH DISTINCT a
+DETACH DELETE a
+""")
+_ERASE_RELATIONSHIPS = Query("erase.relationships", """
+MATCH (p:Person {pid: $pid})-[r]-() WHERE $scope = '*' OR r.tenant_id = $scope
+DELETE r
+""")
+_ERASE_ORPHAN = Query("erase.orphan", """
+MATCH (p:Person {pid: $pid}) WHERE NOT EXISTS { (p)--() }
+DELETE p
+""")
+_TOMBSTONE = Query("erase.tombstone", "CREATE (:Erasure {pid: $pid, at: timestamp()})")
+_PRUNE_TOMBSTONES = Query("erase.prune_tombstones", """
+MATCH (old:Erasure) WHERE old.at < timestamp() - $retention_ms
+DELETE old
+""")
+_AUDIT = Query("erase.audit", """
+CREATE (:ErasureAudit {erasure_id: $erasure_id, at: timestamp(), actor: $actor, scope: $scope, subject: $subject,
+                       activities_deleted: $activities, relationships_deleted: $relationships, nodes_deleted: $nodes})
+""")
+
+
 @dataclass(frozen=True)
 class ErasureReport:
     pid: str
-    found: bool
+    scope: str  # a tenant id, or NETWORK
+    found: bool  # whether the scope held anything about the person
     activities_deleted: int
     relationships_deleted: int
     nodes_deleted: int
+    erasure_id: str  # the audit record's id; "" when nothing was found
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def erase_person(store: GraphStore, pseudo: Pseudonymizer, email: str) -> ErasureReport:
-    """Remove the person's node, the events they authored and every relationship touching either."""
-    pid = pseudo.pid(email)
-    preview = store.read(_ERASE_PREVIEW, pid=pid)
-    if not preview:
-        return ErasureReport(pid=pid, found=False, activities_deleted=0, relationships_deleted=0, nodes_deleted=0)
-    counters = store.write(_ERASE, pid=pid)
-    return ErasureReport(pid=pid, found=True, activities_deleted=int(preview[0]["activities"]),
-                         relationships_deleted=counters.relationships_deleted, nodes_deleted=counters.nodes_deleted)
+def audit_subject(pid: str) -> str:
+    """What the audit record keeps of the erased person: a digest of the pid, not the pid."""
+    return hashlib.sha256(f"relgraph-erasure-audit:{pid}".encode()).hexdigest()[:32]
+
+
+def erase_person(store: GraphStore, pid: str, *, scope: str, actor: str, retention_s: float) -> ErasureReport:
+    """Erase what `scope` (a tenant id, or NETWORK) holds about the person `pid`, with a tombstone
+    for running servers and an audit record, in one transaction. `found` counts only the scope's data."""
+
+    def work(tx: neo4j.ManagedTransaction) -> ErasureReport:
+        preview = tx.run(_ERASE_PREVIEW.text, pid=pid, scope=scope).single()
+        if preview is None or preview["activities"] + preview["relationships"] == 0:
+            return ErasureReport(pid, scope, False, 0, 0, 0, "")
+        deleted = [tx.run(q.text, pid=pid, scope=scope).consume().counters
+                   for q in (_ERASE_ACTIVITIES, _ERASE_RELATIONSHIPS, _ERASE_ORPHAN)]
+        report = ErasureReport(pid, scope, True, int(preview["activities"]),
+                               sum(c.relationships_deleted for c in deleted), sum(c.nodes_deleted for c in deleted),
+                               uuid.uuid4().hex)
+        tx.run(_TOMBSTONE.text, pid=pid).consume()
+        tx.run(_PRUNE_TOMBSTONES.text, retention_ms=int(retention_s * 1000)).consume()
+        tx.run(_AUDIT.text, erasure_id=report.erasure_id, actor=actor, scope=scope, subject=audit_subject(pid),
+               activities=report.activities_deleted, relationships=report.relationships_deleted,
+               nodes=report.nodes_deleted).consume()
+        return report
+
+    return store.write_tx("erase.person", work)
+
+
+def prune_erasure_tombstones(store: GraphStore, retention_s: float) -> int:
+    """Delete tombstones older than `retention_s`; returns how many went."""
+    return store.write(_PRUNE_TOMBSTONES, retention_ms=int(retention_s * 1000)).nodes_deleted
 
 
 _STRONGEST_TIES = Query("ops.strongest_ties", """

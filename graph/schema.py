@@ -34,6 +34,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "API keys", (
         "CREATE CONSTRAINT api_key_id IF NOT EXISTS FOR (k:ApiKey) REQUIRE k.key_id IS UNIQUE",
     )),
+    Migration(4, "erasure tombstones and audit records", (
+        "CREATE INDEX erasure_at IF NOT EXISTS FOR (e:Erasure) ON (e.at)",
+        "CREATE CONSTRAINT erasure_audit_id IF NOT EXISTS FOR (a:ErasureAudit) REQUIRE a.erasure_id IS UNIQUE",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -8,6 +8,8 @@ from typing import Any
 
 from graph.store import GraphStore, Query
 
+ALL_TENANTS = "*"  # the operator's scope over keys: every tenant's (never a tenant id)
+
 _SET_SHARING = Query("tenancy.set_sharing", """
 MERGE (t:Tenant {tenant_id: $tenant})
 SET t.share_identities = coalesce($share_identities, t.share_identities, false),
@@ -20,12 +22,12 @@ CREATE (k:ApiKey {key_id: $key_id, tenant_id: $tenant, role: $role, scopes: $sco
                   hash: $hash, created_at: $created_at, revoked: false})
 """)
 _REVOKE_KEY = Query("tenancy.revoke_key", """
-MATCH (k:ApiKey {key_id: $key_id}) WHERE ($tenant IS NULL OR k.tenant_id = $tenant) AND NOT k.revoked
+MATCH (k:ApiKey {key_id: $key_id}) WHERE ($tenant = '*' OR k.tenant_id = $tenant) AND NOT k.revoked
 SET k.revoked = true
 RETURN count(k) AS n
 """)
 _KEYS = Query("tenancy.keys", """
-MATCH (k:ApiKey) WHERE $tenant IS NULL OR k.tenant_id = $tenant
+MATCH (k:ApiKey) WHERE $tenant = '*' OR k.tenant_id = $tenant
 RETURN k.key_id AS key_id, k.tenant_id AS tenant, k.role AS role, k.scopes AS scopes, k.label AS label,
        k.hash AS hash, k.created_at AS created_at, k.revoked AS revoked
 ORDER BY k.created_at DESC, k.key_id
@@ -56,11 +58,13 @@ def create_key(store: GraphStore, record: ApiKeyRecord) -> None:
                 scopes=list(record.scopes), label=record.label, hash=record.hash, created_at=record.created_at)
 
 
-def revoke_key(store: GraphStore, key_id: str, tenant: str | None = None) -> bool:
+def revoke_key(store: GraphStore, key_id: str, tenant: str) -> bool:
+    """Revoke `tenant`'s key `key_id` (ALL_TENANTS: whichever tenant's it is)."""
     return int(store.read_write(_REVOKE_KEY, key_id=key_id, tenant=tenant)[0]["n"]) > 0
 
 
-def keys(store: GraphStore, tenant: str | None = None) -> list[ApiKeyRecord]:
+def keys(store: GraphStore, tenant: str) -> list[ApiKeyRecord]:
+    """`tenant`'s API keys (ALL_TENANTS: every tenant's)."""
     return [ApiKeyRecord(key_id=r["key_id"], tenant=r["tenant"], role=r["role"], scopes=tuple(r["scopes"] or ()),
                          label=r["label"] or "", hash=r["hash"], created_at=int(r["created_at"]), revoked=bool(r["revoked"]))
             for r in store.read(_KEYS, tenant=tenant)]

@@ -20,6 +20,12 @@ class Metrics:
                                   registry=self.registry)
         self.snapshot_relationships = Gauge("relgraph_snapshot_relationships", "KNOWS relationships in the snapshot",
                                             registry=self.registry)
+        self.refresh_failures = Counter("relgraph_snapshot_refresh_failures_total",
+                                        "Snapshot refreshes that failed (the last snapshot kept serving)",
+                                        registry=self.registry)
+        self.rows_skipped = Counter("relgraph_snapshot_rows_skipped_total",
+                                    "Graph rows a snapshot build or refresh skipped because they do not fit",
+                                    registry=self.registry)
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         self.requests.labels(method, code).inc()

@@ -9,26 +9,41 @@ Layout (N people, E KNOWS relationships, one per pair and tenant):
   65,535), `edge_last_ts` (uint32): 26 bytes per relationship in all (plus 4 bytes per person for
   `indptr`), and `edge_strength` (float32, 4 more) while a relationship-strength model is served.
 
-Refresh reads only the KNOWS relationships changed since the last one (their `updated_at`) and
-the people new to the snapshot, then re-derives the CSR in memory. People's attributes and
-erasures are picked up by a periodic full rebuild; an erasure through this server applies at once."""
+Refresh reads the KNOWS relationships changed since the last one (their `updated_at`), the people
+new to the snapshot, every tenant's sharing settings, and the erasure tombstones written since the
+last one: each erased person is dropped and re-read whole (what is left of them after a tenant's
+erasure, or nothing after a network erasure). Other attribute changes (a new job) are picked up by
+the periodic full rebuild.
+
+Tenants are numbered once: a refresh keeps every number and appends new tenants, so a relationship's
+tenant number can never come to mean another tenant. A row that does not fit (a time outside
+uint32, an unknown tenant, a malformed pid) is skipped and counted, never allowed to stop a build."""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from graph import exports
 from graph import strength as heuristic
+from graph.pseudonymize import PID_HEX_CHARS
 from graph.records import FUNCTIONS, TITLE_LEVELS
 from graph.store import GraphStore
 
+log = logging.getLogger("relgraph.server")
+
 _LEVEL = {name: i for i, name in enumerate(TITLE_LEVELS)}
 _FUNCTION = {name: i for i, name in enumerate(FUNCTIONS)}
+_UINT32_END = 1 << 32
+# The people table: per-person columns, and CSR groups (offsets, value columns) per person.
+_PERSON_COLUMNS = ("pids", "level", "function", "company")
+_PERSON_GROUPS = (("employer_indptr", ("employer_ids",)), ("member_indptr", ("member_tenant", "member_team")),
+                  ("held_indptr", ("held_tenant",)))
 
 
 @dataclass(frozen=True)
@@ -41,7 +56,7 @@ class Companies:
 
 @dataclass(frozen=True)
 class Tenants:
-    ids: list[str]
+    ids: tuple[str, ...]
     index: dict[str, int]
     share_identities: np.ndarray  # bool per tenant: its members may be shown to other tenants
     network_opt_out: np.ndarray  # bool per tenant: its relationships serve only itself
@@ -60,6 +75,8 @@ class Snapshot:
     member_indptr: np.ndarray  # (N+1,) int64: tenant memberships of each person
     member_tenant: np.ndarray  # uint16
     member_team: np.ndarray  # object (str) per membership
+    held_indptr: np.ndarray  # (N+1,) int64: tenants whose employment, deal or activity records name the person
+    held_tenant: np.ndarray  # uint16
     indptr: np.ndarray  # (N+1,) int32 (int64 beyond 2^31 entries)
     neighbor: np.ndarray  # (2E,) int32
     edge: np.ndarray  # (2E,) int32
@@ -70,14 +87,17 @@ class Snapshot:
     companies: Companies
     tenants: Tenants
     economic_buyers: dict[tuple[int, int], np.ndarray]  # (tenant, company) -> people its deals name
-    erased: np.ndarray  # (N,) bool: erased through this server since the last rebuild
     built_at: float
     refreshed_at: float
     watermark_ms: int  # highest KNOWS.updated_at seen
+    erasure_watermark_ms: int  # latest erasure tombstone applied
+    rows_skipped: int = 0  # rows the build or refresh that made this snapshot could not use
     # The promoted link model's calibrated strength per relationship (server.strengths); None while
-    # the heuristic (graph.strength) ranks.
+    # the heuristic (graph.strength) ranks. `strength_basis` says what the strengths were computed
+    # from (model version and the tenants that had opted out), so a change of either re-scores.
     edge_strength: np.ndarray | None = None
     strength_source: str = heuristic.NAME
+    strength_basis: str = ""
     _member_masks: dict[int, np.ndarray] = field(default_factory=dict, repr=False, init=False)
     _company_order: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
 
@@ -110,9 +130,7 @@ class Snapshot:
     def node(self, pid: str) -> int | None:
         key = pid.encode()
         i = int(np.searchsorted(self.pids, key))
-        if i < self.people and self.pids[i] == key and not self.erased[i]:
-            return i
-        return None
+        return i if i < self.people and self.pids[i] == key else None
 
     def pid(self, node: int) -> str:
         return bytes(self.pids[node]).decode()
@@ -121,22 +139,14 @@ class Snapshot:
         """Bool per person: a member of `tenant` (cached; snapshots are immutable)."""
         mask = self._member_masks.get(tenant)
         if mask is None:
-            owners = self._membership_owners()
             mask = np.zeros(self.people, dtype=bool)
-            mask[owners[self.member_tenant == tenant]] = True
-            mask &= ~self.erased
+            mask[_owners(self.member_indptr)[self.member_tenant == tenant]] = True
             self._member_masks[tenant] = mask
         return mask
 
     def team_members(self, tenant: int, team: str) -> np.ndarray:
-        owners = self._membership_owners()
         keep = (self.member_tenant == tenant) & (self.member_team == team)
-        return np.unique(owners[keep])
-
-    def _membership_owners(self) -> np.ndarray:
-        """The person of each membership entry (the row of the membership CSR it sits in)."""
-        owners: np.ndarray = np.repeat(np.arange(self.people), np.diff(self.member_indptr))
-        return owners
+        return np.unique(_owners(self.member_indptr)[keep])
 
     def memberships(self, node: int) -> np.ndarray:
         return self.member_tenant[self.member_indptr[node]:self.member_indptr[node + 1]]
@@ -151,18 +161,22 @@ class Snapshot:
         order = self._company_order[0]
         lo, hi = np.searchsorted(self.company[order], [company, company + 1])
         people: np.ndarray = order[lo:hi]
-        alive: np.ndarray = people[~self.erased[people]]
-        return alive
+        return people
 
     def edges_of(self, node: int) -> tuple[np.ndarray, np.ndarray]:
         """(neighbors, relationship ids) of a person."""
         lo, hi = self.indptr[node], self.indptr[node + 1]
         return self.neighbor[lo:hi], self.edge[lo:hi]
 
-    def knows_tenant(self, node: int, tenant: int) -> bool:
-        """Whether `tenant`'s own data shows this person interacting (or they are its member)."""
+    def held_by(self, node: int, tenant: int) -> bool:
+        """Whether `tenant`'s own records name this person: its member, a KNOWS relationship it
+        logged, or an employment, deal or activity record it ingested."""
+        if np.any(self.memberships(node) == tenant):
+            return True
+        if np.any(self.held_tenant[self.held_indptr[node]:self.held_indptr[node + 1]] == tenant):
+            return True
         _, edges = self.edges_of(node)
-        return bool(np.any(self.edge_tenant[edges] == tenant)) or bool(np.any(self.memberships(node) == tenant))
+        return bool(np.any(self.edge_tenant[edges] == tenant))
 
     def strength(self, edges: np.ndarray, as_of: int) -> np.ndarray:
         """The strength warm paths rank by, per relationship: the served model's, else the heuristic's."""
@@ -172,10 +186,11 @@ class Snapshot:
         return heuristic.heuristic_strength(self.edge_count[edges], self.edge_two_way[edges],
                                             self.edge_last_ts[edges], as_of)
 
-    def with_erased(self, node: int) -> "Snapshot":
-        erased = self.erased.copy()
-        erased[node] = True
-        return replace(self, erased=erased)
+
+def _owners(indptr: np.ndarray) -> np.ndarray:
+    """The person of each entry of a per-person CSR group (the row it sits in)."""
+    owners: np.ndarray = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
+    return owners
 
 
 # -- building ---------------------------------------------------------------------------------
@@ -218,41 +233,76 @@ def edge_endpoints(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _people_arrays(rows: list[exports.PersonRow], companies: Companies, tenants: Tenants) -> dict[str, np.ndarray]:
-    n = len(rows)
-    level = np.full(n, -1, dtype=np.int8)
-    function = np.full(n, -1, dtype=np.int8)
-    company = np.full(n, -1, dtype=np.int32)
-    employers: list[int] = []
-    employer_counts = np.zeros(n, dtype=np.int64)
-    member_tenant: list[int] = []
-    member_team: list[str] = []
-    member_counts = np.zeros(n, dtype=np.int64)
-    for i, row in enumerate(rows):
+def _valid_pid(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and len(value) == PID_HEX_CHARS and value.isascii()
+
+
+def _people_arrays(rows: Iterable[exports.PersonRow], companies: Companies,
+                   tenants: Tenants) -> tuple[dict[str, np.ndarray], int]:
+    """The people table of `rows` (pid order), and how many rows had to be skipped."""
+    pids: list[bytes] = []
+    level: list[int] = []
+    function: list[int] = []
+    company: list[int] = []
+    groups: dict[str, list[Any]] = {name: [] for _, names in _PERSON_GROUPS for name in names}
+    counts: dict[str, list[int]] = {ptr: [] for ptr, _ in _PERSON_GROUPS}
+    skipped = 0
+    for row in rows:
+        if not _valid_pid(row.pid):
+            skipped += 1
+            continue
+        job_level = job_function = job_company = -1
         if row.job is not None:
-            company[i] = companies.index.get(row.job[0], -1)
-            level[i] = _LEVEL.get(row.job[1], -1)
-            function[i] = _FUNCTION.get(row.job[2], -1)
-        for tenant, team, m_level, m_function in row.memberships:
-            member_tenant.append(tenants.index[tenant])
-            member_team.append(team)
-            if level[i] < 0:
-                level[i] = _LEVEL.get(m_level, -1)
-            if function[i] < 0:
-                function[i] = _FUNCTION.get(m_function, -1)
-        member_counts[i] = len(row.memberships)
-        ids = [companies.index[c] for c in row.employers if c in companies.index]
-        employers.extend(ids)
-        employer_counts[i] = len(ids)
-    employer_indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(employer_counts, out=employer_indptr[1:])
-    member_indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(member_counts, out=member_indptr[1:])
-    return {"pids": np.array([r.pid.encode() for r in rows], dtype="S32"), "level": level, "function": function,
-            "company": company, "employer_indptr": employer_indptr,
-            "employer_ids": np.array(employers, dtype=np.int32), "member_indptr": member_indptr,
-            "member_tenant": np.array(member_tenant, dtype=np.uint16),
-            "member_team": np.array(member_team, dtype=object)}
+            job_company = companies.index.get(row.job[0], -1)
+            job_level, job_function = _LEVEL.get(row.job[1], -1), _FUNCTION.get(row.job[2], -1)
+        memberships = [m for m in row.memberships if m[0] in tenants.index]
+        skipped += len(row.memberships) - len(memberships)
+        for _, _, m_level, m_function in memberships:  # a member's title fills in what no job says
+            job_level = job_level if job_level >= 0 else _LEVEL.get(m_level, -1)
+            job_function = job_function if job_function >= 0 else _FUNCTION.get(m_function, -1)
+        employers = [companies.index[c] for c in row.employers if c in companies.index]
+        held = sorted({tenants.index[t] for t in row.held_by if t in tenants.index})
+        pids.append(row.pid.encode())
+        level.append(job_level)
+        function.append(job_function)
+        company.append(job_company)
+        groups["employer_ids"] += employers
+        groups["member_tenant"] += [tenants.index[m[0]] for m in memberships]
+        groups["member_team"] += [m[1] for m in memberships]
+        groups["held_tenant"] += held
+        counts["employer_indptr"].append(len(employers))
+        counts["member_indptr"].append(len(memberships))
+        counts["held_indptr"].append(len(held))
+    table = {"pids": np.array(pids, dtype="S32"), "level": np.array(level, dtype=np.int8),
+             "function": np.array(function, dtype=np.int8), "company": np.array(company, dtype=np.int32),
+             "employer_ids": np.array(groups["employer_ids"], dtype=np.int32),
+             "member_tenant": np.array(groups["member_tenant"], dtype=np.uint16),
+             "member_team": np.array(groups["member_team"], dtype=object),
+             "held_tenant": np.array(groups["held_tenant"], dtype=np.uint16)}
+    for ptr, _ in _PERSON_GROUPS:
+        table[ptr] = np.concatenate([[0], np.cumsum(counts[ptr], dtype=np.int64)]).astype(np.int64)
+    return table, skipped
+
+
+def _take_people(table: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The people table restricted to (and reordered as) `rows`."""
+    out = {name: table[name][rows] for name in _PERSON_COLUMNS}
+    for ptr, names in _PERSON_GROUPS:
+        counts = np.diff(table[ptr])[rows]
+        take = ranges(table[ptr][:-1][rows], counts)
+        out[ptr] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        for name in names:
+            out[name] = table[name][take]
+    return out
+
+
+def _concat_people(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {name: np.concatenate([a[name], b[name]]) for name in _PERSON_COLUMNS}
+    for ptr, names in _PERSON_GROUPS:
+        out[ptr] = np.concatenate([a[ptr], b[ptr][1:] + a[ptr][-1]])
+        for name in names:
+            out[name] = np.concatenate([a[name], b[name]])
+    return out
 
 
 def _companies(store: GraphStore) -> Companies:
@@ -262,44 +312,81 @@ def _companies(store: GraphStore) -> Companies:
                      index={c: i for i, c in enumerate(cids)})
 
 
-def _tenants(store: GraphStore) -> Tenants:
-    rows = sorted(exports.tenants(store), key=lambda r: r["tenant"])
-    ids = [r["tenant"] for r in rows]
+def read_tenants(store: GraphStore, numbered: Sequence[str] = ()) -> Tenants:
+    """Every tenant with its sharing settings, read now. Tenants already `numbered` keep their
+    numbers and new ones are appended (in id order); a tenant no longer in the graph keeps its
+    number but neither shares nor serves the network."""
+    rows = {r["tenant"]: r for r in exports.tenants(store) if isinstance(r["tenant"], str)}
+    ids = (*numbered, *sorted(set(rows) - set(numbered)))
     return Tenants(ids=ids, index={t: i for i, t in enumerate(ids)},
-                   share_identities=np.array([r["share_identities"] for r in rows], dtype=bool),
-                   network_opt_out=np.array([r["network_opt_out"] for r in rows], dtype=bool))
+                   share_identities=np.array([bool(rows[t]["share_identities"]) if t in rows else False
+                                              for t in ids], dtype=bool),
+                   network_opt_out=np.array([bool(rows[t]["network_opt_out"]) if t in rows else True
+                                             for t in ids], dtype=bool))
 
 
 def _economic_buyers(store: GraphStore, pids: np.ndarray, companies: Companies,
                      tenants: Tenants) -> dict[tuple[int, int], np.ndarray]:
     grouped: dict[tuple[int, int], list[int]] = {}
     for row in exports.economic_buyers(store):
+        if not _valid_pid(row["pid"]) or row["tenant"] not in tenants.index or row["cid"] not in companies.index:
+            continue
         i = int(np.searchsorted(pids, row["pid"].encode()))
-        if i < pids.shape[0] and pids[i] == row["pid"].encode() and row["cid"] in companies.index:
+        if i < pids.shape[0] and pids[i] == row["pid"].encode():
             grouped.setdefault((tenants.index[row["tenant"]], companies.index[row["cid"]]), []).append(i)
     return {key: np.array(sorted(set(v)), dtype=np.int32) for key, v in grouped.items()}
 
 
-def _edge_arrays(rows: Iterable[dict[str, Any]], pids: np.ndarray, tenants: Tenants) -> tuple[dict[str, np.ndarray], int]:
+def _count(value: Any, upper: int) -> int:
+    """A stored count or time as an int in [0, upper); ValueError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < upper:
+        raise ValueError(value)
+    return value
+
+
+def _edge_arrays(rows: Iterable[dict[str, Any]], pids: np.ndarray,
+                 tenants: Tenants) -> tuple[dict[str, np.ndarray], int, int]:
+    """The relationship columns of `rows`, the highest `updated_at` among them, and how many rows
+    were skipped (malformed, out of range, or naming a person or tenant the snapshot lacks)."""
     lo: list[str] = []
     hi: list[str] = []
     tenant: list[int] = []
     count: list[int] = []
     two_way: list[int] = []
     last: list[int] = []
-    watermark = 0
+    watermark = skipped = 0
     for row in rows:
+        updated = row.get("updated_at")
+        if isinstance(updated, int) and not isinstance(updated, bool):
+            watermark = max(watermark, updated)  # a skipped row is not read again and again
+        try:
+            if not (_valid_pid(row["lo"]) and _valid_pid(row["hi"])) or row["lo"] >= row["hi"]:
+                raise ValueError("endpoints")
+            values = (tenants.index[row["tenant"]], _count(row["count"], 1 << 62),
+                      _count(row["two_way"], 1 << 62), _count(row["last_ts"], _UINT32_END))
+        except (KeyError, TypeError, ValueError):
+            skipped += 1
+            continue
         lo.append(row["lo"])
         hi.append(row["hi"])
-        tenant.append(tenants.index[row["tenant"]])
-        count.append(row["count"])
-        two_way.append(row["two_way"])
-        last.append(row["last_ts"])
-        watermark = max(watermark, int(row["updated_at"] or 0))
-    return {"lo": np.searchsorted(pids, np.array(lo, dtype="S32")).astype(np.int32),
-            "hi": np.searchsorted(pids, np.array(hi, dtype="S32")).astype(np.int32),
-            "tenant": np.array(tenant, dtype=np.uint16), "count": _saturated(count), "two_way": _saturated(two_way),
-            "last": np.array(last, dtype=np.uint32)}, watermark
+        tenant.append(values[0])
+        count.append(values[1])
+        two_way.append(values[2])
+        last.append(values[3])
+    lo_pids, hi_pids = np.array(lo, dtype="S32"), np.array(hi, dtype="S32")
+    lo_idx, hi_idx = _positions(pids, lo_pids), _positions(pids, hi_pids)
+    known = (lo_idx >= 0) & (hi_idx >= 0)
+    skipped += int((~known).sum())
+    columns = {"lo": lo_idx, "hi": hi_idx, "tenant": np.array(tenant, dtype=np.uint16), "count": _saturated(count),
+               "two_way": _saturated(two_way), "last": np.array(last, dtype=np.uint32)}
+    return {k: v[known] for k, v in columns.items()}, watermark, skipped
+
+
+def _positions(pids: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Index of each key in the sorted `pids`, -1 where absent."""
+    at = np.minimum(np.searchsorted(pids, keys), max(0, pids.shape[0] - 1)).astype(np.int32)
+    found = (pids[at] == keys) if pids.shape[0] else np.zeros(keys.shape[0], dtype=bool)
+    return np.where(found, at, -1).astype(np.int32)
 
 
 def _saturated(values: list[int]) -> np.ndarray:
@@ -307,7 +394,8 @@ def _saturated(values: list[int]) -> np.ndarray:
 
 
 def _assemble(people: dict[str, np.ndarray], edges: dict[str, np.ndarray], companies: Companies, tenants: Tenants,
-              economic_buyers: dict[tuple[int, int], np.ndarray], watermark: int, built_at: float) -> Snapshot:
+              economic_buyers: dict[tuple[int, int], np.ndarray], *, watermark: int, erasure_watermark: int,
+              built_at: float, skipped: int) -> Snapshot:
     n = people["pids"].shape[0]
     indptr, neighbor, edge = _adjacency(n, edges["lo"], edges["hi"])
     now = time.time()
@@ -315,62 +403,63 @@ def _assemble(people: dict[str, np.ndarray], edges: dict[str, np.ndarray], compa
     return Snapshot(**columns, indptr=indptr, neighbor=neighbor, edge=edge, edge_tenant=edges["tenant"],
                     edge_count=edges["count"], edge_two_way=edges["two_way"], edge_last_ts=edges["last"],
                     companies=companies, tenants=tenants, economic_buyers=economic_buyers,
-                    erased=np.zeros(n, dtype=bool), built_at=built_at or now, refreshed_at=now, watermark_ms=watermark)
+                    built_at=built_at or now, refreshed_at=now, watermark_ms=watermark,
+                    erasure_watermark_ms=erasure_watermark, rows_skipped=skipped)
 
 
 def build(store: GraphStore) -> Snapshot:
     """Read the whole graph from Neo4j in pages and build a snapshot."""
-    companies, tenants = _companies(store), _tenants(store)
-    people = _people_arrays(list(exports.people(store)), companies, tenants)
-    edges, watermark = _edge_arrays(exports.knows(store), people["pids"], tenants)
+    # Tombstones first: an erasure made while the build reads is applied by the next refresh.
+    erasure_watermark = max((int(r["at"]) for r in exports.erasures_since(store, -1)), default=0)
+    companies, tenants = _companies(store), read_tenants(store)
+    people, skipped_people = _people_arrays(exports.people(store), companies, tenants)
+    edges, watermark, skipped_edges = _edge_arrays(exports.knows(store), people["pids"], tenants)
     return _assemble(people, edges, companies, tenants, _economic_buyers(store, people["pids"], companies, tenants),
-                     watermark, 0.0)
+                     watermark=watermark, erasure_watermark=erasure_watermark, built_at=0.0,
+                     skipped=skipped_people + skipped_edges)
 
 
 def refresh(snap: Snapshot, store: GraphStore) -> Snapshot:
-    """Apply the KNOWS relationships changed since `snap` was refreshed; new people join."""
+    """Apply what changed since `snap`: tenants' settings, KNOWS relationships changed since its
+    watermark, people new to it, and erasures (each erased person dropped, then re-read whole)."""
+    tenants = read_tenants(store, snap.tenants.ids)
+    erasures = exports.erasures_since(store, snap.erasure_watermark_ms)
     changed = exports.knows_changed(store, snap.watermark_ms)
-    if not changed:
-        return replace(snap, refreshed_at=time.time())
-    companies, tenants = _companies(store), _tenants(store)
-    known = set(snap.pids.tolist())
-    new_pids = sorted({p for r in changed for p in (r["lo"], r["hi"]) if p.encode() not in known})
-    lo_old, hi_old = edge_endpoints(snap)
-    old_pids = snap.pids
-    if new_pids:
-        added = _people_arrays(exports.people_by_pid(store, new_pids), companies, tenants)
-        people = _merge_people({k: getattr(snap, k) for k in added}, added)
-    else:
-        people = {k: getattr(snap, k) for k in ("pids", "level", "function", "company", "employer_indptr",
-                                               "employer_ids", "member_indptr", "member_tenant", "member_team")}
+    if not changed and not erasures:
+        return replace(snap, tenants=tenants, refreshed_at=time.time(), rows_skipped=0)
+    resync = sorted({r["pid"] for r in erasures if _valid_pid(r["pid"])})
+    if resync:
+        changed = changed + exports.knows_of(store, resync)
+    companies = _companies(store)
+
+    # People: drop the erased (re-read below if anything of them is left), add the new.
+    old_lo, old_hi = edge_endpoints(snap)
+    kept = ~np.isin(snap.pids, np.array(resync, dtype="S32"))
+    old_people = _take_people({k: getattr(snap, k) for k in _people_keys()}, np.flatnonzero(kept))
+    known = set(old_people["pids"].tolist())
+    referenced = {p for r in changed for p in (r.get("lo"), r.get("hi")) if _valid_pid(p)}
+    new_pids = sorted({p for p in referenced if p.encode() not in known} | set(resync))
+    added, skipped = _people_arrays(exports.people_by_pid(store, new_pids) if new_pids else [], companies, tenants)
+    merged = _concat_people(old_people, added)
+    people = _take_people(merged, np.argsort(merged["pids"], kind="stable"))
     pids = people["pids"]
-    remap = np.searchsorted(pids, old_pids).astype(np.int32)  # old node index -> new
-    base = {"lo": remap[lo_old], "hi": remap[hi_old], "tenant": snap.edge_tenant, "count": snap.edge_count,
-            "two_way": snap.edge_two_way, "last": snap.edge_last_ts}
-    delta, watermark = _edge_arrays(changed, pids, tenants)
+
+    remap = np.full(snap.people, -1, dtype=np.int32)  # old node index -> new, -1 for the erased
+    remap[kept] = np.searchsorted(pids, snap.pids[kept]).astype(np.int32)
+    keep_edge = kept[old_lo] & kept[old_hi]
+    base = {"lo": remap[old_lo][keep_edge], "hi": remap[old_hi][keep_edge], "tenant": snap.edge_tenant[keep_edge],
+            "count": snap.edge_count[keep_edge], "two_way": snap.edge_two_way[keep_edge],
+            "last": snap.edge_last_ts[keep_edge]}
+    delta, watermark, skipped_edges = _edge_arrays(changed, pids, tenants)
     edges = _upsert_edges(base, delta, pids.shape[0], len(tenants.ids))
+    erasure_watermark = max([snap.erasure_watermark_ms, *(int(r["at"]) for r in erasures)])
     return _assemble(people, edges, companies, tenants, _economic_buyers(store, pids, companies, tenants),
-                     max(watermark, snap.watermark_ms), snap.built_at)
+                     watermark=max(watermark, snap.watermark_ms), erasure_watermark=erasure_watermark,
+                     built_at=snap.built_at, skipped=skipped + skipped_edges)
 
 
-def _merge_people(old: dict[str, np.ndarray], added: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Merge two pid-sorted people tables (disjoint pids) into one pid-sorted table."""
-    pids = np.concatenate([old["pids"], added["pids"]])
-    order = np.argsort(pids, kind="stable")
-    merged = {"pids": pids[order]}
-    for key in ("level", "function", "company"):
-        merged[key] = np.concatenate([old[key], added[key]])[order]
-    for ptr, values in (("employer_indptr", ("employer_ids",)), ("member_indptr", ("member_tenant", "member_team"))):
-        counts = np.concatenate([np.diff(old[ptr]), np.diff(added[ptr])])
-        starts = np.concatenate([old[ptr][:-1], added[ptr][:-1] + old[ptr][-1]])
-        new_counts = counts[order]
-        take = ranges(starts[order], new_counts)
-        indptr = np.zeros(pids.shape[0] + 1, dtype=np.int64)
-        np.cumsum(new_counts, out=indptr[1:])
-        merged[ptr] = indptr
-        for name in values:
-            merged[name] = np.concatenate([old[name], added[name]])[take]
-    return merged
+def _people_keys() -> tuple[str, ...]:
+    return (*_PERSON_COLUMNS, *(name for ptr, names in _PERSON_GROUPS for name in (ptr, *names)))
 
 
 def _upsert_edges(base: dict[str, np.ndarray], delta: dict[str, np.ndarray], n: int, n_tenants: int) -> dict[str, np.ndarray]:
@@ -379,16 +468,19 @@ def _upsert_edges(base: dict[str, np.ndarray], delta: dict[str, np.ndarray], n: 
         key: np.ndarray = (e["lo"].astype(np.int64) * n + e["hi"]) * (n_tenants + 1) + e["tenant"]
         return key
 
+    # A relationship changed twice between refreshes appears once (Neo4j returns it once), but the
+    # erased person's re-read relationships may also be among the changed ones: keep the last.
+    delta_keys = keys(delta)
+    _, last = np.unique(delta_keys[::-1], return_index=True)
+    unique = np.sort(delta_keys.shape[0] - 1 - last)
+    delta, delta_keys = {k: v[unique] for k, v in delta.items()}, delta_keys[unique]
     base_keys = keys(base)
     order = np.argsort(base_keys, kind="stable")
     sorted_keys = base_keys[order]
-    delta_keys = keys(delta)
-    pos = np.searchsorted(sorted_keys, delta_keys)
-    pos_clipped = np.minimum(pos, max(0, sorted_keys.shape[0] - 1))
-    present = (sorted_keys.shape[0] > 0) & (sorted_keys[pos_clipped] == delta_keys) if sorted_keys.shape[0] else \
-        np.zeros(delta_keys.shape[0], dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, delta_keys), max(0, sorted_keys.shape[0] - 1))
+    present = sorted_keys[pos] == delta_keys if sorted_keys.shape[0] else np.zeros(delta_keys.shape[0], dtype=bool)
     out = {k: v.copy() for k, v in base.items()}
-    target = order[pos_clipped[present]]
+    target = order[pos[present]]
     for key in ("count", "two_way", "last"):
         out[key][target] = delta[key][present]
     return {k: np.concatenate([out[k], delta[k][~present]]) for k in out}

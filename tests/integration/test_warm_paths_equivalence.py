@@ -72,8 +72,8 @@ def test_incremental_refresh_equals_a_full_build(store: GraphStore, small_networ
     assert refreshed.relationships == full.relationships > before.relationships
     assert (refreshed.pids == full.pids).all()
 
-    def edges(s: snapshots.Snapshot) -> set[tuple[int, int, int, int, int, int]]:
+    def edges(s: snapshots.Snapshot) -> set[tuple[int, int, str, int, int, int]]:
         lo, hi = snapshots.edge_endpoints(s)
-        return set(zip(lo.tolist(), hi.tolist(), s.edge_tenant.tolist(), s.edge_count.tolist(),
-                       s.edge_two_way.tolist(), s.edge_last_ts.tolist()))
+        return set(zip(lo.tolist(), hi.tolist(), [s.tenants.ids[t] for t in s.edge_tenant.tolist()],
+                       s.edge_count.tolist(), s.edge_two_way.tolist(), s.edge_last_ts.tolist()))
     assert edges(refreshed) == edges(full)
