@@ -122,6 +122,10 @@ class DealData:
     staff: dict[str, list[str]]  # company -> people who work or worked there
     signals: dict[tuple[str, str], list[Signal]]  # (tenant, pid) -> signals that tenant ingested
     ties: dict[tuple[str, str], list[tuple[str, np.ndarray]]]  # (tenant, pid) -> [(member, event times)]
+    # Per person around the deals: the tenants whose records name them, and the people whose tenant
+    # shares identities (what the server's visibility rule needs; server/visibility.py).
+    held_by: dict[str, frozenset[str]] = field(default_factory=dict)
+    shared: frozenset[str] = frozenset()
 
     def job_at(self, pid: str, t: int) -> Job | None:
         """The job held at t (the latest started, if several)."""
@@ -168,7 +172,22 @@ def load_deal_data(store: GraphStore, tenants: list[str] | None = None, deal_ids
         for row in exports.ties_to_members(store, chunk, deal_tenants):
             times, _, _ = decode_events(np.asarray(row["events"], dtype=np.int64))
             ties[(row["tenant"], row["pid"])].append((row["member"], np.sort(times)))
-    return DealData(deals=deals, jobs=dict(jobs), staff=dict(staff), signals=dict(signals), ties=dict(ties))
+    held_by: dict[str, frozenset[str]] = {}
+    shared: set[str] = set()
+    for chunk in _chunks(around):
+        for row in exports.holders_of(store, chunk):
+            held_by[row["pid"]] = frozenset(t for t in row["held_by"] if t is not None)
+            if row["shared"]:
+                shared.add(row["pid"])
+    return DealData(deals=deals, jobs=dict(jobs), staff=dict(staff), signals=dict(signals), ties=dict(ties),
+                    held_by=held_by, shared=frozenset(shared))
+
+
+def _amount(value: Any) -> float:
+    """A stored amount as a usable number: one written before amounts were range-checked (infinite,
+    not a number, negative) counts as unknown rather than poisoning the estimate."""
+    amount = float(value) if isinstance(value, (int, float)) else 0.0
+    return amount if np.isfinite(amount) and amount >= 0 else 0.0
 
 
 def _deal(row: dict[str, Any]) -> Deal:
@@ -177,7 +196,7 @@ def _deal(row: dict[str, Any]) -> Deal:
     kept = [a for a in rows if a[3] is not None and bool(a[4]) != bool(a[5])]
     return Deal(
         tenant=str(row["tenant"]), deal_id=str(row["deal_id"]), cid=str(row["cid"] or ""), industry=str(row["industry"]),
-        size_band=str(row["size_band"]), owner=str(row["owner"] or ""), amount=float(row["amount"]),
+        size_band=str(row["size_band"]), owner=str(row["owner"] or ""), amount=_amount(row["amount"]),
         created=int(row["created"]), product=str(row["product"]),
         stage_names=list(row["stage_names"]), stage_ts=[int(x) for x in row["stage_ts"]],
         closed=int(row["closed"]), outcome=str(row["outcome"]),

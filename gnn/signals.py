@@ -9,6 +9,7 @@ days since the event, times 1.0 for a listed contact and 0.9 for anyone else at 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,8 +47,13 @@ class RankedSignal:
     relevance: float
 
 
-def rank_signals(data: DealData, deal: Deal, as_of: int, limit: int) -> list[RankedSignal]:
+def rank_signals(data: DealData, deal: Deal, as_of: int, limit: int,
+                 visible: Callable[[str], bool]) -> list[RankedSignal]:
+    """The `limit` most relevant signals around `deal` at `as_of`, about people `visible` says the
+    deal's tenant may see (a signal about anyone else is left out, not masked: its time and kind
+    would still be another tenant's data)."""
     found = [*_ingested(data, deal, as_of), *_job_moves(data, deal, as_of), *_silence(deal, as_of)]
+    found = [s for s in found if not s.pid or visible(s.pid)]
     found.sort(key=lambda s: (-s.relevance, -s.ts, s.kind, s.pid))
     return found[:limit]
 

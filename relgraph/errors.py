@@ -10,6 +10,7 @@ any of them into a response with one interceptor, and the CLI prints them withou
     ├── AuthenticationError            UNAUTHENTICATED      no, unknown or revoked API key
     ├── PermissionDeniedError          PERMISSION_DENIED    the key's role or scopes do not allow it
     ├── RateLimitedError               RESOURCE_EXHAUSTED   per-key rate limit, with a retry delay
+    ├── QueryTooCostlyError            RESOURCE_EXHAUSTED   one request would cost more than its work budget
     ├── DeadlineExceededError          DEADLINE_EXCEEDED    the client's deadline passed; the work stopped
     ├── NoModelError                   FAILED_PRECONDITION  no model promoted for this answer
     │   └── ModelSchemaError                                a model trained on other features than served
@@ -73,6 +74,10 @@ class RateLimitedError(RelgraphError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class QueryTooCostlyError(RelgraphError):
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class DeadlineExceededError(RelgraphError):

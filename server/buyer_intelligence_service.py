@@ -5,6 +5,7 @@ offline evaluation uses. relgraph only suggests CRM updates; it never writes to 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -16,19 +17,19 @@ from google.protobuf import timestamp_pb2
 from gnn import buyer_process, deals
 from gnn.buyer_process import BuyerProcessModel, amount_band
 from gnn.deal_scoring import DealScorer
-from gnn.deals import Deal, DealData, load_deal_data
+from gnn.deals import SIZE_BANDS, Deal, DealData, load_deal_data
 from gnn.registry import ModelRegistry
 from gnn.signals import RANKER_VERSION, rank_signals
 from graph import exports
 from graph.pseudonymize import normalize_domain
-from graph.records import DEAL_CONTACT_ROLES
+from graph.records import DEAL_CONTACT_ROLES, MAX_AMOUNT, MAX_TIME, MIN_TIME, is_code, is_record_id
 from graph.store import GraphStore
 from relgraph.config import ServerConfig
-from relgraph.errors import InvalidRequestError, NotFoundError, RecordError
+from relgraph.errors import DeadlineExceededError, InvalidRequestError, NotFoundError, RecordError
 from relgraph.v1 import buyer_intelligence_pb2 as pb
 from relgraph.v1 import buyer_intelligence_pb2_grpc, common_pb2
 from server.auth import current_auth
-from server.warm_paths import describe
+from server.visibility import may_identify, person_view
 
 DEFAULT_SIGNALS = 20
 MAX_SIGNALS = 100
@@ -70,21 +71,22 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
     def _as_of(self) -> int:
         return self._config.as_of or int(time.time())
 
-    def _open_deal(self, deal_id: str) -> tuple[DealData, Deal, int]:
+    def _open_deal(self, deal_id: str, context: grpc.ServicerContext) -> tuple[DealData, Deal, int]:
         """The requesting tenant's deal with what surrounds it, and the time to answer at."""
-        if not deal_id:
-            raise InvalidRequestError([("deal_id", "is required")])
+        if not is_record_id(deal_id):
+            raise InvalidRequestError([("deal_id", "must be a CRM deal id ([A-Za-z0-9][A-Za-z0-9_.:-], at most 128)")])
         tenant = current_auth().tenant
         data = load_deal_data(self._store, [tenant], [deal_id])
+        _check_deadline(context)
         deal = data.deal(tenant, deal_id)
         if deal is None:
-            raise NotFoundError(f"no deal {deal_id!r} in your organisation's data")
+            raise NotFoundError("no such deal in your organisation's data")
         return data, deal, self._as_of()
 
     def EstimateDealStage(self, request: pb.EstimateDealStageRequest,
                           context: grpc.ServicerContext) -> pb.EstimateDealStageResponse:
         version, scorer = self._deal_model.get()
-        data, deal, as_of = self._open_deal(request.deal_id)
+        data, deal, as_of = self._open_deal(request.deal_id, context)
         if 0 <= deal.closed <= as_of:
             raise InvalidRequestError([("deal_id", f"the deal is closed ({deal.outcome}); estimates are for open deals")])
         estimate = scorer.estimate(data, deal, as_of)
@@ -103,21 +105,20 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         limit = request.limit or DEFAULT_SIGNALS
         if not 1 <= limit <= MAX_SIGNALS:
             raise InvalidRequestError([("limit", f"must be between 1 and {MAX_SIGNALS} (0 means {DEFAULT_SIGNALS})")])
-        data, deal, as_of = self._open_deal(request.deal_id)
+        data, deal, as_of = self._open_deal(request.deal_id, context)
         response = pb.ListDealSignalsResponse(model_version=RANKER_VERSION)
-        for s in rank_signals(data, deal, as_of, limit):
+        def visible(pid: str) -> bool:
+            held, shared = _visibility(data, deal, pid)
+            return may_identify(held=held, shared=shared, named=False)
+
+        for s in rank_signals(data, deal, as_of, limit, visible):
             response.signals.add(kind=s.kind, topic=s.topic, value=s.value, time=_timestamp(s.ts),
                                  who=_person(data, deal, s.pid, as_of), why=s.why, relevance=s.relevance)
         return response
 
     def PredictBuyerProcess(self, request: pb.PredictBuyerProcessRequest,
                             context: grpc.ServicerContext) -> pb.PredictBuyerProcessResponse:
-        violations: list[tuple[str, str]] = []
-        for i, role in enumerate(request.profile.engaged_roles):
-            if role not in DEAL_CONTACT_ROLES:
-                violations.append((f"profile.engaged_roles[{i}]", f"must be one of {', '.join(DEAL_CONTACT_ROLES)}"))
-        if request.profile.amount < 0:
-            violations.append(("profile.amount", "must not be negative"))
+        violations = _profile_violations(request)
         buyer = request.WhichOneof("buyer")
         if buyer is None:
             violations.append(("buyer", "set company_domain or cohort"))
@@ -126,15 +127,19 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
                 domain = normalize_domain(request.company_domain)
             except RecordError as exc:
                 violations.append(("company_domain", exc.reason))
-        elif not request.cohort.industry:
-            violations.append(("cohort.industry", "is required"))
+        else:
+            if not is_code(request.cohort.industry):
+                violations.append(("cohort.industry", "must be an industry code"))
+            if request.cohort.size_band not in ("", *SIZE_BANDS):
+                violations.append(("cohort.size_band", f"must be empty or one of {', '.join(SIZE_BANDS)}"))
         if violations:
             raise InvalidRequestError(violations)
         version, model = self._buyer_model.get()
         if buyer == "company_domain":
-            company = exports.company(self._store, domain)
+            # Only a company the tenant's own records name: any other is answered like an unknown one.
+            company = exports.company(self._store, domain, current_auth().tenant)
             if company is None:
-                raise NotFoundError(f"no company {domain!r} in the graph")
+                raise NotFoundError("no such company in your organisation's data (name a cohort instead)")
             cohort = {"industry": company["industry"], "size_band": company["size_band"]}
         else:
             cohort = {"industry": request.cohort.industry, "size_band": request.cohort.size_band}
@@ -154,16 +159,41 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
             rolled_up=answer.rolled_up, model_version=f"buyer/{version}")
 
 
+def _check_deadline(context: grpc.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExceededError("the deadline passed while the deal was read")
+
+
+def _profile_violations(request: pb.PredictBuyerProcessRequest) -> list[tuple[str, str]]:
+    profile = request.profile
+    violations = [(f"profile.engaged_roles[{i}]", f"must be one of {', '.join(DEAL_CONTACT_ROLES)}")
+                  for i, role in enumerate(profile.engaged_roles) if role not in DEAL_CONTACT_ROLES]
+    if len(profile.engaged_roles) > len(DEAL_CONTACT_ROLES):
+        violations.append(("profile.engaged_roles", f"at most {len(DEAL_CONTACT_ROLES)} roles"))
+    if not (math.isfinite(profile.amount) and 0 <= profile.amount <= MAX_AMOUNT):
+        violations.append(("profile.amount", f"must be a number between 0 and {MAX_AMOUNT:g}"))
+    if profile.product and not is_code(profile.product):
+        violations.append(("profile.product", "must be a product code"))
+    if request.HasField("start") and not MIN_TIME <= request.start.seconds < MAX_TIME:
+        violations.append(("start", "must lie between 1970-01-01 and 2100-01-01"))
+    return violations
+
+
+def _visibility(data: DealData, deal: Deal, pid: str) -> tuple[bool, bool]:
+    """(held, shared) of a person for the deal's tenant: the inputs of the visibility rule."""
+    return deal.tenant in data.held_by.get(pid, frozenset()), pid in data.shared
+
+
 def _person(data: DealData, deal: Deal, pid: str, as_of: int) -> common_pb2.PersonView:
-    """Who raised a signal. The signal is the tenant's own data, so the person is identified to it;
-    the description comes from their job at the time."""
+    """Who raised a signal, as the deal's tenant may see them; described by their job at the time."""
     if not pid:
         return common_pb2.PersonView()
     job = data.job_at(pid, as_of)
-    level, function = (job.level, job.function) if job else ("", "")
     on_account = job is not None and job.cid == deal.cid
-    return common_pb2.PersonView(
-        pid=pid, identified=True, title_level=level, function=function,
-        company_domain=job.cid if job else "", company_size_band=deal.size_band if on_account else "",
-        company_industry=deal.industry if on_account else "",
-        description=describe(level, function, deal.size_band if on_account else "", deal.industry if on_account else ""))
+    held, shared = _visibility(data, deal, pid)
+    return common_pb2.PersonView(**person_view(
+        pid=pid, held=held, shared=shared, named=False, own_member=False, title_level=job.level if job else "",
+        function=job.function if job else "", company_domain=job.cid if job else "",
+        company_size_band=deal.size_band if on_account else "",
+        company_industry=deal.industry if on_account else "").__dict__)

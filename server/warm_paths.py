@@ -1,4 +1,4 @@
-"""Warm-path search over the serving snapshot, and the privacy rules for showing its people.
+"""Warm-path search over the serving snapshot (who may see what of its people: server/visibility.py).
 
 The search expands from the targets (usually few) toward the tenant's people, one hop at a time,
 as NumPy array operations over the CSR: every partial path is a row, so a level costs a handful
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graph.records import FUNCTIONS, TITLE_LEVELS
-from relgraph.errors import DeadlineExceededError
+from relgraph.errors import DeadlineExceededError, QueryTooCostlyError
 from server.snapshot import Snapshot, ranges
 
 MAX_HOPS = 3
+DEFAULT_MAX_WORK = 5_000_000  # relationship slots one search may examine (the server's max_search_work)
 
 
 @dataclass(frozen=True)
@@ -48,47 +48,117 @@ def usable_tenants(snap: Snapshot, tenant: int, allow_cross_tenant: bool) -> np.
     return usable
 
 
-def find_paths(snap: Snapshot, query: PathSearch, deadline: float | None = None) -> list[FoundPath]:
-    """The k strongest distinct simple paths of 1..max_hops hops from a source to a target."""
+# Partial paths are extended in chunks of about this many relationship slots, so the deadline is
+# checked (and memory bounded) inside a hop, not only between hops.
+_CHUNK_SLOTS = 1 << 17
+
+
+@dataclass
+class _Budget:
+    """What one search may still spend: relationship slots examined, and time."""
+
+    work_left: int
+    deadline: float | None
+
+    def spend(self, slots: int) -> None:
+        self.work_left -= slots
+        if self.work_left < 0:
+            raise QueryTooCostlyError("this warm-path query would examine more relationships than one request may "
+                                      "(narrow it: fewer hops, a role filter, one rep or team)")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceededError("the warm-path search ran out of time")
+
+
+def find_paths(snap: Snapshot, query: PathSearch, deadline: float | None = None,
+               max_work: int = DEFAULT_MAX_WORK) -> list[FoundPath]:
+    """The k strongest distinct simple paths of 1..max_hops hops from a source to a target.
+
+    Strengths are at most 1, so extending a partial path never raises its score: once k distinct
+    paths are found, a partial path that cannot beat the k-th is dropped before it is extended (it
+    would have more hops than all of them, so even a tie ranks below). The search stops with
+    DeadlineExceededError past `deadline` (checked between chunks of work) and with
+    QueryTooCostlyError after examining `max_work` relationship slots."""
     usable = usable_tenants(snap, query.tenant, query.allow_cross_tenant)
     is_source = snap.member_mask(query.tenant)
     if query.sources is not None:
         restricted = np.zeros(snap.people, dtype=bool)
         restricted[query.sources] = True
         is_source = is_source & restricted
+    budget = _Budget(max_work, deadline)
+    budget.spend(0)
 
     # Partial paths, target first: nodes (rows x hops+1), edges (rows x hops), score (rows).
     nodes = np.unique(query.targets).astype(np.int32)[:, None]
     edges = np.zeros((nodes.shape[0], 0), dtype=np.int32)
     score = np.ones(nodes.shape[0])
-    found_nodes: list[np.ndarray] = []
-    found_edges: list[np.ndarray] = []
-    found_score: list[np.ndarray] = []
+    found = _Found(query.k)
     for hop in range(1, query.max_hops + 1):
-        if deadline is not None and time.monotonic() > deadline:
-            raise DeadlineExceededError("the warm-path search ran out of time")
-        last = nodes[:, -1]
-        degree = snap.indptr[last + 1] - snap.indptr[last]
-        row = np.repeat(np.arange(last.shape[0]), degree)
-        slot = ranges(snap.indptr[last], degree)
-        neighbor, edge = snap.neighbor[slot], snap.edge[slot]
-        keep = usable[snap.edge_tenant[edge]] & ~snap.erased[neighbor]
-        for column in range(nodes.shape[1]):  # simple paths: no person twice
-            keep &= neighbor != nodes[row, column]
-        if hop == query.max_hops:  # the last hop only matters where it reaches a source
-            keep &= is_source[neighbor]
-        row, neighbor, edge = row[keep], neighbor[keep], edge[keep]
-        strength = snap.strength(edge, query.as_of)
-        nodes = np.column_stack([nodes[row], neighbor])
-        edges = np.column_stack([edges[row], edge])
-        score = score[row] * strength
-        done = is_source[neighbor]
-        found_nodes.append(_pad(nodes[done]))
-        found_edges.append(_pad(edges[done]))
-        found_score.append(score[done])
+        ends = is_source if hop == query.max_hops else None  # the last hop only matters where it reaches a source
+        nodes, edges, score = _extend(snap, nodes, edges, score, usable, ends, found.threshold, query.as_of, budget)
+        done = is_source[nodes[:, -1]]
+        found.add(nodes[done], edges[done], score[done])
+        going_on = score > found.threshold
+        nodes, edges, score = nodes[going_on], edges[going_on], score[going_on]
         if nodes.shape[0] == 0:
             break
-    return _rank(np.concatenate(found_nodes), np.concatenate(found_edges), np.concatenate(found_score), query.k)
+    return found.ranked()
+
+
+def _extend(snap: Snapshot, nodes: np.ndarray, edges: np.ndarray, score: np.ndarray, usable: np.ndarray,
+            ends: np.ndarray | None, threshold: float, as_of: int,
+            budget: _Budget) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every partial path extended by one relationship: usable, to a person not on it yet (and in
+    `ends` when given), scoring above `threshold`."""
+    last = nodes[:, -1]
+    degree = (snap.indptr[last + 1] - snap.indptr[last]).astype(np.int64)
+    bounds = np.searchsorted(np.cumsum(degree), np.arange(_CHUNK_SLOTS, int(degree.sum()), _CHUNK_SLOTS), side="right")
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), last.shape[0]]):
+        budget.spend(int(degree[lo:hi].sum()))
+        row = lo + np.repeat(np.arange(hi - lo), degree[lo:hi])
+        slot = ranges(snap.indptr[last[lo:hi]], degree[lo:hi])
+        neighbor, edge = snap.neighbor[slot], snap.edge[slot]
+        keep = usable[snap.edge_tenant[edge]]
+        for column in range(nodes.shape[1]):  # simple paths: no person twice
+            keep &= neighbor != nodes[row, column]
+        if ends is not None:
+            keep &= ends[neighbor]
+        row, neighbor, edge = row[keep], neighbor[keep], edge[keep]
+        extended = score[row] * snap.strength(edge, as_of)
+        strong = extended > threshold
+        row, neighbor, edge, extended = row[strong], neighbor[strong], edge[strong], extended[strong]
+        parts.append((np.column_stack([nodes[row], neighbor]), np.column_stack([edges[row], edge]), extended))
+    if not parts:
+        return (np.zeros((0, nodes.shape[1] + 1), dtype=np.int32), np.zeros((0, edges.shape[1] + 1), dtype=np.int32),
+                np.zeros(0))
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
+
+
+class _Found:
+    """Complete paths found so far, and the score a new one must beat to enter the top k."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.threshold = -1.0
+        self._nodes: list[np.ndarray] = []
+        self._edges: list[np.ndarray] = []
+        self._score: list[np.ndarray] = []
+
+    def add(self, nodes: np.ndarray, edges: np.ndarray, score: np.ndarray) -> None:
+        if not score.shape[0]:
+            return
+        self._nodes.append(_pad(nodes))
+        self._edges.append(_pad(edges))
+        self._score.append(score)
+        best = self.ranked()
+        if len(best) == self.k:
+            self.threshold = best[-1].strength
+
+    def ranked(self) -> list[FoundPath]:
+        if not self._score:
+            return []
+        return _rank(np.concatenate(self._nodes), np.concatenate(self._edges), np.concatenate(self._score), self.k)
 
 
 def _pad(a: np.ndarray, width: int = MAX_HOPS + 1) -> np.ndarray:
@@ -133,53 +203,3 @@ def _rank_all(nodes: np.ndarray, edges: np.ndarray, score: np.ndarray, k: int) -
         paths.append(FoundPath(nodes=tuple(int(x) for x in seq[i, : h + 1]),
                                edges=tuple(int(x) for x in edges[i, :h][::-1]), strength=float(score[i])))
     return paths
-
-
-# -- showing people ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PersonFacts:
-    """What the requesting tenant may see of one person."""
-
-    pid: str  # empty when masked
-    identified: bool
-    own_member: bool
-    title_level: str
-    function: str
-    company_domain: str  # empty when masked
-    company_size_band: str
-    company_industry: str
-    description: str
-
-
-def person_facts(snap: Snapshot, node: int, tenant: int, named_by_requester: bool = False) -> PersonFacts:
-    """Identify a person only if the tenant knows them (its member, its own data shows them, or it
-    named them in the request) or their tenant opted in to sharing; otherwise describe their role
-    only (DESIGN §4)."""
-    memberships = snap.memberships(node)
-    own_member = bool(np.any(memberships == tenant))
-    shared = bool(np.any(snap.tenants.share_identities[memberships])) if memberships.size else False
-    identified = named_by_requester or own_member or shared or snap.knows_tenant(node, tenant)
-    level = TITLE_LEVELS[snap.level[node]] if snap.level[node] >= 0 else ""
-    function = FUNCTIONS[snap.function[node]] if snap.function[node] >= 0 else ""
-    company = int(snap.company[node])
-    domain = snap.companies.cids[company] if company >= 0 else ""
-    band = snap.companies.size_band[company] if company >= 0 else ""
-    industry = snap.companies.industry[company] if company >= 0 else ""
-    return PersonFacts(pid=snap.pid(node) if identified else "", identified=identified, own_member=own_member,
-                       title_level=level, function=function, company_domain=domain if identified else "",
-                       company_size_band=band, company_industry=industry,
-                       description=describe(level, function, band, industry))
-
-
-def describe(level: str, function: str, band: str, industry: str) -> str:
-    """'VP finance at a 201-1000 person fintech company' from whatever is known."""
-    title = {"c_level": "C-level", "vp": "VP", "director": "Director", "manager": "Manager", "ic": "Individual contributor"}
-    function = {"hr": "HR", "it": "IT"}.get(function, function)
-    who = " ".join(x for x in (title.get(level, "Person"), function if function and function != "other" else "") if x)
-    where = " ".join(x for x in (f"a {band} person" if band else "a", industry, "company") if x)
-    return f"{who} at {where}"
-
-
-def shared_employers(snap: Snapshot, a: int, b: int) -> list[str]:
-    return [snap.companies.cids[c] for c in np.intersect1d(snap.employers(a), snap.employers(b))]

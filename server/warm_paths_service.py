@@ -1,27 +1,36 @@
 """WarmPathsService: validates a request, resolves it against the serving snapshot (targets,
-sources, partner scopes), searches, and answers with masked people and per-hop evidence."""
+sources, partner scopes), searches, and answers with people and evidence as the visibility rule
+(server/visibility.py) allows.
+
+Existence is never given away: a target the tenant does not hold counts in `targets` only when an
+answered path reaches it, a partner's out-of-scope person is dropped like an unknown one, and a
+request whose targets resolve to nobody still runs a search (on stand-in targets picked from the
+request, answer discarded), so an unknown address and an invisible person cost alike."""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from typing import Any
+from dataclasses import replace
 
 import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
 from graph.pseudonymize import Pseudonymizer, normalize_domain
-from graph.records import FUNCTIONS, TITLE_LEVELS
+from graph.records import FUNCTIONS, TITLE_LEVELS, is_code
 from relgraph.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, RecordError
 from relgraph.v1 import common_pb2, warm_paths_pb2, warm_paths_pb2_grpc
 from server.auth import AuthContext, current_auth
 from server.refresher import SnapshotHolder
 from server.snapshot import Snapshot
-from server.warm_paths import MAX_HOPS, PathSearch, find_paths, person_facts, shared_employers
+from server.visibility import employer_visible, shared_employers, snapshot_view
+from server.warm_paths import DEFAULT_MAX_WORK, MAX_HOPS, FoundPath, PathSearch, find_paths
 
 DEFAULT_K = 10
 MAX_K = 100
 MAX_RESOLVE = 1000
+_TITLE_LEVELS = frozenset(warm_paths_pb2.TitleLevel.values())
 # Economic buyer by title: VP or above in executive or finance.
 _ECONOMIC_LEVELS = (TITLE_LEVELS.index("vp"), TITLE_LEVELS.index("c_level"))
 _ECONOMIC_FUNCTIONS = (FUNCTIONS.index("executive"), FUNCTIONS.index("finance"))
@@ -34,49 +43,65 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
 
 def person_view(snap: Snapshot, node: int, tenant: int, named: frozenset[int] = frozenset()) -> common_pb2.PersonView:
     """The person as `tenant` may see them; `named` are people the request itself identified."""
-    return common_pb2.PersonView(**person_facts(snap, node, tenant, node in named).__dict__)
+    return common_pb2.PersonView(**snapshot_view(snap, node, tenant, node in named).__dict__)
+
+
+def _pick(key: str, count: int) -> int:
+    """A deterministic pick among `count` items from the request's text, for the stand-in search."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") % max(count, 1)
 
 
 class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: ignore[misc]
-    def __init__(self, holder: SnapshotHolder, pseudo: Pseudonymizer) -> None:
+    def __init__(self, holder: SnapshotHolder, pseudo: Pseudonymizer, max_work: int = DEFAULT_MAX_WORK) -> None:
         self._holder = holder
         self._pseudo = pseudo
+        self._max_work = max_work
 
     def FindWarmPaths(self, request: warm_paths_pb2.FindWarmPathsRequest,
                       context: grpc.ServicerContext) -> warm_paths_pb2.FindWarmPathsResponse:
         auth = current_auth()
         snap = self._holder.current
-        query = self._resolve(snap, auth, request)
+        query, stand_in = self._resolve(snap, auth, request)
+        deadline = deadline_of(context)
+        if stand_in is None:
+            paths = find_paths(snap, query, deadline, self._max_work)
+        else:
+            find_paths(snap, stand_in, deadline, self._max_work)  # same cost as a real search; answer discarded
+            paths = []
         named = frozenset(int(t) for t in query.targets) if request.WhichOneof("target") == "target_email" else frozenset()
-        paths = find_paths(snap, query, deadline_of(context)) if query.targets.size else []
-        response = warm_paths_pb2.FindWarmPathsResponse(targets=int(query.targets.size),
+        reached = {p.nodes[-1] for p in paths}
+        visible_targets = sum(1 for t in query.targets.tolist() if t in reached or snap.held_by(t, query.tenant))
+        response = warm_paths_pb2.FindWarmPathsResponse(targets=visible_targets,
                                                         snapshot_age_seconds=self._holder.age_seconds(),
                                                         strength_source=snap.strength_source)
         for path in paths:
-            out = response.paths.add(strength=path.strength)
-            out.source.CopyFrom(person_view(snap, path.nodes[0], query.tenant))
-            for i, edge in enumerate(path.edges):
-                a, b = path.nodes[i], path.nodes[i + 1]
-                hop = out.hops.add()
-                hop.person.CopyFrom(person_view(snap, b, query.tenant, named))
-                self._evidence(snap, hop.evidence, edge, a, b, query)
+            self._add_path(snap, response.paths.add(strength=path.strength), path, query, named)
         return response
 
-    def _evidence(self, snap: Snapshot, evidence: warm_paths_pb2.HopEvidence, edge: int, a: int, b: int,
-                  query: PathSearch) -> None:
-        count, two_way, last = int(snap.edge_count[edge]), int(snap.edge_two_way[edge]), int(snap.edge_last_ts[edge])
-        evidence.strength = float(snap.strength(np.array([edge]), query.as_of)[0])
-        employers = shared_employers(snap, a, b)
-        evidence.shared_employer_count = len(employers)
-        evidence.observed_by_requester = int(snap.edge_tenant[edge]) == query.tenant
-        if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
-            evidence.last_interaction.CopyFrom(timestamp_pb2.Timestamp(seconds=last))
-            evidence.interaction_count = count
-            evidence.two_way_share = min(1.0, 2.0 * two_way / max(count, 1))
-            if person_facts(snap, a, query.tenant).identified and person_facts(snap, b, query.tenant).identified:
-                evidence.shared_employers.extend(employers)
+    def _add_path(self, snap: Snapshot, out: warm_paths_pb2.WarmPath, path: FoundPath, query: PathSearch,
+                  named: frozenset[int]) -> None:
+        out.source.CopyFrom(person_view(snap, path.nodes[0], query.tenant))
+        for i, edge in enumerate(path.edges):
+            a, b = path.nodes[i], path.nodes[i + 1]
+            hop = out.hops.add()
+            hop.person.CopyFrom(person_view(snap, b, query.tenant, named))
+            evidence = hop.evidence
+            evidence.strength = float(snap.strength(np.array([edge]), query.as_of)[0])
+            employers = shared_employers(snap, a, b)
+            evidence.shared_employer_count = len(employers)
+            evidence.observed_by_requester = int(snap.edge_tenant[edge]) == query.tenant
+            if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
+                count = int(snap.edge_count[edge])
+                evidence.last_interaction.CopyFrom(timestamp_pb2.Timestamp(seconds=int(snap.edge_last_ts[edge])))
+                evidence.interaction_count = count
+                evidence.two_way_share = min(1.0, 2.0 * int(snap.edge_two_way[edge]) / max(count, 1))
+                if employer_visible(snap, a, query.tenant) and employer_visible(snap, b, query.tenant):
+                    evidence.shared_employers.extend(employers)
 
-    def _resolve(self, snap: Snapshot, auth: AuthContext, request: warm_paths_pb2.FindWarmPathsRequest) -> PathSearch:
+    def _resolve(self, snap: Snapshot, auth: AuthContext,
+                 request: warm_paths_pb2.FindWarmPathsRequest) -> tuple[PathSearch, PathSearch | None]:
+        """The search the request asks for, and when its targets resolve to nobody, the stand-in
+        search to run instead."""
         violations: list[tuple[str, str]] = []
         k = request.k if request.HasField("k") else DEFAULT_K
         if not 1 <= k <= MAX_K:
@@ -85,6 +110,7 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         if not 1 <= max_hops <= MAX_HOPS:
             violations.append(("max_hops", f"must be between 1 and {MAX_HOPS}"))
         target = request.WhichOneof("target")
+        role = request.target_company.role
         target_pid = domain = None
         if target is None:
             violations.append(("target", "set target_email or target_company"))
@@ -95,28 +121,34 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
                 domain = normalize_domain(request.target_company.domain)
             except RecordError as exc:
                 violations.append(("target_company.domain", exc.reason))
-            for i, function in enumerate(request.target_company.role.functions):
-                if function not in FUNCTIONS:
-                    violations.append((f"target_company.role.functions[{i}]", f"must be one of {', '.join(FUNCTIONS)}"))
+            if role.min_title_level not in _TITLE_LEVELS:
+                violations.append(("target_company.role.min_title_level", "must be a TitleLevel value (0-5)"))
+            if len(role.functions) > len(FUNCTIONS):
+                violations.append(("target_company.role.functions", f"at most {len(FUNCTIONS)} functions"))
+            else:
+                violations += [(f"target_company.role.functions[{i}]", f"must be one of {', '.join(FUNCTIONS)}")
+                               for i, function in enumerate(role.functions) if function not in FUNCTIONS]
         rep_pid = team = None
         if request.source.WhichOneof("source") == "rep_email":
             rep_pid = self._pid_or_violation(request.source.rep_email, "source.rep_email", violations)
         elif request.source.WhichOneof("source") == "team":
             team = request.source.team
+            if not is_code(team):
+                violations.append(("source.team", "must be a team code ([a-z0-9][a-z0-9_.:/+-], at most 64)"))
         if violations:
             raise InvalidRequestError(violations)
 
         tenant = snap.tenants.index.get(auth.tenant)
         if tenant is None:
-            raise NotFoundError(f"tenant {auth.tenant!r} has no data in the graph yet")
+            raise NotFoundError("your organisation has no data in the graph yet")
         if auth.max_hops_scope is not None and max_hops > auth.max_hops_scope:
             raise PermissionDeniedError(f"this key is scoped to at most {auth.max_hops_scope} hops")
-        targets = self._targets(snap, tenant, target_pid, domain, request.target_company.role)
-        if auth.company_scope:
-            scoped = {snap.companies.index[c] for c in auth.company_scope if c in snap.companies.index}
-            if domain is not None and domain not in auth.company_scope or \
-                    any(int(snap.company[t]) not in scoped for t in targets):
-                raise PermissionDeniedError("the target is outside the companies this key is scoped to")
+        if auth.company_scope and domain is not None and domain not in auth.company_scope:
+            raise PermissionDeniedError("the target company is outside the companies this key is scoped to")
+        targets = self._targets(snap, tenant, target_pid, domain, role)
+        if auth.company_scope:  # a person outside the scope is dropped like an unknown one
+            scoped = [snap.companies.index[c] for c in auth.company_scope if c in snap.companies.index]
+            targets = targets[np.isin(snap.company[targets], scoped)]
         sources = None
         if rep_pid is not None:
             rep = snap.node(rep_pid)
@@ -126,9 +158,19 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         elif team is not None:
             sources = snap.team_members(tenant, team)
             if sources.size == 0:
-                raise InvalidRequestError([("source.team", f"no member of your organisation is in team {team!r}")])
-        return PathSearch(tenant=tenant, targets=targets, sources=sources, k=k, max_hops=max_hops,
-                          allow_cross_tenant=request.allow_cross_tenant, as_of=int(time.time()))
+                raise InvalidRequestError([("source.team", "no member of your organisation is in this team")])
+        search = PathSearch(tenant=tenant, targets=targets, sources=sources, k=k, max_hops=max_hops,
+                            allow_cross_tenant=request.allow_cross_tenant, as_of=int(time.time()))
+        if targets.size:
+            return search, None
+        # A person or company of the snapshot picked from the request's own target stands in.
+        if target_pid is not None:
+            stand_in = self._targets(snap, tenant, snap.pid(_pick(target_pid, snap.people)), None, role) \
+                if snap.people else targets
+        else:
+            cids = snap.companies.cids
+            stand_in = self._targets(snap, tenant, None, cids[_pick(domain or "", len(cids))], role) if cids else targets
+        return search, replace(search, targets=stand_in)
 
     def _pid_or_violation(self, email: str, field: str, violations: list[tuple[str, str]]) -> str | None:
         try:
@@ -138,9 +180,9 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             return None
 
     @staticmethod
-    def _targets(snap: Snapshot, tenant: int, pid: str | None, domain: str | None, role: Any) -> np.ndarray:
-        """People the request aims at. Unknown people or companies give no targets, not an error:
-        the answer must not reveal who is in the network."""
+    def _targets(snap: Snapshot, tenant: int, pid: str | None, domain: str | None,
+                 role: warm_paths_pb2.RoleFilter) -> np.ndarray:
+        """People the request aims at (unknown people or companies give none, not an error)."""
         if pid is not None:
             node = snap.node(pid)
             return np.array([] if node is None else [node], dtype=np.int32)
@@ -170,7 +212,7 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         for i, email in enumerate(request.emails):
             pid = self._pid_or_violation(email, f"emails[{i}]", violations)
             node = snap.node(pid) if pid else None
-            if tenant is not None and node is not None and snap.knows_tenant(node, tenant):
+            if tenant is not None and node is not None and snap.held_by(node, tenant):
                 response.people.add(email=email, pid=pid)
         if violations:
             raise InvalidRequestError(violations)

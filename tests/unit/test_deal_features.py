@@ -157,14 +157,20 @@ def test_buyer_process_rolls_a_company_cohort_up_and_says_so() -> None:
 
 def test_a_contract_expiry_answer_by_someone_off_the_deal_ranks_first() -> None:
     deal = _deal(EVENTS, closed=-1, outcome="open")
-    ranked = rank_signals(_data(deal), deal, T0 + 30 * DAY, limit=10)
+    ranked = rank_signals(_data(deal), deal, T0 + 30 * DAY, limit=10, visible=lambda pid: True)
     assert [(s.kind, s.pid) for s in ranked[:2]] == [("poll_answer", "ops"), ("webinar_attended", "champ")]
     assert "not on the deal" in ranked[0].why and 0 < ranked[1].relevance < ranked[0].relevance <= 1
     # Weeks without a word from the buyer: the deal went silent.
-    quiet = rank_signals(_data(deal), deal, T0 + 60 * DAY, limit=10)
+    quiet = rank_signals(_data(deal), deal, T0 + 60 * DAY, limit=10, visible=lambda pid: True)
     assert any(s.kind == "went_silent" for s in quiet)
     # The champion leaving the account is a signal too.
     data = _data(deal)
     data.jobs["champ"] = [Job("acme.example", T0 - 400 * DAY, T0 + 28 * DAY, "manager", "operations")]
-    left = rank_signals(data, deal, T0 + 30 * DAY, limit=10)
+    left = rank_signals(data, deal, T0 + 30 * DAY, limit=10, visible=lambda pid: True)
     assert ("job_change", "left_account") in {(s.kind, s.topic) for s in left}
+
+
+def test_signals_about_people_the_tenant_may_not_see_are_left_out() -> None:
+    deal = _deal(EVENTS, closed=-1, outcome="open")
+    ranked = rank_signals(_data(deal), deal, T0 + 30 * DAY, limit=10, visible=lambda pid: pid != "ops")
+    assert ranked and all(s.pid != "ops" for s in ranked)
