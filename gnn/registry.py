@@ -21,7 +21,7 @@ import torch
 
 from relgraph.errors import ModelSchemaError, NoModelError, NotFoundError
 
-_VERSION = re.compile(r"^v(\d{4,})$")
+_VERSION = re.compile(r"^v(\d{4,})\Z")
 
 
 @dataclass(frozen=True)

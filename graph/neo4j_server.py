@@ -107,7 +107,7 @@ class ManagedNeo4j:
         if _port_answers(self.port):
             raise ProvisionError(f"port {self.port} is taken by another process; "
                                  "set RELGRAPH_NEO4J_PORT to a free port or NEO4J_URI to use that server")
-        for sub in ("conf", "data", "logs", "run", "plugins"):
+        for sub in ("conf", "data", "logs", "run", "plugins", "import"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         self._write_conf()
         console = open(self.home / "logs" / "console.log", "ab")
@@ -166,6 +166,11 @@ class ManagedNeo4j:
             f"server.directories.logs={self.home / 'logs'}",
             f"server.directories.plugins={self.home / 'plugins'}",
             f"server.directories.run={self.home / 'run'}",
+            # Operator Cypher may read nothing outside the graph: LOAD CSV gets an empty import
+            # directory, no file URLs at all, and no address to fetch from.
+            f"server.directories.import={self.home / 'import'}",
+            "dbms.security.allow_csv_import_from_file_urls=false",
+            "internal.dbms.cypher_ip_blocklist=0.0.0.0/0,::/0",
             f"server.memory.pagecache.size={managed.pagecache}",
             "db.tx_log.rotation.retention_policy=2 files",
             "",

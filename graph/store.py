@@ -4,6 +4,7 @@ relgraph's own, and a read-only entry point for operators."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ class GraphStore:
         self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, max_connection_lifetime=3600,
                                                   notifications_min_severity="OFF",
                                                   max_transaction_retry_time=max_retry_time_s,
-                                                  connection_acquisition_timeout=max_retry_time_s)
+                                                  connection_acquisition_timeout=max_retry_time_s,
+                                                  connection_timeout=max_retry_time_s)
 
     def close(self) -> None:
         self._driver.close()
@@ -113,8 +115,13 @@ class GraphStore:
         with _translated(query.name), self._driver.session(database=self.database) as session:
             session.run(neo4j.Query(query.text, metadata={"app": "relgraph", "query": query.name}), params).consume()
 
-    def read_only(self, text: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
-        """Run operator-supplied Cypher only if Neo4j's planner classifies it as read-only."""
+    def read_only(self, text: str, params: Mapping[str, Any] | None = None, *, timeout_s: float = 30.0,
+                  max_rows: int = 10_000) -> tuple[list[str], list[dict[str, Any]], bool]:
+        """Run operator-supplied Cypher if it only reads the graph: Neo4j's planner must classify
+        it read-only, and its plan may not load external data (LOAD CSV), run an administrative
+        command (SHOW, TERMINATE) or call a procedure other than the schema reads in
+        OPERATOR_PROCEDURES. Neo4j stops it after `timeout_s`; at most `max_rows` rows come back
+        (keys, rows, and whether more were left out)."""
         params = dict(params or {})
         with _translated("operator_cypher"), self._driver.session(database=self.database,
                                                                   default_access_mode=neo4j.READ_ACCESS) as session:
@@ -125,12 +132,43 @@ class GraphStore:
             if plan.query_type != "r":
                 raise ReadOnlyViolationError(f"refused: the query is classified {plan.query_type!r} "
                                              "(writes or schema changes); `relgraph cypher` runs read-only queries")
+            for operator, details in _operators(plan.plan):
+                refusal = _refusal(operator, details)
+                if refusal:
+                    raise ReadOnlyViolationError(f"refused: {refusal}; `relgraph cypher` reads the graph only")
 
-            def work(tx: neo4j.ManagedTransaction) -> tuple[list[str], list[dict[str, Any]]]:
+            @neo4j.unit_of_work(timeout=timeout_s, metadata={"app": "relgraph", "query": "operator_cypher"})
+            def work(tx: neo4j.ManagedTransaction) -> tuple[list[str], list[dict[str, Any]], bool]:
                 result = tx.run(text, params)
-                return list(result.keys()), [record.data() for record in result]
+                rows = [record.data() for record in itertools.islice(result, max_rows + 1)]
+                return list(result.keys()), rows[:max_rows], len(rows) > max_rows
 
             return session.execute_read(work)
+
+
+# Procedures an operator query may call: schema reads, nothing that reaches the DBMS or the disk.
+OPERATOR_PROCEDURES = ("db.labels", "db.relationshipTypes", "db.propertyKeys", "db.schema.visualization",
+                       "db.schema.nodeTypeProperties", "db.schema.relTypeProperties")
+
+
+def _operators(plan: Any) -> Iterator[tuple[str, str]]:
+    """(operator type, details) of every operator in an EXPLAIN plan."""
+    if not isinstance(plan, Mapping):
+        return
+    args = plan.get("args") or {}
+    yield str(plan.get("operatorType", "")).split("@")[0], str(args.get("Details", ""))
+    for child in plan.get("children") or ():
+        yield from _operators(child)
+
+
+def _refusal(operator: str, details: str) -> str | None:
+    if operator == "LoadCSV":
+        return "LOAD CSV reads outside the graph"
+    if operator.startswith(("Show", "Terminate")):
+        return f"{operator} is an administrative command"
+    if operator == "ProcedureCall" and not details.startswith(tuple(f"{p}(" for p in OPERATOR_PROCEDURES)):
+        return f"only the schema procedures {', '.join(OPERATOR_PROCEDURES)} may be called"
+    return None
 
 
 def _rows(tx: neo4j.ManagedTransaction, query: Query, params: Mapping[str, Any]) -> list[dict[str, Any]]:

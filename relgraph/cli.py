@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +21,20 @@ from relgraph.secrets import api_key_pepper, network_key
 
 
 def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
-    print(json.dumps(data, indent=2, default=str) if as_json else render(data))
+    print(to_json(data) if as_json else render(data))
+
+
+def to_json(data: Any) -> str:
+    """Strict JSON: a number JSON cannot carry (NaN, infinity) becomes null."""
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+    return json.dumps(finite(data), indent=2, default=str, allow_nan=False)
 
 
 def _open_store(config: Config) -> Any:
@@ -80,15 +95,34 @@ def _render_ingest(s: dict[str, Any]) -> str:
 
 
 def cmd_erase(args: argparse.Namespace, config: Config) -> int:
-    from graph.operations import erase_person
+    from gnn.interactions import purge_export_cache
+    from graph.operations import NETWORK, erase_person
     from graph.pseudonymize import Pseudonymizer
 
+    if args.network == bool(args.tenant):
+        raise ConfigError("say whose data to erase: --tenant T (what that tenant holds) or --network (everything, "
+                          "a network operator's action)")
+    pid = Pseudonymizer(network_key(config)).pid(args.email)
+    scope = NETWORK if args.network else _tenant_id(args.tenant)
     with _open_store(config) as store:
-        report = erase_person(store, Pseudonymizer(network_key(config)), args.email)
+        report = erase_person(store, pid, scope=scope, actor=f"cli:{os.environ.get('USER') or 'operator'}",
+                              retention_s=config.server.erasure_retention_s)
+    if report.found:
+        purge_export_cache(config.export_cache_dir)
+    where = "the whole network" if args.network else f"tenant {args.tenant}"
     _emit(report.to_dict(), args.json, lambda r: (
-        f"erased person {r['pid']}: {r['nodes_deleted']} nodes ({r['activities_deleted']} events they authored) "
-        f"and {r['relationships_deleted']} relationships" if r["found"] else "nothing to erase: no such person"))
+        f"erased person {r['pid']} from {where}: {r['nodes_deleted']} nodes, {r['activities_deleted']} events they "
+        f"took part in and {r['relationships_deleted']} relationships (audit record {r['erasure_id']}); running "
+        "servers drop them at their next refresh" if r["found"] else f"nothing to erase: {where} holds no such person"))
     return 0
+
+
+def _tenant_id(value: str) -> str:
+    from graph.records import is_tenant_id
+
+    if not is_tenant_id(value):
+        raise ConfigError(f"{value[:40]!r} is not a tenant id (lower-case letters, digits, _ and -, at most 64)")
+    return value
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
@@ -111,14 +145,22 @@ def _render_stats(s: dict[str, Any]) -> str:
 
 
 def cmd_cypher(args: argparse.Namespace, config: Config) -> int:
+    try:
+        params = json.loads(args.params) if args.params else None
+    except ValueError as exc:
+        raise ConfigError(f"--params must be a JSON object: {exc}") from exc
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError("--params must be a JSON object")
     with _open_store(config) as store:
-        keys, rows = store.read_only(args.query, json.loads(args.params) if args.params else None)
+        keys, rows, truncated = store.read_only(args.query, params, timeout_s=config.neo4j.operator_query_timeout_s)
     if args.json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(to_json(rows))
     else:
         print("\t".join(keys))
         for row in rows:
             print("\t".join(str(row[k]) for k in keys))
+    if truncated:
+        print(f"relgraph: only the first {len(rows)} rows are shown", file=sys.stderr)
     return 0
 
 
@@ -373,7 +415,7 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
         if args.action == "create":
             if not args.tenant or not args.role:
                 raise ConfigError("keys create needs --tenant and --role")
-            key, record = create_api_key(store, api_key_pepper(config, create_local=True), tenant=args.tenant,
+            key, record = create_api_key(store, api_key_pepper(config, create_local=True), tenant=_tenant_id(args.tenant),
                                          role=args.role, scopes=args.scope, label=args.label)
             _emit({"key": key, "key_id": record.key_id, "tenant": record.tenant, "role": record.role,
                    "scopes": list(record.scopes)}, args.json,
@@ -382,13 +424,13 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
         elif args.action == "revoke":
             if not args.key_id:
                 raise ConfigError("keys revoke needs --key-id")
-            revoked = tenancy.revoke_key(store, args.key_id, tenant=args.tenant)
+            revoked = tenancy.revoke_key(store, args.key_id, tenant=args.tenant or tenancy.ALL_TENANTS)
             print(f"revoked {args.key_id}" if revoked else f"no active key {args.key_id}")
             return 0 if revoked else 1
         else:
             rows = [{"key_id": r.key_id, "tenant": r.tenant, "role": r.role, "scopes": list(r.scopes),
                      "label": r.label, "created_at": r.created_at, "revoked": r.revoked}
-                    for r in tenancy.keys(store, args.tenant)]
+                    for r in tenancy.keys(store, args.tenant or tenancy.ALL_TENANTS)]
             _emit(rows, args.json, lambda rs: "\n".join(
                 f"{r['key_id']}  {r['tenant']:<16} {r['role']:<8} {'revoked' if r['revoked'] else 'active':<8} "
                 f"{' '.join(r['scopes'])} {r['label']}" for r in rs))
@@ -399,7 +441,7 @@ def cmd_tenants(args: argparse.Namespace, config: Config) -> int:
     from graph.tenancy import set_sharing
 
     with _open_store(config) as store:
-        result = set_sharing(store, args.tenant, share_identities=args.share_identities,
+        result = set_sharing(store, _tenant_id(args.tenant), share_identities=args.share_identities,
                              network_opt_out=args.network_opt_out)
     _emit(result, args.json, lambda r: f"tenant {args.tenant}: share_identities={r['share_identities']}, "
           f"network_opt_out={r['network_opt_out']}")
@@ -436,8 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_ingest)
 
-    p = sub.add_parser("erase", help="remove a person and everything that references them")
+    p = sub.add_parser("erase", help="erase what one tenant, or the whole network, holds about a person")
     p.add_argument("--email", required=True)
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--tenant", help="erase what this tenant holds about the person")
+    scope.add_argument("--network", action="store_true",
+                       help="erase the person everywhere (a network operator's action, audited)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_erase)
 

@@ -50,6 +50,8 @@ class Neo4jConfig:
     # before the error reaches the caller: long enough for a blip, short enough that a writer
     # learns the store is down well within a client's deadline.
     max_retry_time_s: float = 3.0
+    # How long one operator query (`relgraph cypher`) may run before Neo4j stops it.
+    operator_query_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +77,10 @@ class RateLimit:
     per_second: float
     burst: int
 
+    def __post_init__(self) -> None:
+        if not self.per_second > 0 or self.burst < 1:
+            raise ConfigError("a rate limit needs per_second > 0 and burst >= 1")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
@@ -85,10 +91,20 @@ class ServerConfig:
     workers: int = 8  # threads answering RPCs; graph work runs there, never on an event loop
     refresh_interval_s: float = 5.0  # incremental snapshot refresh from Neo4j
     full_rebuild_interval_s: float = 600.0  # picks up attribute changes and erasures made elsewhere
-    key_cache_s: float = 30.0  # how long API keys are trusted before re-reading them
+    key_cache_s: float = 30.0  # API keys are re-read in the background this often, never in a request
     member_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=500.0, burst=1000))
     partner_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=5.0, burst=20))
     admin_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=50.0, burst=100))
+    # Failed authentications per client address: once spent, that address is refused before any key
+    # is looked at (RESOURCE_EXHAUSTED) until the bucket refills.
+    auth_failure_rate: RateLimit = field(default_factory=lambda: RateLimit(per_second=5.0, burst=20))
+    # Health answers NOT_SERVING once the snapshot is older than this (refreshes keep failing).
+    max_snapshot_age_s: float = 300.0
+    # How long erasure tombstones are kept for running servers to apply; at least one full rebuild.
+    erasure_retention_s: float = 1200.0
+    # The most partial paths (relationship slots) one warm-path search may examine: a request that
+    # needs more is refused with RESOURCE_EXHAUSTED instead of starving the others.
+    max_search_work: int = 5_000_000
     # Network statistics (buyer process) are shown only when they rest on at least this many closed
     # deals from at least this many tenants (DESIGN §4).
     min_cohort_deals: int = 10
@@ -100,6 +116,11 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.min_cohort_deals < 1 or self.min_cohort_tenants < 1:
             raise ConfigError("min_cohort_deals and min_cohort_tenants must be at least 1")
+        if self.erasure_retention_s < self.full_rebuild_interval_s:
+            raise ConfigError("erasure_retention_s must be at least full_rebuild_interval_s, so every running "
+                              "server applies an erasure before its tombstone goes")
+        if self.max_search_work < 1000:
+            raise ConfigError("max_search_work must be at least 1000")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,7 +187,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     managed = dict(file_values.pop("managed_neo4j", {}))
     ingest = dict(file_values.pop("ingest", {}))
     server = dict(file_values.pop("server", {}))
-    for role in ("member_rate", "partner_rate", "admin_rate"):
+    for role in ("member_rate", "partner_rate", "admin_rate", "auth_failure_rate"):
         if role in server:
             server[role] = _section(RateLimit, server[role], f"server.{role}")
     top: dict[str, Any] = {k: file_values.pop(k) for k in ("home", "cache") if k in file_values}

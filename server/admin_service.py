@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import re
 import time
 
 import grpc
@@ -11,13 +12,14 @@ from google.protobuf import timestamp_pb2
 from gnn.registry import ModelRegistry
 from graph import tenancy
 from graph.store import GraphStore
-from relgraph.errors import InvalidRequestError
+from relgraph.errors import InvalidInputError, InvalidRequestError
 from relgraph.v1 import admin_pb2 as pb
 from relgraph.v1 import admin_pb2_grpc
-from server.auth import KeyRing, create_api_key, current_auth
+from server.auth import KeyRing, create_api_key, current_auth, validate_label, validate_scopes
 from server.refresher import SnapshotHolder
 from server.strengths import LINK_MODEL
 
+_KEY_ID = re.compile(r"^[0-9a-f]{12}\Z")
 _ROLE_NAMES = {pb.ROLE_MEMBER: "member", pb.ROLE_PARTNER: "partner", pb.ROLE_ADMIN: "admin"}
 _ROLE_ENUMS = {name: value for value, name in _ROLE_NAMES.items()}
 
@@ -59,11 +61,23 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
         role = _ROLE_NAMES.get(request.role)
         if role is None:
             raise InvalidRequestError([("role", "must be ROLE_MEMBER, ROLE_PARTNER or ROLE_ADMIN")])
+        violations = []
+        for field, check in (("scopes", lambda: validate_scopes(role, list(request.scopes))),
+                             ("label", lambda: validate_label(request.label))):
+            try:
+                check()
+            except InvalidInputError as exc:
+                violations.append((field, str(exc)))
+        if violations:
+            raise InvalidRequestError(violations)
         key, record = create_api_key(self._store, self._pepper, tenant=current_auth().tenant, role=role,
                                      scopes=list(request.scopes), label=request.label)
+        self._keys.add(record)
         return pb.CreateApiKeyResponse(key=key, info=_info(record))
 
     def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: grpc.ServicerContext) -> pb.RevokeApiKeyResponse:
+        if not _KEY_ID.match(request.key_id):
+            raise InvalidRequestError([("key_id", "must be a key id (12 hex digits)")])
         revoked = tenancy.revoke_key(self._store, request.key_id, tenant=current_auth().tenant)
         self._keys.reload()
         return pb.RevokeApiKeyResponse(revoked=revoked)

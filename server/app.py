@@ -18,6 +18,7 @@ from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
 from graph.store import GraphStore, connect
 from relgraph.config import Config
+from relgraph.errors import ConfigError
 from relgraph.secrets import api_key_pepper, network_key
 from relgraph.v1 import (admin_pb2, admin_pb2_grpc, buyer_intelligence_pb2, buyer_intelligence_pb2_grpc, ingest_pb2,
                          ingest_pb2_grpc, warm_paths_pb2, warm_paths_pb2_grpc)
@@ -32,6 +33,7 @@ from server.warm_paths_service import WarmPathsService
 
 log = logging.getLogger("relgraph.server")
 
+_HEALTH_CHECK_S = 1.0
 SERVICE_NAMES = tuple(module.DESCRIPTOR.services_by_name[name].full_name for module, name in (
     (warm_paths_pb2, "WarmPathsService"), (buyer_intelligence_pb2, "BuyerIntelligenceService"),
     (ingest_pb2, "IngestService"), (admin_pb2, "AdminService")))
@@ -40,44 +42,74 @@ SERVICE_NAMES = tuple(module.DESCRIPTOR.services_by_name[name].full_name for mod
 class RelgraphServer:
     """The gRPC server with the resources it owns; stopping it stops them too."""
 
-    def __init__(self, server: grpc.Server, holder: SnapshotHolder, store: GraphStore, metrics: Metrics) -> None:
+    def __init__(self, server: grpc.Server, holder: SnapshotHolder, keys: KeyRing, store: GraphStore,
+                 metrics: Metrics, health: health.HealthServicer) -> None:
         self.grpc_server = server
         self.holder = holder
+        self.keys = keys
         self.store = store
         self.metrics = metrics
+        self._health = health
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch_health, name="health-watchdog", daemon=True)
 
     def start(self) -> None:
         self.grpc_server.start()
         self.holder.start()
+        self.keys.start()
+        self._watchdog.start()
 
     def stop(self, grace: float | None = 2.0) -> None:
+        self._stop.set()
         self.grpc_server.stop(grace).wait()
         self.holder.stop()
+        self.keys.stop()
         self.store.close()
 
     def wait_for_termination(self) -> None:
         self.grpc_server.wait_for_termination()
 
+    def _watch_health(self) -> None:
+        """Health follows the snapshot's age: NOT_SERVING while it is older than the bound."""
+        while not self._stop.wait(_HEALTH_CHECK_S):
+            status = health_pb2.HealthCheckResponse.SERVING if self.holder.healthy \
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", *SERVICE_NAMES):
+                self._health.set(name, status)
+
 
 def create_server(config: Config, *, store: GraphStore | None = None) -> tuple[RelgraphServer, int]:
     """Build the server on `config.server.host:port` (port 0 picks a free one); returns it with the
-    bound port. The snapshot is built from Neo4j now, so the server can answer once started."""
+    bound port. The metrics port is bound first and a port already in use is refused (no silent
+    sharing through SO_REUSEPORT), both as ConfigError. The snapshot is built from Neo4j now, so the
+    server can answer once started."""
+    settings = config.server
+    metrics = Metrics()
+    if settings.metrics_port:
+        try:
+            metrics.serve(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} ({exc.strerror}); "
+                              "set RELGRAPH_METRICS_PORT to a free port, or 0 to turn metrics off") from exc
     store = store or connect(config)
     migrate(store)
-    metrics = Metrics()
     pseudo = Pseudonymizer(network_key(config))
     pepper = api_key_pepper(config)
     registry = ModelRegistry(config.models_dir)
-    holder = SnapshotHolder(store, metrics, refresh_interval_s=config.server.refresh_interval_s,
-                            full_rebuild_interval_s=config.server.full_rebuild_interval_s,
-                            registry=registry, export_cache=config.export_cache_dir)
-    keys = KeyRing(store, pepper, config.server.key_cache_s)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.server.workers, thread_name_prefix="rpc"),
-                         interceptors=[ServiceInterceptor(keys, RateLimiter(config.server), metrics)])
-    warm_paths_pb2_grpc.add_WarmPathsServiceServicer_to_server(WarmPathsService(holder, pseudo), server)
-    buyer_intelligence_pb2_grpc.add_BuyerIntelligenceServiceServicer_to_server(BuyerIntelligenceService(store, registry, config.server), server)
+    holder = SnapshotHolder(store, metrics, refresh_interval_s=settings.refresh_interval_s,
+                            full_rebuild_interval_s=settings.full_rebuild_interval_s,
+                            max_snapshot_age_s=settings.max_snapshot_age_s,
+                            erasure_retention_s=settings.erasure_retention_s, registry=registry, export_cache=config.export_cache_dir)
+    keys = KeyRing(store, pepper, settings.key_cache_s)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="rpc"),
+                         interceptors=[ServiceInterceptor(keys, RateLimiter(settings), metrics)],
+                         options=[("grpc.so_reuseport", 0)])
+    warm_paths_pb2_grpc.add_WarmPathsServiceServicer_to_server(
+        WarmPathsService(holder, pseudo, settings.max_search_work), server)
+    buyer_intelligence_pb2_grpc.add_BuyerIntelligenceServiceServicer_to_server(
+        BuyerIntelligenceService(store, registry, settings), server)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(
-        IngestService(store, holder, pseudo, config.ingest.batch_size), server)
+        IngestService(store, holder, pseudo, config.ingest.batch_size, settings.erasure_retention_s), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(store, holder, keys, pepper, registry), server)
 
     health_servicer = health.HealthServicer()
@@ -86,12 +118,14 @@ def create_server(config: Config, *, store: GraphStore | None = None) -> tuple[R
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
-    port = server.add_insecure_port(f"{config.server.host}:{config.server.port}")
+    try:
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {config.server.host}:{config.server.port}")
-    if config.server.metrics_port:
-        metrics.serve(config.server.metrics_host, config.server.metrics_port)
-    return RelgraphServer(server, holder, store, metrics), port
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: the port is in use or the address is "
+                          "not this machine's; set RELGRAPH_SERVER_PORT (or --port) to a free port")
+    return RelgraphServer(server, holder, keys, store, metrics, health_servicer), port
 
 
 def serve(config: Config) -> None:

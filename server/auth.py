@@ -11,19 +11,28 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from graph import tenancy
 from graph.pseudonymize import normalize_domain
 from graph.store import GraphStore
 from relgraph.config import RateLimit, ServerConfig
-from relgraph.errors import AuthenticationError, InvalidInputError, PermissionDeniedError, RateLimitedError, RecordError, StoreError
+from graph.records import echo
+from relgraph.errors import AuthenticationError, InvalidInputError, PermissionDeniedError, RateLimitedError, RecordError
+
+log = logging.getLogger("relgraph.server")
 
 ROLES = ("member", "partner", "admin")
 KEY_PREFIX = "rgk"
+MAX_KEY_CHARS = 200
+_MIN_RELOAD_INTERVAL_S = 1.0
+# Compared against when a key id is unknown, so an unknown id costs what a wrong secret costs.
+_NO_KEY_HASH = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -61,11 +70,18 @@ def reset_current_auth(token: contextvars.Token[AuthContext]) -> None:
     _current.reset(token)
 
 
+MAX_SCOPES = 20
+MAX_LABEL_CHARS = 100
+_LABEL = re.compile(r"^[\w .,:;@()/+-]*\Z")
+
+
 def validate_scopes(role: str, scopes: list[str]) -> list[str]:
     if role not in ROLES:
-        raise InvalidInputError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+        raise InvalidInputError(f"role must be one of {', '.join(ROLES)}; got {echo(role)}")
     if scopes and role != "partner":
         raise InvalidInputError("scopes apply to partner keys only")
+    if len(scopes) > MAX_SCOPES:
+        raise InvalidInputError(f"at most {MAX_SCOPES} scopes per key")
     clean = []
     for scope in scopes:
         kind, _, value = scope.partition(":")
@@ -73,12 +89,19 @@ def validate_scopes(role: str, scopes: list[str]) -> list[str]:
             try:
                 clean.append(f"company:{normalize_domain(value)}")
             except RecordError as exc:
-                raise InvalidInputError(f"scope {scope!r}: {exc.reason}") from exc
+                raise InvalidInputError(f"scope {echo(scope)}: {exc.reason}") from exc
         elif kind == "max-hops" and value in ("1", "2", "3"):
             clean.append(scope)
         else:
-            raise InvalidInputError(f"unknown scope {scope!r}; use company:DOMAIN or max-hops:1|2|3")
+            raise InvalidInputError(f"unknown scope {echo(scope)}; use company:DOMAIN or max-hops:1|2|3")
     return clean
+
+
+def validate_label(label: str) -> str:
+    """A key's label: short, printable text for the key list (no control characters)."""
+    if len(label) > MAX_LABEL_CHARS or not _LABEL.match(label):
+        raise InvalidInputError(f"a key label is at most {MAX_LABEL_CHARS} letters, digits, spaces and .,:;@()/+-_")
+    return label
 
 
 def _hash(pepper: str, secret: str) -> str:
@@ -88,7 +111,7 @@ def _hash(pepper: str, secret: str) -> str:
 def create_api_key(store: GraphStore, pepper: str, *, tenant: str, role: str, scopes: list[str],
                    label: str = "") -> tuple[str, tenancy.ApiKeyRecord]:
     """Create and store a key; returns the whole key (shown once) and its record."""
-    scopes = validate_scopes(role, scopes)
+    scopes, label = validate_scopes(role, scopes), validate_label(label)
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
     record = tenancy.ApiKeyRecord(key_id=key_id, tenant=tenant, role=role, scopes=tuple(scopes), label=label,
                                   hash=_hash(pepper, secret), created_at=int(time.time()), revoked=False)
@@ -97,21 +120,29 @@ def create_api_key(store: GraphStore, pepper: str, *, tenant: str, role: str, sc
 
 
 class KeyRing:
-    """Verifies bearer keys against the stored hashes, cached for `cache_s` so calls keep being
-    authenticated while Neo4j is briefly unreachable."""
+    """Verifies bearer keys against an in-memory copy of the stored key records. The copy is read
+    at start and re-read in the background every `reload_s`, so no request ever waits on Neo4j
+    (and keys keep working while it is down). An unknown key id asks for an early background
+    re-read (at most one a second), so a key created elsewhere works moments after its first use;
+    a known id with a wrong secret and an unknown id cost the same work and get the same answer."""
 
-    def __init__(self, store: GraphStore, pepper: str, cache_s: float) -> None:
+    def __init__(self, store: GraphStore, pepper: str, reload_s: float) -> None:
         self._store = store
         self._pepper = pepper
-        self._cache_s = cache_s
+        self._reload_s = reload_s
         self._records: dict[str, tenancy.ApiKeyRecord] = {}
-        self._loaded_at = float("-inf")
-        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.reload()
 
     def reload(self) -> None:
-        records = {r.key_id: r for r in tenancy.keys(self._store)}
-        with self._lock:
-            self._records, self._loaded_at = records, time.monotonic()
+        """Re-read every key record now (raises StoreError when Neo4j is unreachable)."""
+        self._records = {r.key_id: r for r in tenancy.keys(self._store, tenancy.ALL_TENANTS)}
+
+    def add(self, record: tenancy.ApiKeyRecord) -> None:
+        """A key this server just stored: usable at once."""
+        self._records = {**self._records, record.key_id: record}
 
     def verify(self, authorization: str | None) -> AuthContext:
         if not authorization:
@@ -121,24 +152,43 @@ class KeyRing:
             raise AuthenticationError("authorization must be 'Bearer <key>'")
         prefix, _, rest = token.strip().partition("_")
         key_id, _, secret = rest.partition("_")
-        if prefix != KEY_PREFIX or not key_id or not secret:
+        if prefix != KEY_PREFIX or not key_id or not secret or len(token) > MAX_KEY_CHARS:
             raise AuthenticationError("malformed API key")
-        record = self._lookup(key_id)
-        if record is None or not hmac.compare_digest(record.hash, _hash(self._pepper, secret)):
+        record = self._records.get(key_id)
+        matches = hmac.compare_digest(record.hash if record else _NO_KEY_HASH, _hash(self._pepper, secret))
+        if record is None:
+            self._wanted.set()
+        if record is None or not matches:
             raise AuthenticationError("unknown API key")
         if record.revoked:
             raise AuthenticationError("this API key was revoked")
         return AuthContext(tenant=record.tenant, role=record.role, scopes=frozenset(record.scopes), key_id=key_id)
 
-    def _lookup(self, key_id: str) -> tenancy.ApiKeyRecord | None:
-        stale = time.monotonic() - self._loaded_at > self._cache_s
-        if stale or key_id not in self._records:
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="api-key-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stop.is_set():
+            self._wanted.wait(self._reload_s)
+            self._wanted.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.reload()
-            except StoreError:
-                if self._loaded_at == float("-inf"):
-                    raise
-        return self._records.get(key_id)
+                failing = False
+            except Exception as exc:  # keep the last copy; the loop must outlive any failure
+                if not failing:
+                    log.warning("API keys could not be re-read, keeping the last copy: %s", exc)
+                failing = True
+            self._stop.wait(_MIN_RELOAD_INTERVAL_S)
 
 
 # Which roles may call which RPC (full method names); anything not listed is member/admin only.
@@ -155,32 +205,61 @@ def authorize(auth: AuthContext, method: str) -> None:
         raise PermissionDeniedError(f"{method.rsplit('/', 1)[-1]} needs an admin key")
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
+class TokenBuckets:
+    """One token bucket per key (an API key id, a client address), each sized by a RateLimit."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated)
+        self._lock = threading.Lock()
+        self._max_keys = max_keys
+
+    def _tokens(self, key: str, limit: RateLimit, now: float) -> float:
+        tokens, updated = self._buckets.get(key, (float(limit.burst), now))
+        return min(float(limit.burst), tokens + (now - updated) * limit.per_second)
+
+    def wait_s(self, key: str, limit: RateLimit) -> float:
+        """Seconds until `key` has a token again (0: it has one now); takes nothing."""
+        with self._lock:
+            tokens = self._tokens(key, limit, time.monotonic())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / limit.per_second
+
+    def take(self, key: str, limit: RateLimit) -> float:
+        """Take a token for `key`; returns 0, or the seconds to wait when none is left."""
+        now = time.monotonic()
+        with self._lock:
+            tokens = self._tokens(key, limit, now)
+            if tokens >= 1.0:
+                if len(self._buckets) >= self._max_keys:  # many one-off keys: forget the full buckets
+                    self._buckets = {k: v for k, v in self._buckets.items() if v[0] < limit.burst - 1}
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / limit.per_second
 
 
-@dataclass
 class RateLimiter:
-    """A token bucket per API key, sized by role."""
+    """A token bucket per API key, sized by role, and one per client address for failed
+    authentications, checked before any key is looked at."""
 
-    config: ServerConfig
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, config: ServerConfig) -> None:
+        self._config = config
+        self._per_key = TokenBuckets()
+        self._auth_failures = TokenBuckets()
 
     def _limit(self, role: str) -> RateLimit:
-        return {"partner": self.config.partner_rate, "admin": self.config.admin_rate}.get(role, self.config.member_rate)
+        return {"partner": self._config.partner_rate, "admin": self._config.admin_rate}.get(role, self._config.member_rate)
 
     def check(self, auth: AuthContext) -> None:
         limit = self._limit(auth.role)
-        now = time.monotonic()
-        with self._lock:
-            bucket = self._buckets.setdefault(auth.key_id, _Bucket(tokens=float(limit.burst), updated=now))
-            bucket.tokens = min(float(limit.burst), bucket.tokens + (now - bucket.updated) * limit.per_second)
-            bucket.updated = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return
-            wait = (1.0 - bucket.tokens) / limit.per_second
-        raise RateLimitedError(f"rate limit of {limit.per_second:g} requests/s for this key exceeded", retry_after_s=wait)
+        wait = self._per_key.take(auth.key_id, limit)
+        if wait:
+            raise RateLimitedError(f"rate limit of {limit.per_second:g} requests/s for this key exceeded", retry_after_s=wait)
+
+    def check_peer(self, peer: str) -> None:
+        """Refuse a client address that has spent its failed authentications."""
+        wait = self._auth_failures.wait_s(peer, self._config.auth_failure_rate)
+        if wait:
+            raise RateLimitedError("too many failed authentications from this address", retry_after_s=wait)
+
+    def failed_authentication(self, peer: str) -> None:
+        self._auth_failures.take(peer, self._config.auth_failure_rate)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from relgraph.errors import InvalidRequestError, RateLimitedError, RelgraphError
+from relgraph.errors import AuthenticationError, InvalidRequestError, RateLimitedError, RelgraphError
 from server.auth import KeyRing, RateLimiter, authorize, reset_current_auth, set_current_auth
 from server.metrics import Metrics
 
@@ -26,13 +27,30 @@ log = logging.getLogger("relgraph.server")
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
+# A status travels in response trailers, which clients cap (8 KiB by default): messages and details
+# are kept well under that whatever the request held.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")  # a client's id is echoed only if it is this tame
+MAX_MESSAGE_CHARS = 1000
+MAX_VIOLATIONS = 20
+MAX_VIOLATION_CHARS = 200
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _status(exc: RelgraphError) -> status_pb2.Status:
     code = getattr(code_pb2, exc.grpc_status)
-    status = status_pb2.Status(code=code, message=str(exc))
+    status = status_pb2.Status(code=code, message=_clip(str(exc), MAX_MESSAGE_CHARS))
     details: Any = None
     if isinstance(exc, InvalidRequestError):
-        details = error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in exc.violations])
+        violations = [error_details_pb2.BadRequest.FieldViolation(field=_clip(f, MAX_VIOLATION_CHARS),
+                                                                  description=_clip(d, MAX_VIOLATION_CHARS))
+                      for f, d in exc.violations[:MAX_VIOLATIONS]]
+        if len(exc.violations) > MAX_VIOLATIONS:
+            violations.append(error_details_pb2.BadRequest.FieldViolation(
+                field="...", description=f"and {len(exc.violations) - MAX_VIOLATIONS} more"))
+        details = error_details_pb2.BadRequest(field_violations=violations)
     elif isinstance(exc, RateLimitedError):
         retry = duration_pb2.Duration()
         retry.FromNanoseconds(int(exc.retry_after_s * 1e9))
@@ -42,6 +60,11 @@ def _status(exc: RelgraphError) -> status_pb2.Status:
         packed.Pack(details)
         status.details.append(packed)
     return status
+
+
+def _address(peer: str) -> str:
+    """The client address of a gRPC peer ("ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1"), without its port."""
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -67,11 +90,18 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             metadata = dict(context.invocation_metadata())
-            request_id = metadata.get("x-request-id") or uuid.uuid4().hex
+            given = metadata.get("x-request-id", "")
+            request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
             context.send_initial_metadata((("x-request-id", request_id),))
             code, tenant = "OK", ""
+            peer = _address(context.peer())
             try:
-                auth = self._keys.verify(metadata.get("authorization"))
+                self._limiter.check_peer(peer)
+                try:
+                    auth = self._keys.verify(metadata.get("authorization"))
+                except AuthenticationError:
+                    self._limiter.failed_authentication(peer)
+                    raise
                 tenant = auth.tenant
                 authorize(auth, method)
                 self._limiter.check(auth)
@@ -84,10 +114,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 code = exc.grpc_status
                 context.abort_with_status(rpc_status.to_status(_status(exc)))
             except Exception:
-                code = context.code().name if context.code() is not None else "INTERNAL"
-                if code == "INTERNAL":
-                    log.exception("unhandled error in %s", method)
-                raise
+                # A bug must not echo its exception text (it may quote the request) nor look like
+                # the client's fault: INTERNAL with the request id; the traceback goes to the log.
+                code = "INTERNAL"
+                log.exception("unhandled error in %s (request %s)", method, request_id)
+                context.abort(grpc.StatusCode.INTERNAL, f"internal error; request id {request_id}")
             finally:
                 seconds = time.perf_counter() - started
                 self._metrics.observe(method, code, seconds)
