@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,9 +110,13 @@ class ServerConfig:
     # deals from at least this many tenants (DESIGN §4).
     min_cohort_deals: int = 10
     min_cohort_tenants: int = 3
-    # The time deal answers are computed at, epoch seconds; 0 means now. Set it to replay a dataset
-    # observed at a past time (the demo sets the generated world's as-of time).
+    # The time answers are computed at (warm-path recency and deal answers), epoch seconds; 0 means
+    # now. Set it to replay a dataset observed at a past time (the demo sets the generated world's).
     as_of: int = 0
+
+    def now(self) -> int:
+        """The time answers are computed at: `as_of` when set, else the wall clock."""
+        return self.as_of or int(time.time())
 
     def __post_init__(self) -> None:
         if self.min_cohort_deals < 1 or self.min_cohort_tenants < 1:

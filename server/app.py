@@ -65,6 +65,7 @@ class RelgraphServer:
         self.holder.stop()
         self.keys.stop()
         self.store.close()
+        self.metrics.close()
 
     def wait_for_termination(self) -> None:
         self.grpc_server.wait_for_termination()
@@ -91,7 +92,19 @@ def create_server(config: Config, *, store: GraphStore | None = None) -> tuple[R
         except OSError as exc:
             raise ConfigError(f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} ({exc.strerror}); "
                               "set RELGRAPH_METRICS_PORT to a free port, or 0 to turn metrics off") from exc
+    owned_store = store is None
     store = store or connect(config)
+    try:
+        return _assemble(config, store, metrics)
+    except BaseException:
+        metrics.close()
+        if owned_store:
+            store.close()
+        raise
+
+
+def _assemble(config: Config, store: GraphStore, metrics: Metrics) -> tuple[RelgraphServer, int]:
+    settings = config.server
     migrate(store)
     pseudo = Pseudonymizer(network_key(config))
     pepper = api_key_pepper(config)
@@ -105,7 +118,7 @@ def create_server(config: Config, *, store: GraphStore | None = None) -> tuple[R
                          interceptors=[ServiceInterceptor(keys, RateLimiter(settings), metrics)],
                          options=[("grpc.so_reuseport", 0)])
     warm_paths_pb2_grpc.add_WarmPathsServiceServicer_to_server(
-        WarmPathsService(holder, pseudo, settings.max_search_work), server)
+        WarmPathsService(holder, pseudo, now=settings.now, max_work=settings.max_search_work), server)
     buyer_intelligence_pb2_grpc.add_BuyerIntelligenceServiceServicer_to_server(
         BuyerIntelligenceService(store, registry, settings), server)
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(

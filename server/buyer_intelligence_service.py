@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -68,9 +67,6 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
             lambda state, _: BuyerProcessModel(state, min_deals=config.min_cohort_deals,
                                                min_tenants=config.min_cohort_tenants))
 
-    def _as_of(self) -> int:
-        return self._config.as_of or int(time.time())
-
     def _open_deal(self, deal_id: str, context: grpc.ServicerContext) -> tuple[DealData, Deal, int]:
         """The requesting tenant's deal with what surrounds it, and the time to answer at."""
         if not is_record_id(deal_id):
@@ -81,7 +77,7 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         deal = data.deal(tenant, deal_id)
         if deal is None:
             raise NotFoundError("no such deal in your organisation's data")
-        return data, deal, self._as_of()
+        return data, deal, self._config.now()
 
     def EstimateDealStage(self, request: pb.EstimateDealStageRequest,
                           context: grpc.ServicerContext) -> pb.EstimateDealStageResponse:
@@ -147,7 +143,7 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
                                 "product": request.profile.product},
                                roll_up=buyer == "company_domain",
                                eb_engaged_early="economic_buyer" in request.profile.engaged_roles)
-        start = request.start.seconds if request.HasField("start") else self._as_of()
+        start = request.start.seconds if request.HasField("start") else self._config.now()
         return pb.PredictBuyerProcessResponse(
             stages=[pb.StageForecast(stage=s.stage, days=pb.DurationQuantiles(p10=s.p10, p50=s.p50, p90=s.p90),
                                      stall_probability=s.stall_probability) for s in answer.stages],

@@ -73,10 +73,6 @@ def shares_identity(snap: Snapshot, node: int) -> bool:
     return bool(memberships.size) and bool(np.any(snap.tenants.share_identities[memberships]))
 
 
-def employer_visible(snap: Snapshot, node: int, tenant: int) -> bool:
-    return snap.held_by(node, tenant) or shares_identity(snap, node)
-
-
 def snapshot_view(snap: Snapshot, node: int, tenant: int, named: bool = False) -> PersonFacts:
     """The person `node` as `tenant` may see them; `named`: the request itself named them."""
     level = TITLE_LEVELS[snap.level[node]] if snap.level[node] >= 0 else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import grpc
@@ -24,7 +25,7 @@ from relgraph.v1 import common_pb2, warm_paths_pb2, warm_paths_pb2_grpc
 from server.auth import AuthContext, current_auth
 from server.refresher import SnapshotHolder
 from server.snapshot import Snapshot
-from server.visibility import employer_visible, shared_employers, snapshot_view
+from server.visibility import shared_employers, snapshot_view
 from server.warm_paths import DEFAULT_MAX_WORK, MAX_HOPS, FoundPath, PathSearch, find_paths
 
 DEFAULT_K = 10
@@ -52,9 +53,11 @@ def _pick(key: str, count: int) -> int:
 
 
 class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: ignore[misc]
-    def __init__(self, holder: SnapshotHolder, pseudo: Pseudonymizer, max_work: int = DEFAULT_MAX_WORK) -> None:
+    def __init__(self, holder: SnapshotHolder, pseudo: Pseudonymizer, *, now: Callable[[], int],
+                 max_work: int = DEFAULT_MAX_WORK) -> None:
         self._holder = holder
         self._pseudo = pseudo
+        self._now = now  # the time recency is scored at
         self._max_work = max_work
 
     def FindWarmPaths(self, request: warm_paths_pb2.FindWarmPathsRequest,
@@ -87,16 +90,16 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             hop.person.CopyFrom(person_view(snap, b, query.tenant, named))
             evidence = hop.evidence
             evidence.strength = float(snap.strength(np.array([edge]), query.as_of)[0])
-            employers = shared_employers(snap, a, b)
-            evidence.shared_employer_count = len(employers)
             evidence.observed_by_requester = int(snap.edge_tenant[edge]) == query.tenant
             if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
+                # Both people of the tenant's own relationship are held by it, so their employers show.
                 count = int(snap.edge_count[edge])
+                employers = shared_employers(snap, a, b)
                 evidence.last_interaction.CopyFrom(timestamp_pb2.Timestamp(seconds=int(snap.edge_last_ts[edge])))
                 evidence.interaction_count = count
                 evidence.two_way_share = min(1.0, 2.0 * int(snap.edge_two_way[edge]) / max(count, 1))
-                if employer_visible(snap, a, query.tenant) and employer_visible(snap, b, query.tenant):
-                    evidence.shared_employers.extend(employers)
+                evidence.shared_employer_count = len(employers)
+                evidence.shared_employers.extend(employers)
 
     def _resolve(self, snap: Snapshot, auth: AuthContext,
                  request: warm_paths_pb2.FindWarmPathsRequest) -> tuple[PathSearch, PathSearch | None]:
@@ -160,7 +163,7 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             if sources.size == 0:
                 raise InvalidRequestError([("source.team", "no member of your organisation is in this team")])
         search = PathSearch(tenant=tenant, targets=targets, sources=sources, k=k, max_hops=max_hops,
-                            allow_cross_tenant=request.allow_cross_tenant, as_of=int(time.time()))
+                            allow_cross_tenant=request.allow_cross_tenant, as_of=self._now())
         if targets.size:
             return search, None
         # A person or company of the snapshot picked from the request's own target stands in.

@@ -30,9 +30,11 @@ def test_ingest_stats_erase_and_cypher(store: GraphStore, cli_env: dict[str, str
     assert scoped["tenants"] == {tenant: result["tenants"][tenant]}
 
     email = json.loads((small_network / "ingest" / "members.jsonl").open().readline())["email"]
-    first = relgraph(cli_env, "erase", "--email", email)
+    unscoped = relgraph(cli_env, "erase", "--email", email)
+    assert unscoped.returncode == 1 and "--tenant T" in unscoped.stderr and "--network" in unscoped.stderr
+    first = relgraph(cli_env, "erase", "--email", email, "--network")
     assert first.returncode == 0 and first.stdout.startswith("erased person")
-    second = relgraph(cli_env, "erase", "--email", email)
+    second = relgraph(cli_env, "erase", "--email", email, "--network")
     assert second.returncode == 0 and second.stdout.startswith("nothing to erase")
 
     rows = json.loads(relgraph(cli_env, "cypher", "MATCH (p:Person) RETURN count(p) AS n", "--json").stdout)
