@@ -56,6 +56,13 @@ _KNOWS_CHANGED = Query("export.knows_changed", """
 MATCH (a:Person)-[k:KNOWS]->(b:Person) WHERE k.updated_at > $since
 """ + _KNOWS_FIELDS)
 
+_PEOPLE_CHANGED = Query("export.people_changed", """
+MATCH (p:Person) WHERE p.updated_at > $since
+RETURN p.pid AS pid, p.updated_at AS updated_at
+""")
+
+_PEOPLE_WATERMARK = Query("export.people_watermark", "MATCH (p:Person) RETURN max(p.updated_at) AS at")
+
 _KNOWS_OF = Query("export.knows_of", """
 UNWIND $pids AS pid
 MATCH (:Person {pid: pid})-[k:KNOWS]-(:Person)
@@ -209,8 +216,10 @@ def people(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[PersonRow]
         after = rows[-1]["pid"]
 
 
-def people_by_pid(store: GraphStore, pids: list[str]) -> list[PersonRow]:
-    return [_person(row) for row in store.read(_PEOPLE_BY_PID, pids=pids)]
+def people_by_pid(store: GraphStore, pids: list[str], page_size: int = PAGE_SIZE) -> list[PersonRow]:
+    """The people of `pids` that exist, read a page of pids at a time."""
+    return [_person(row) for start in range(0, len(pids), page_size)
+            for row in store.read(_PEOPLE_BY_PID, pids=pids[start:start + page_size])]
 
 
 def knows(store: GraphStore, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
@@ -249,6 +258,17 @@ def fingerprint(store: GraphStore) -> dict[str, Any]:
 def knows_changed(store: GraphStore, since_ms: int) -> list[dict[str, Any]]:
     """KNOWS relationships created or changed after `since_ms` (their updated_at)."""
     return store.read(_KNOWS_CHANGED, since=since_ms)
+
+
+def people_changed(store: GraphStore, since_ms: int) -> list[dict[str, Any]]:
+    """People whose attributes or tenants' records changed after `since_ms` (pid, updated_at)."""
+    return store.read(_PEOPLE_CHANGED, since=since_ms)
+
+
+def people_watermark(store: GraphStore) -> int:
+    """The latest `Person.updated_at`, 0 when none is set."""
+    at = store.read(_PEOPLE_WATERMARK)[0]["at"]
+    return int(at) if isinstance(at, int) else 0
 
 
 def knows_of(store: GraphStore, pids: list[str]) -> list[dict[str, Any]]:

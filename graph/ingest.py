@@ -24,7 +24,7 @@ from tqdm import tqdm
 from graph.pseudonymize import Pseudonymizer
 from graph.records import KINDS, parse_record
 from graph.store import GraphStore
-from graph.writes import WRITERS, WriteCounts
+from graph.writes import WRITERS, WriteCounts, write_tenants
 from relgraph.config import DEFAULT_BATCH_SIZE
 from relgraph.errors import InvalidInputError, RecordError
 
@@ -239,17 +239,19 @@ def ingest_sources(store: GraphStore, sources: Sequence[tuple[str, RecordStream]
     show = sys.stderr.isatty() if progress is None else progress
     summary = IngestSummary(files=len(sources))
     accepted = {k: 0 for k in KINDS}
+    tenants: set[str] = set()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="relgraph-ingest-") as tmp:
         spool = _Spool(Path(tmp))
         try:
             with tqdm(desc="validate", unit=" rec", disable=not show, file=sys.stderr) as bar:
                 for name, records in sources:
-                    _validate_source(name, records, pseudo, spool, summary, accepted, strict, batch_size, bar)
+                    tenants |= _validate_source(name, records, pseudo, spool, summary, accepted, strict, batch_size, bar)
             spool.flush()
             summary.validate_seconds = round(time.perf_counter() - started, 3)
             summary.accepted_by_kind = {k: n for k, n in accepted.items() if n}
             counts = WriteCounts()
+            write_tenants(store, sorted(tenants), counts)  # every tenant whose data arrives exists as a Tenant
             with tqdm(total=summary.accepted, desc="write", unit=" rec", disable=not show, file=sys.stderr) as bar:
                 for kind in KINDS:  # entities before the events that reference them
                     for chunk in spool.chunks(kind):
@@ -270,10 +272,12 @@ def ingest_sources(store: GraphStore, sources: Sequence[tuple[str, RecordStream]
     return summary
 
 
-def _validate_source(name: str, records: RecordStream, pseudo: Pseudonymizer, spool: _Spool,
-                     summary: IngestSummary, accepted: dict[str, int], strict: bool, chunk: int, bar: tqdm) -> None:
+def _validate_source(name: str, records: RecordStream, pseudo: Pseudonymizer, spool: _Spool, summary: IngestSummary,
+                     accepted: dict[str, int], strict: bool, chunk: int, bar: tqdm) -> set[str]:
+    """Validate one source into the spool; returns the tenants of the records it contributed."""
     mark = spool.mark()
     file_accepted = {k: 0 for k in KINDS}
+    tenants: set[str] = set()
     file_errors = 0
     for line, record, default_kind in records:
         summary.records_read += 1
@@ -288,6 +292,7 @@ def _validate_source(name: str, records: RecordStream, pseudo: Pseudonymizer, sp
                 summary.first_errors.append(Rejection(name, line, exc.reason, exc.field or ""))
             continue
         row["tenant"] = tenant
+        tenants.add(tenant)
         spool.add(kind, row, chunk)
         file_accepted[kind] += 1
     summary.rejected += file_errors
@@ -295,7 +300,8 @@ def _validate_source(name: str, records: RecordStream, pseudo: Pseudonymizer, sp
         spool.rewind(mark)
         summary.files_rejected += 1
         summary.rejected += sum(file_accepted.values())  # strict: the whole file is refused
-        return
+        return set()
     for kind, n in file_accepted.items():
         accepted[kind] += n
         summary.accepted += n
+    return tenants

@@ -80,8 +80,13 @@ MATCH (p:Person {pid: $pid})
 RETURN COUNT { (p)<-[:BY|WITH]-(a:Activity) WHERE $scope = '*' OR a.tenant_id = $scope } AS activities,
        COUNT { (p)-[r]-() WHERE $scope = '*' OR r.tenant_id = $scope } AS relationships
 """)
+# The other people of an erased activity lose a relationship: their updated_at makes every
+# server's next refresh re-read them.
 _ERASE_ACTIVITIES = Query("erase.activities", """
 MATCH (p:Person {pid: $pid})<-[:BY|WITH]-(a:Activity) WHERE $scope = '*' OR a.tenant_id = $scope
+WITH DISTINCT a
+OPTIONAL MATCH (a)-[:BY|WITH]->(other:Person) WHERE other.pid <> $pid
+SET other.updated_at = timestamp()
 WITH DISTINCT a
 DETACH DELETE a
 """)

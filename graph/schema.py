@@ -38,6 +38,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX erasure_at IF NOT EXISTS FOR (e:Erasure) ON (e.at)",
         "CREATE CONSTRAINT erasure_audit_id IF NOT EXISTS FOR (a:ErasureAudit) REQUIRE a.erasure_id IS UNIQUE",
     )),
+    Migration(5, "people changed since a snapshot refresh", (
+        "CREATE INDEX person_updated IF NOT EXISTS FOR (p:Person) ON (p.updated_at)",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -22,10 +22,13 @@ import numpy as np
 from graph.records import INTERACTION_KINDS, TWO_WAY_INTERACTIONS
 from graph.store import GraphStore, Query
 
+# `Person.updated_at` (ms) marks a person whose attributes or tenants' records changed, so a
+# snapshot refresh re-reads exactly those people (KNOWS changes carry their own `updated_at`).
 MEMBERS = Query("ingest.members", """
 UNWIND $rows AS r
 MERGE (t:Tenant {tenant_id: r.tenant})
 MERGE (p:Person {pid: r.pid})
+SET p.updated_at = timestamp()
 MERGE (p)-[m:MEMBER_OF {tenant_id: r.tenant}]->(t)
 SET m.role = r.role, m.team = r.team, m.title_level = r.level, m.function = r.function
 """)
@@ -33,6 +36,7 @@ SET m.role = r.role, m.team = r.team, m.title_level = r.level, m.function = r.fu
 EMPLOYMENT = Query("ingest.employment", """
 UNWIND $rows AS r
 MERGE (p:Person {pid: r.pid})
+SET p.updated_at = timestamp()
 MERGE (c:Company {cid: r.cid})
 SET c.industry = CASE WHEN r.industry <> '' THEN r.industry ELSE c.industry END,
     c.size_band = CASE WHEN r.size_band <> '' THEN r.size_band ELSE c.size_band END
@@ -47,9 +51,10 @@ SET d.amount = r.amount, d.created = r.created, d.product = r.product, d.stage_n
     d.stage_ts = r.stage_ts, d.crm_stage = r.crm_stage, d.closed = r.closed, d.outcome = r.outcome
 MERGE (c:Company {cid: r.cid})
 MERGE (o:Person {pid: r.owner})
+SET o.updated_at = timestamp()
 WITH d, c, o, r
 CALL (d, r) { MATCH (d)-[f:FOR]->(x:Company) WHERE x.cid <> r.cid DELETE f }
-CALL (d, r) { MATCH (x:Person)-[w:OWNS]->(d) WHERE x.pid <> r.owner DELETE w }
+CALL (d, r) { MATCH (x:Person)-[w:OWNS]->(d) WHERE x.pid <> r.owner SET x.updated_at = timestamp() DELETE w }
 MERGE (d)-[:FOR {tenant_id: r.tenant}]->(c)
 MERGE (o)-[:OWNS {tenant_id: r.tenant}]->(d)
 """)
@@ -58,11 +63,13 @@ DEAL_CONTACTS = Query("ingest.deal_contacts", """
 UNWIND $rows AS r
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal_id})
 MERGE (p:Person {pid: r.pid})
+SET p.updated_at = timestamp()
 MERGE (p)-[c:ON_DEAL {tenant_id: r.tenant}]->(d)
 SET c.role = r.role
 """)
 
-PERSONS = Query("ingest.persons", "UNWIND $pids AS pid MERGE (:Person {pid: pid})")
+TENANTS = Query("ingest.tenants", "UNWIND $tenants AS t MERGE (:Tenant {tenant_id: t})")
+PERSONS = Query("ingest.persons", "UNWIND $pids AS pid MERGE (p:Person {pid: pid}) ON CREATE SET p.updated_at = timestamp()")
 
 # An event code packs one interaction between a pair: ts * 8 + kind * 2 + direction, where
 # direction 0 is lo->hi and 1 is hi->lo (lo and hi: the pair's pids in sorted order). KNOWS is
@@ -88,31 +95,38 @@ FOREACH (_ IN CASE WHEN size(new) > 0 THEN [1] ELSE [] END |
 RETURN sum(size(new)) AS added, sum(size(k.events) - size(new)) AS present
 """)
 
+# An id names one event: a record reusing it with another sender adds nothing to it.
 DEAL_INTERACTIONS = Query("ingest.deal_interactions", """
 UNWIND $rows AS r
 MERGE (a:Activity {tenant_id: r.tenant, activity_id: r.id})
 ON CREATE SET a:Interaction, a.kind = r.kind, a.ts = r.ts
 WITH a, r
 MATCH (f:Person {pid: r.from})
+WHERE NOT EXISTS { (a)-[:BY]->(:Person) } OR EXISTS { (a)-[:BY]->(f) }
 MERGE (a)-[:BY {tenant_id: r.tenant}]->(f)
+SET f.updated_at = timestamp()
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal})
 MERGE (a)-[:ON {tenant_id: r.tenant}]->(d)
 WITH a, r
 UNWIND r.to AS t
 MATCH (p:Person {pid: t})
 MERGE (a)-[:WITH {tenant_id: r.tenant}]->(p)
+SET p.updated_at = timestamp()
 """)
 
 DEAL_STUBS = Query("ingest.deal_stubs", "UNWIND $keys AS k MERGE (:Deal {tenant_id: k[0], deal_id: k[1]})")
 
 # Persons and deals exist before this runs (PERSONS, DEAL_STUBS), so the only nodes it can create
-# are new signals: nodes_created counts them.
+# are new signals: nodes_created counts them. An id names one event: a second record with the same
+# id is the same signal, so it gains no second author.
 SIGNALS = Query("ingest.signals", """
 UNWIND $rows AS r
 MATCH (p:Person {pid: r.pid})
 MERGE (a:Activity {tenant_id: r.tenant, activity_id: r.id})
 ON CREATE SET a:Signal, a.kind = r.kind, a.topic = r.topic, a.value = r.value, a.ts = r.ts
+WITH a, p, r WHERE NOT EXISTS { (a)-[:BY]->(:Person) } OR EXISTS { (a)-[:BY]->(p) }
 MERGE (a)-[:BY {tenant_id: r.tenant}]->(p)
+SET p.updated_at = timestamp()
 WITH a, r WHERE r.deal <> ''
 MATCH (d:Deal {tenant_id: r.tenant, deal_id: r.deal})
 MERGE (a)-[:ON {tenant_id: r.tenant}]->(d)
@@ -151,6 +165,15 @@ class WriteCounts:
         self.relationships_created += counters.relationships_created
 
 
+def _first_per_id(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first activity record of each (tenant, id) in a batch: an id names one event, and within
+    one UNWIND Neo4j may plan the later rows' writes before the earlier rows' checks."""
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault((row["tenant"], row["id"]), row)
+    return list(first.values())
+
+
 def knows_updates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group a batch of interactions into one entry per (tenant, pair) with its sorted, distinct
     event codes; an interaction counts once per recipient."""
@@ -168,7 +191,7 @@ def write_interactions(store: GraphStore, rows: Sequence[dict[str, Any]], counts
     """Record the batch's interactions on KNOWS, and those that belong to a deal as Activity nodes,
     in one transaction."""
     pids = sorted({r["from"] for r in rows} | {t for r in rows for t in r["to"]})
-    on_deal = [r for r in rows if r["deal"]]
+    on_deal = _first_per_id([r for r in rows if r["deal"]])
 
     def work(tx: neo4j.ManagedTransaction) -> tuple[list[neo4j.SummaryCounters], int, int]:
         summaries = [tx.run(PERSONS.text, pids=pids).consume().counters]
@@ -187,6 +210,7 @@ def write_interactions(store: GraphStore, rows: Sequence[dict[str, Any]], counts
 
 
 def write_signals(store: GraphStore, rows: Sequence[dict[str, Any]], counts: WriteCounts) -> None:
+    rows = _first_per_id(rows)
     pids = sorted({r["pid"] for r in rows})
     deals = sorted({(r["tenant"], r["deal"]) for r in rows if r["deal"]})
 
@@ -203,21 +227,31 @@ def write_signals(store: GraphStore, rows: Sequence[dict[str, Any]], counts: Wri
     counts.events_already_present += len(rows) - created
 
 
+def write_tenants(store: GraphStore, tenants: Sequence[str], counts: WriteCounts) -> None:
+    """Make sure each tenant exists as a Tenant node, whatever kinds of records it sends."""
+    if tenants:
+        counts.add(store.write(TENANTS, tenants=list(tenants)))
+
+
 BatchWriter = Callable[[GraphStore, Sequence[dict[str, Any]], WriteCounts], None]
 
 
-def _merge_writer(query: Query) -> BatchWriter:
+def _merge_writer(query: Query, key: tuple[str, ...]) -> BatchWriter:
+    """A writer of records merged on the natural `key`. Records with the same key in one batch
+    are reduced to the last one first: within one UNWIND, Neo4j may apply a row's deletions and
+    merges out of order (eager planning), so two versions of one deal could both keep an owner."""
     def write(store: GraphStore, rows: Sequence[dict[str, Any]], counts: WriteCounts) -> None:
-        counts.add(store.write(query, rows=list(rows)))
+        last = {tuple(row[k] for k in key): row for row in rows}
+        counts.add(store.write(query, rows=list(last.values())))
     return write
 
 
 # The order in which kinds are written: entities before the events that reference them.
 WRITERS: dict[str, BatchWriter] = {
-    "member": _merge_writer(MEMBERS),
-    "employment": _merge_writer(EMPLOYMENT),
-    "deal": _merge_writer(DEALS),
-    "deal_contact": _merge_writer(DEAL_CONTACTS),
+    "member": _merge_writer(MEMBERS, ("tenant", "pid")),
+    "employment": _merge_writer(EMPLOYMENT, ("tenant", "pid", "cid", "from")),
+    "deal": _merge_writer(DEALS, ("tenant", "deal_id")),
+    "deal_contact": _merge_writer(DEAL_CONTACTS, ("tenant", "deal_id", "pid")),
     "interaction": write_interactions,
     "signal": write_signals,
 }

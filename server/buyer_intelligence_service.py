@@ -69,8 +69,7 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
 
     def _open_deal(self, deal_id: str, context: grpc.ServicerContext) -> tuple[DealData, Deal, int]:
         """The requesting tenant's deal with what surrounds it, and the time to answer at."""
-        if not is_record_id(deal_id):
-            raise InvalidRequestError([("deal_id", "must be a CRM deal id ([A-Za-z0-9][A-Za-z0-9_.:-], at most 128)")])
+        _check_deal_id(deal_id)
         tenant = current_auth().tenant
         data = load_deal_data(self._store, [tenant], [deal_id])
         _check_deadline(context)
@@ -81,6 +80,7 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
 
     def EstimateDealStage(self, request: pb.EstimateDealStageRequest,
                           context: grpc.ServicerContext) -> pb.EstimateDealStageResponse:
+        _check_deal_id(request.deal_id)
         version, scorer = self._deal_model.get()
         data, deal, as_of = self._open_deal(request.deal_id, context)
         if 0 <= deal.closed <= as_of:
@@ -153,6 +153,11 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
             cohort=pb.Cohort(industry=answer.cohort["industry"], size_band=answer.cohort["size_band"]),
             cohort_deals=answer.cohort_deals, cohort_tenants=answer.cohort_tenants,
             rolled_up=answer.rolled_up, model_version=f"buyer/{version}")
+
+
+def _check_deal_id(deal_id: str) -> None:
+    if not is_record_id(deal_id):
+        raise InvalidRequestError([("deal_id", "must be a CRM deal id ([A-Za-z0-9][A-Za-z0-9_.:-], at most 128)")])
 
 
 def _check_deadline(context: grpc.ServicerContext) -> None:

@@ -9,14 +9,15 @@ Layout (N people, E KNOWS relationships, one per pair and tenant):
   65,535), `edge_last_ts` (uint32): 26 bytes per relationship in all (plus 4 bytes per person for
   `indptr`), and `edge_strength` (float32, 4 more) while a relationship-strength model is served.
 
-Refresh reads the KNOWS relationships changed since the last one (their `updated_at`), the people
-new to the snapshot, every tenant's sharing settings, and the erasure tombstones written since the
-last one: each erased person is dropped and re-read whole (what is left of them after a tenant's
-erasure, or nothing after a network erasure). Other attribute changes (a new job) are picked up by
-the periodic full rebuild.
+Refresh reads what changed since the last one, by watermarks: KNOWS relationships (their
+`updated_at`), people whose records changed (`Person.updated_at`: a new job, membership, deal or
+signal; re-read whole), erasure tombstones (each erased person is dropped with their relationships
+and re-read: what a tenant's erasure left of them, or nothing), and every tenant's sharing
+settings. A refreshed snapshot holds what a full build would; the periodic full rebuild is a
+safety net, not the way changes arrive.
 
-Tenants are numbered once: a refresh keeps every number and appends new tenants, so a relationship's
-tenant number can never come to mean another tenant. A row that does not fit (a time outside
+Tenants and companies are numbered once: a refresh keeps every number and appends the new ones, so
+a relationship's tenant or a person's employer can never come to mean another. A row that does not fit (a time outside
 uint32, an unknown tenant, a malformed pid) is skipped and counted, never allowed to stop a build."""
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Snapshot:
     built_at: float
     refreshed_at: float
     watermark_ms: int  # highest KNOWS.updated_at seen
+    people_watermark_ms: int  # highest Person.updated_at seen
     erasure_watermark_ms: int  # latest erasure tombstone applied
     rows_skipped: int = 0  # rows the build or refresh that made this snapshot could not use
     # The promoted link model's calibrated strength per relationship (server.strengths); None while
@@ -305,10 +307,13 @@ def _concat_people(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[s
     return out
 
 
-def _companies(store: GraphStore) -> Companies:
-    rows = exports.companies(store)
-    cids = [r["cid"] for r in rows]
-    return Companies(cids=cids, industry=[r["industry"] for r in rows], size_band=[r["size_band"] for r in rows],
+def read_companies(store: GraphStore, numbered: Sequence[str] = ()) -> Companies:
+    """Every company with its industry and size band, read now. Companies already `numbered` keep
+    their numbers and new ones are appended, so no person's employer number changes meaning."""
+    rows = {r["cid"]: r for r in exports.companies(store) if isinstance(r["cid"], str)}
+    cids = [*numbered, *sorted(set(rows) - set(numbered))]
+    return Companies(cids=cids, industry=[str(rows[c]["industry"]) if c in rows else "" for c in cids],
+                     size_band=[str(rows[c]["size_band"]) if c in rows else "" for c in cids],
                      index={c: i for i, c in enumerate(cids)})
 
 
@@ -394,7 +399,7 @@ def _saturated(values: list[int]) -> np.ndarray:
 
 
 def _assemble(people: dict[str, np.ndarray], edges: dict[str, np.ndarray], companies: Companies, tenants: Tenants,
-              economic_buyers: dict[tuple[int, int], np.ndarray], *, watermark: int, erasure_watermark: int,
+              economic_buyers: dict[tuple[int, int], np.ndarray], *, watermarks: tuple[int, int, int],
               built_at: float, skipped: int) -> Snapshot:
     n = people["pids"].shape[0]
     indptr, neighbor, edge = _adjacency(n, edges["lo"], edges["hi"])
@@ -403,59 +408,68 @@ def _assemble(people: dict[str, np.ndarray], edges: dict[str, np.ndarray], compa
     return Snapshot(**columns, indptr=indptr, neighbor=neighbor, edge=edge, edge_tenant=edges["tenant"],
                     edge_count=edges["count"], edge_two_way=edges["two_way"], edge_last_ts=edges["last"],
                     companies=companies, tenants=tenants, economic_buyers=economic_buyers,
-                    built_at=built_at or now, refreshed_at=now, watermark_ms=watermark,
-                    erasure_watermark_ms=erasure_watermark, rows_skipped=skipped)
+                    built_at=built_at or now, refreshed_at=now, watermark_ms=watermarks[0],
+                    people_watermark_ms=watermarks[1], erasure_watermark_ms=watermarks[2], rows_skipped=skipped)
 
 
 def build(store: GraphStore) -> Snapshot:
     """Read the whole graph from Neo4j in pages and build a snapshot."""
-    # Tombstones first: an erasure made while the build reads is applied by the next refresh.
+    # Watermarks first: whatever changes while the pages are read is applied again by the next refresh.
     erasure_watermark = max((int(r["at"]) for r in exports.erasures_since(store, -1)), default=0)
-    companies, tenants = _companies(store), read_tenants(store)
+    people_watermark = exports.people_watermark(store)
+    companies, tenants = read_companies(store), read_tenants(store)
     people, skipped_people = _people_arrays(exports.people(store), companies, tenants)
     edges, watermark, skipped_edges = _edge_arrays(exports.knows(store), people["pids"], tenants)
     return _assemble(people, edges, companies, tenants, _economic_buyers(store, people["pids"], companies, tenants),
-                     watermark=watermark, erasure_watermark=erasure_watermark, built_at=0.0,
+                     watermarks=(watermark, people_watermark, erasure_watermark), built_at=0.0,
                      skipped=skipped_people + skipped_edges)
 
 
 def refresh(snap: Snapshot, store: GraphStore) -> Snapshot:
-    """Apply what changed since `snap`: tenants' settings, KNOWS relationships changed since its
-    watermark, people new to it, and erasures (each erased person dropped, then re-read whole)."""
+    """Apply what changed since `snap`: tenants' settings; people whose records changed (re-read
+    whole); people erased (dropped with their relationships, then re-read: what a tenant's erasure
+    left of them, or nothing); and KNOWS relationships changed since its watermark. The result
+    holds what a full build would."""
     tenants = read_tenants(store, snap.tenants.ids)
     erasures = exports.erasures_since(store, snap.erasure_watermark_ms)
+    updated = exports.people_changed(store, snap.people_watermark_ms)
     changed = exports.knows_changed(store, snap.watermark_ms)
-    if not changed and not erasures:
+    if not changed and not erasures and not updated:
         return replace(snap, tenants=tenants, refreshed_at=time.time(), rows_skipped=0)
-    resync = sorted({r["pid"] for r in erasures if _valid_pid(r["pid"])})
-    if resync:
-        changed = changed + exports.knows_of(store, resync)
-    companies = _companies(store)
+    erased = sorted({r["pid"] for r in erasures if _valid_pid(r["pid"])})
+    if erased:
+        changed = changed + exports.knows_of(store, erased)
+    companies = read_companies(store, snap.companies.cids)
 
-    # People: drop the erased (re-read below if anything of them is left), add the new.
+    # People: the erased and the updated leave and are read again, with anyone new.
     old_lo, old_hi = edge_endpoints(snap)
-    kept = ~np.isin(snap.pids, np.array(resync, dtype="S32"))
+    reread = set(erased) | {r["pid"] for r in updated if _valid_pid(r["pid"])}
+    kept = ~np.isin(snap.pids, np.array(sorted(reread), dtype="S32"))
     old_people = _take_people({k: getattr(snap, k) for k in _people_keys()}, np.flatnonzero(kept))
     known = set(old_people["pids"].tolist())
     referenced = {p for r in changed for p in (r.get("lo"), r.get("hi")) if _valid_pid(p)}
-    new_pids = sorted({p for p in referenced if p.encode() not in known} | set(resync))
+    new_pids = sorted({p for p in referenced if p.encode() not in known} | reread)
     added, skipped = _people_arrays(exports.people_by_pid(store, new_pids) if new_pids else [], companies, tenants)
     merged = _concat_people(old_people, added)
     people = _take_people(merged, np.argsort(merged["pids"], kind="stable"))
     pids = people["pids"]
 
-    remap = np.full(snap.people, -1, dtype=np.int32)  # old node index -> new, -1 for the erased
-    remap[kept] = np.searchsorted(pids, snap.pids[kept]).astype(np.int32)
-    keep_edge = kept[old_lo] & kept[old_hi]
+    # Relationships: every one whose people are still there, but an erased person's (read again above).
+    remap = _positions(pids, snap.pids)  # old node index -> new, -1 for people gone
+    keep_edge = (remap[old_lo] >= 0) & (remap[old_hi] >= 0)
+    if erased:
+        gone = np.isin(snap.pids, np.array(erased, dtype="S32"))
+        keep_edge &= ~(gone[old_lo] | gone[old_hi])
     base = {"lo": remap[old_lo][keep_edge], "hi": remap[old_hi][keep_edge], "tenant": snap.edge_tenant[keep_edge],
             "count": snap.edge_count[keep_edge], "two_way": snap.edge_two_way[keep_edge],
             "last": snap.edge_last_ts[keep_edge]}
     delta, watermark, skipped_edges = _edge_arrays(changed, pids, tenants)
     edges = _upsert_edges(base, delta, pids.shape[0], len(tenants.ids))
-    erasure_watermark = max([snap.erasure_watermark_ms, *(int(r["at"]) for r in erasures)])
+    watermarks = (max(watermark, snap.watermark_ms),
+                  max([snap.people_watermark_ms, *(int(r["updated_at"]) for r in updated)]),
+                  max([snap.erasure_watermark_ms, *(int(r["at"]) for r in erasures)]))
     return _assemble(people, edges, companies, tenants, _economic_buyers(store, pids, companies, tenants),
-                     watermark=max(watermark, snap.watermark_ms), erasure_watermark=erasure_watermark,
-                     built_at=snap.built_at, skipped=skipped + skipped_edges)
+                     watermarks=watermarks, built_at=snap.built_at, skipped=skipped + skipped_edges)
 
 
 def _people_keys() -> tuple[str, ...]:
