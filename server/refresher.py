@@ -105,8 +105,10 @@ class SnapshotHolder:
             try:
                 self._served = load_promoted(self._registry)
                 log.info("link model %s promoted: warm paths now rank by its strengths", promoted)
-            except NoModelError as exc:
-                self._refuse(promoted, exc)
+            except NoModelError as exc:  # the model serving so far (or the heuristic) serves on
+                self._refused = promoted
+                log.error("refusing link model %s, still serving %s: %s", promoted,
+                          self.served_model or "the heuristic", exc)
         if self._served is not None:
             opted_out = ",".join(t for t, out in zip(snap.tenants.ids, snap.tenants.network_opt_out) if out)
             basis = f"{self._served.source} opted-out:{opted_out}"
@@ -118,14 +120,11 @@ class SnapshotHolder:
             except StoreError:
                 raise
             except Exception as exc:  # a model that cannot score must not freeze the snapshot
-                self._refuse(self._served.version, exc)
+                log.error("link model %s cannot score, serving the heuristic: %s", self._served.version, exc)
+                self._refused, self._served = self._served.version, None
         # The heuristic ranks; drop strengths a model left behind.
         return snap if snap.edge_strength is None else \
             replace(snap, edge_strength=None, strength_source=heuristic.NAME, strength_basis="")
-
-    def _refuse(self, version: str, why: Exception) -> None:
-        self._refused, self._served = version, None
-        log.error("refusing link model %s, serving the heuristic: %s", version, why)
 
     def age_seconds(self) -> float:
         age = self.current.age_seconds()

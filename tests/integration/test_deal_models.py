@@ -84,10 +84,10 @@ def _serve(trained: Trained, neo4j_config: Config, **server_settings: object) ->
     config = dataclasses.replace(neo4j_config, home=trained.home, api_key_pepper=PEPPER,
                                  server=dataclasses.replace(neo4j_config.server, port=0, metrics_port=0, as_of=AS_OF,
                                                             refresh_interval_s=3600, **server_settings))
-    server, port = create_server(config, store=connect(neo4j_config))
-    server.start()
     tenant = trained.data.deals[0].tenant
     key = create_api_key(trained.store, PEPPER, tenant=tenant, role="member", scopes=[])[0]
+    server, port = create_server(config, store=connect(neo4j_config))
+    server.start()
     return Served(server, port, tenant, key)
 
 
@@ -230,6 +230,7 @@ def test_company_request_rolls_up_and_says_so(trained: Trained, served: Served) 
 
 def test_bad_requests_and_partner_keys_are_refused(trained: Trained, served: Served) -> None:
     partner = create_api_key(trained.store, PEPPER, tenant=served.tenant, role="partner", scopes=[])[0]
+    served.server.keys.reload()  # stored by another process: the server would see it at its next re-read
     with served.client(partner) as client:
         with pytest.raises(grpc.RpcError) as denied:
             client.call(client.buyer_intelligence.EstimateDealStage, pb.EstimateDealStageRequest(deal_id="D0000001"))

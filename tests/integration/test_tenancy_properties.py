@@ -6,7 +6,7 @@ step the incrementally refreshed snapshot must equal a full build, and every fie
 (warm paths, ResolvePeople, deal signals) must equal what the reference model in
 tenancy_model.py derives from the raw records under the visibility rule.
 
-RELGRAPH_PROPERTY_EXAMPLES sets how many event sequences run (default 20, each of up to 8 steps);
+RELGRAPH_PROPERTY_EXAMPLES sets how many event sequences run (default 25, each of up to 8 steps);
 the queries checked are counted, and a CI run must check at least 1,000."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PEPPER = "test-pepper-0123456789"
 DAY = 86400
 AS_OF = 1_780_000_000  # 2026-05-28: answers are computed at this time
 T0 = AS_OF - 200 * DAY
-EXAMPLES = int(os.environ.get("RELGRAPH_PROPERTY_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("RELGRAPH_PROPERTY_EXAMPLES", "25"))
 MIN_QUERIES = 1000
 _CLEAR = Query("test.clear", "MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n")
 QUERIES: Counter[str] = Counter()
@@ -377,5 +377,5 @@ def test_every_answer_obeys_the_visibility_rule_through_any_sequence_of_events(m
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]))
     total = sum(QUERIES.values())
     print(f"checked {total} answers: {dict(QUERIES)}")
-    if EXAMPLES >= 20:
+    if EXAMPLES >= 25:
         assert total >= MIN_QUERIES, QUERIES

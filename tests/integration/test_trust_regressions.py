@@ -346,7 +346,14 @@ def test_case05_a_tenant_admin_erases_only_its_own_data(world: World) -> None:
 
 # -- 6: existence oracle ---------------------------------------------------------------------------
 
-def test_case06_unknown_and_invisible_people_get_the_same_answer(world: World) -> None:
+def test_case06_unknown_and_invisible_people_get_the_same_answer(world: World,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import server.warm_paths_service as service
+
+    searches: list[int] = []
+    real_find_paths = service.find_paths
+    monkeypatch.setattr(service, "find_paths", lambda snap, query, *rest: searches.append(query.targets.size)
+                        or real_find_paths(snap, query, *rest))
     a = world.tenants[0]
     invisible = [e for e in world.emails() if not world.held(world.pseudo.pid(e), a)][:30]
     unknown = [f"nobody{i}@unknown-{i}.example" for i in range(30)]
@@ -354,6 +361,8 @@ def test_case06_unknown_and_invisible_people_get_the_same_answer(world: World) -
     for email in invisible + unknown:
         response = _paths(world, "member_a", target_email=email, allow_cross_tenant=False)
         assert (response.targets, len(response.paths)) == (0, 0), email
+    # Both run one search of one target (an unknown address searches from a stand-in), so they cost alike.
+    assert searches == [1] * 60
     # A partner scoped to one company: a person elsewhere is answered like an unknown one.
     scoped = json.loads((world.network / "ingest" / "deals.jsonl").open().readline())["account"]
     elsewhere = [str(r["email"]) for r in world.records("employment")
