@@ -21,7 +21,7 @@ PSEUDO = Pseudonymizer("unit-test-key-0123456789")
 FIELDS = ("kind", "tenant", "email", "company", "title", "title_level", "function", "from", "to", "company_size",
           "company_industry", "id", "account", "owner", "amount", "created", "product", "stages", "outcome", "closed",
           "deal", "role", "team", "type", "ts", "topic", "value")
-FUZZ = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=2000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Values a hostile or broken export might hold, by what the field holds when it is valid, beside
 # arbitrary JSON of every type.
