@@ -7,21 +7,27 @@ import secrets as _random
 import sys
 from pathlib import Path
 
-from relgraph.config import Config
-from relgraph.errors import ConfigError
+from core.config import Config
+from core.errors import ConfigError
+
+
+_announced: set[Path] = set()  # local secrets already warned about in this process
 
 
 def _local_secret(path: Path, what: str, variable: str, create: bool) -> str:
     if not path.exists():
         if not create:
-            raise ConfigError(f"{variable} is not set (and no local development {what} exists); "
-                              f"set it to a secret of at least 16 characters")
+            raise ConfigError(
+                f"{variable} is not set (and no local development {what} exists); "
+                f"set it to a secret of at least 16 characters"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(_random.token_hex(32))
         _warn(f"GENERATED A LOCAL DEVELOPMENT {what.upper()} at {path}. Set {variable} in production.")
-    else:
+    elif path not in _announced:
         _warn(f"using the local development {what} {path} ({variable} is not set)")
+    _announced.add(path)
     return path.read_text().strip()
 
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from relgraph.errors import ConfigError, RelgraphError
+from core.errors import ConfigError, RelgraphError
+from core.vocabulary import parse_time
 
 DEFAULT_HOME = Path.home() / ".local" / "share" / "relgraph"
 DEFAULT_CACHE = Path.home() / ".cache" / "relgraph"
@@ -114,16 +114,14 @@ class ServerConfig:
     # now. Set it to replay a dataset observed at a past time (the demo sets the generated world's).
     as_of: int = 0
 
-    def now(self) -> int:
-        """The time answers are computed at: `as_of` when set, else the wall clock."""
-        return self.as_of or int(time.time())
-
     def __post_init__(self) -> None:
         if self.min_cohort_deals < 1 or self.min_cohort_tenants < 1:
             raise ConfigError("min_cohort_deals and min_cohort_tenants must be at least 1")
         if self.erasure_retention_s < self.full_rebuild_interval_s:
-            raise ConfigError("erasure_retention_s must be at least full_rebuild_interval_s, so every running "
-                              "server applies an erasure before its tombstone goes")
+            raise ConfigError(
+                "erasure_retention_s must be at least full_rebuild_interval_s, so every running "
+                "server applies an erasure before its tombstone goes"
+            )
         if self.max_search_work < 1000:
             raise ConfigError("max_search_work must be at least 1000")
 
@@ -199,7 +197,12 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if file_values:
         raise ConfigError(f"unknown setting(s) in {env['RELGRAPH_CONFIG']}: {', '.join(sorted(file_values))}")
 
-    for var, key in (("NEO4J_URI", "uri"), ("NEO4J_USER", "user"), ("NEO4J_PASSWORD", "password"), ("NEO4J_DATABASE", "database")):
+    for var, key in (
+        ("NEO4J_URI", "uri"),
+        ("NEO4J_USER", "user"),
+        ("NEO4J_PASSWORD", "password"),
+        ("NEO4J_DATABASE", "database"),
+    ):
         if env.get(var):
             neo4j[key] = env[var]
     if env.get("RELGRAPH_NEO4J_PORT"):
@@ -207,17 +210,20 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             managed["port"] = int(env["RELGRAPH_NEO4J_PORT"])
         except ValueError as exc:
             raise ConfigError(f"RELGRAPH_NEO4J_PORT must be an integer, got {env['RELGRAPH_NEO4J_PORT']!r}") from exc
-    for var, key, cast in (("RELGRAPH_SERVER_HOST", "host", str), ("RELGRAPH_SERVER_PORT", "port", int),
-                           ("RELGRAPH_METRICS_HOST", "metrics_host", str), ("RELGRAPH_METRICS_PORT", "metrics_port", int), ("RELGRAPH_MIN_COHORT_DEALS", "min_cohort_deals", int),
-                           ("RELGRAPH_MIN_COHORT_TENANTS", "min_cohort_tenants", int)):
+    for var, key, cast in (
+        ("RELGRAPH_SERVER_HOST", "host", str),
+        ("RELGRAPH_SERVER_PORT", "port", int),
+        ("RELGRAPH_METRICS_HOST", "metrics_host", str),
+        ("RELGRAPH_METRICS_PORT", "metrics_port", int),
+        ("RELGRAPH_MIN_COHORT_DEALS", "min_cohort_deals", int),
+        ("RELGRAPH_MIN_COHORT_TENANTS", "min_cohort_tenants", int),
+    ):
         if env.get(var):
             try:
                 server[key] = cast(env[var])
             except ValueError as exc:
                 raise ConfigError(f"{var} must be an integer, got {env[var]!r}") from exc
     if env.get("RELGRAPH_AS_OF"):
-        from graph.records import parse_time
-
         try:
             server["as_of"] = parse_time(env["RELGRAPH_AS_OF"], "RELGRAPH_AS_OF")
         except RelgraphError as exc:
