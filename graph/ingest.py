@@ -21,12 +21,13 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+from core.config import DEFAULT_BATCH_SIZE
+from core.errors import InvalidInputError, RecordError
+from core.vocabulary import KINDS
 from graph.pseudonymize import Pseudonymizer
-from graph.records import KINDS, parse_record
+from graph.records import parse_record
 from graph.store import GraphStore
 from graph.writes import WRITERS, WriteCounts, write_tenants
-from relgraph.config import DEFAULT_BATCH_SIZE
-from relgraph.errors import InvalidInputError, RecordError
 
 MAX_REPORTED_ERRORS = 20
 MAX_LINE_BYTES = 1 << 20  # one record; a longer line is rejected, not read into memory
@@ -132,7 +133,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | RecordErr
                     yield number, line, None
                     continue
                 if number == 1 and line.startswith(codecs.BOM_UTF8):
-                    line = line[len(codecs.BOM_UTF8):]
+                    line = line[len(codecs.BOM_UTF8) :]
                 try:
                     text = line.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -181,7 +182,8 @@ class _Spool:
     """Validated rows on disk, one marshal file per kind, truncatable to undo a rejected file."""
 
     def __init__(self, directory: Path) -> None:
-        self._files = {k: open(directory / f"{k}.spool", "w+b") for k in KINDS}
+        # Open for the spool's life, closed by close().
+        self._files = {k: open(directory / f"{k}.spool", "w+b") for k in KINDS}  # noqa: SIM115
         self._pending: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
 
     def mark(self) -> dict[str, int]:
@@ -224,21 +226,34 @@ class _Spool:
 RecordStream = Iterable[tuple[int, "dict[str, Any] | RecordError", "str | None"]]
 
 
-def ingest(store: GraphStore, paths: Iterable[str | Path], pseudo: Pseudonymizer, *,
-           strict: bool = True, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool | None = None) -> IngestSummary:
+def ingest(
+    store: GraphStore,
+    paths: Iterable[str | Path],
+    pseudo: Pseudonymizer,
+    *,
+    strict: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool | None = None,
+) -> IngestSummary:
     """Validate and pseudonymize every record of `paths`, then write the accepted ones to Neo4j."""
     sources = [(str(path), read_records(path)) for path in input_files(paths)]
     return ingest_sources(store, sources, pseudo, strict=strict, batch_size=batch_size, progress=progress)
 
 
-def ingest_sources(store: GraphStore, sources: Sequence[tuple[str, RecordStream]], pseudo: Pseudonymizer, *,
-                   strict: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
-                   progress: bool | None = None) -> IngestSummary:
+def ingest_sources(
+    store: GraphStore,
+    sources: Sequence[tuple[str, RecordStream]],
+    pseudo: Pseudonymizer,
+    *,
+    strict: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool | None = None,
+) -> IngestSummary:
     """Ingest named record streams (files, a gRPC stream): each is all-or-nothing under `strict`.
     A stream yields (position, record or why it could not be read, kind implied by its source)."""
     show = sys.stderr.isatty() if progress is None else progress
     summary = IngestSummary(files=len(sources))
-    accepted = {k: 0 for k in KINDS}
+    accepted = dict.fromkeys(KINDS, 0)
     tenants: set[str] = set()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="relgraph-ingest-") as tmp:
@@ -246,7 +261,9 @@ def ingest_sources(store: GraphStore, sources: Sequence[tuple[str, RecordStream]
         try:
             with tqdm(desc="validate", unit=" rec", disable=not show, file=sys.stderr) as bar:
                 for name, records in sources:
-                    tenants |= _validate_source(name, records, pseudo, spool, summary, accepted, strict, batch_size, bar)
+                    tenants |= _validate_source(
+                        name, records, pseudo, spool, summary, accepted, strict, batch_size, bar
+                    )
             spool.flush()
             summary.validate_seconds = round(time.perf_counter() - started, 3)
             summary.accepted_by_kind = {k: n for k, n in accepted.items() if n}
@@ -256,7 +273,7 @@ def ingest_sources(store: GraphStore, sources: Sequence[tuple[str, RecordStream]
                 for kind in KINDS:  # entities before the events that reference them
                     for chunk in spool.chunks(kind):
                         for start in range(0, len(chunk), batch_size):
-                            batch = chunk[start:start + batch_size]
+                            batch = chunk[start : start + batch_size]
                             WRITERS[kind](store, batch, counts)
                             bar.update(len(batch))
         finally:
@@ -272,11 +289,20 @@ def ingest_sources(store: GraphStore, sources: Sequence[tuple[str, RecordStream]
     return summary
 
 
-def _validate_source(name: str, records: RecordStream, pseudo: Pseudonymizer, spool: _Spool, summary: IngestSummary,
-                     accepted: dict[str, int], strict: bool, chunk: int, bar: tqdm) -> set[str]:
+def _validate_source(
+    name: str,
+    records: RecordStream,
+    pseudo: Pseudonymizer,
+    spool: _Spool,
+    summary: IngestSummary,
+    accepted: dict[str, int],
+    strict: bool,
+    chunk: int,
+    bar: tqdm,
+) -> set[str]:
     """Validate one source into the spool; returns the tenants of the records it contributed."""
     mark = spool.mark()
-    file_accepted = {k: 0 for k in KINDS}
+    file_accepted = dict.fromkeys(KINDS, 0)
     tenants: set[str] = set()
     file_errors = 0
     for line, record, default_kind in records:

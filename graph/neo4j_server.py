@@ -16,8 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from relgraph.config import Config
-from relgraph.errors import ProvisionError
+from core.config import Config
+from core.errors import ProvisionError
 
 NEO4J_VERSION = "5.26.30"
 _POM = Path(__file__).parent / "neo4j_runtime" / "pom.xml"
@@ -78,8 +78,17 @@ class ManagedNeo4j:
             raise ProvisionError("Maven (mvn) is needed to fetch Neo4j from Maven Central, and it is not on PATH")
         self.lib_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="lib-", dir=self.lib_dir.parent))
-        cmd = [mvn, "-q", "-B", "-f", str(_POM), f"-Dneo4j.version={NEO4J_VERSION}",
-               "dependency:copy-dependencies", f"-DoutputDirectory={staging}", "-DincludeScope=runtime"]
+        cmd = [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(_POM),
+            f"-Dneo4j.version={NEO4J_VERSION}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not any(staging.glob("neo4j-*.jar")):
             shutil.rmtree(staging, ignore_errors=True)
@@ -94,8 +103,14 @@ class ManagedNeo4j:
 
     def status(self) -> ServerStatus:
         pid = self._running_pid()
-        return ServerStatus(running=pid is not None, pid=pid, uri=self.uri, home=str(self.home),
-                            version=NEO4J_VERSION, bolt_answers=pid is not None and _port_answers(self.port))
+        return ServerStatus(
+            running=pid is not None,
+            pid=pid,
+            uri=self.uri,
+            home=str(self.home),
+            version=NEO4J_VERSION,
+            bolt_answers=pid is not None and _port_answers(self.port),
+        )
 
     def start(self) -> ServerStatus:
         """Start the server (installing it first if needed) and wait until Bolt answers."""
@@ -105,22 +120,30 @@ class ManagedNeo4j:
         java = _require_java()
         self.install()
         if _port_answers(self.port):
-            raise ProvisionError(f"port {self.port} is taken by another process; "
-                                 "set RELGRAPH_NEO4J_PORT to a free port or NEO4J_URI to use that server")
+            raise ProvisionError(
+                f"port {self.port} is taken by another process; "
+                "set RELGRAPH_NEO4J_PORT to a free port or NEO4J_URI to use that server"
+            )
         for sub in ("conf", "data", "logs", "run", "plugins", "import"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         self._write_conf()
-        console = open(self.home / "logs" / "console.log", "ab")
-        cmd = [java, f"-Xmx{self._config.managed_neo4j.heap}", "-XX:+UseG1GC", "-cp", f"{self.lib_dir}/*",
-               _ENTRY_POINT, f"--home-dir={self.home}", f"--config-dir={self.home / 'conf'}"]
-        proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=self.home)
-        self._pid_path.write_text(str(proc.pid))
+        cmd = [
+            java,
+            f"-Xmx{self._config.managed_neo4j.heap}",
+            "-XX:+UseG1GC",
+            "-cp",
+            f"{self.lib_dir}/*",
+            _ENTRY_POINT,
+            f"--home-dir={self.home}",
+            f"--config-dir={self.home / 'conf'}",
+        ]
+        pid = _spawn_daemon(cmd, self.home / "logs" / "console.log", self.home)
+        self._pid_path.write_text(str(pid))
         deadline = time.monotonic() + self._config.managed_neo4j.start_timeout_s
         while not _port_answers(self.port):
-            if proc.poll() is not None:
+            if not _pid_alive(pid):
                 self._pid_path.unlink(missing_ok=True)
-                raise ProvisionError(f"Neo4j exited with code {proc.returncode} during start-up:\n{self._log_tail()}")
+                raise ProvisionError(f"Neo4j exited during start-up:\n{self._log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise ProvisionError(f"Neo4j did not open Bolt on port {self.port} in time:\n{self._log_tail()}")
@@ -154,27 +177,31 @@ class ManagedNeo4j:
 
     def _write_conf(self) -> None:
         managed = self._config.managed_neo4j
-        (self.home / "conf" / "neo4j.conf").write_text("\n".join([
-            "# Written by relgraph (graph/neo4j_server.py) on every start; edit the relgraph config instead.",
-            "server.default_listen_address=127.0.0.1",
-            f"server.bolt.listen_address=127.0.0.1:{self.port}",
-            "server.http.enabled=false",
-            "server.https.enabled=false",
-            "dbms.security.auth_enabled=true",
-            "dbms.usage_report.enabled=false",
-            f"server.directories.data={self.home / 'data'}",
-            f"server.directories.logs={self.home / 'logs'}",
-            f"server.directories.plugins={self.home / 'plugins'}",
-            f"server.directories.run={self.home / 'run'}",
-            # Operator Cypher may read nothing outside the graph: LOAD CSV gets an empty import
-            # directory, no file URLs at all, and no address to fetch from.
-            f"server.directories.import={self.home / 'import'}",
-            "dbms.security.allow_csv_import_from_file_urls=false",
-            "internal.dbms.cypher_ip_blocklist=0.0.0.0/0,::/0",
-            f"server.memory.pagecache.size={managed.pagecache}",
-            "db.tx_log.rotation.retention_policy=2 files",
-            "",
-        ]))
+        (self.home / "conf" / "neo4j.conf").write_text(
+            "\n".join(
+                [
+                    "# Written by relgraph (graph/neo4j_server.py) on every start; edit the relgraph config instead.",
+                    "server.default_listen_address=127.0.0.1",
+                    f"server.bolt.listen_address=127.0.0.1:{self.port}",
+                    "server.http.enabled=false",
+                    "server.https.enabled=false",
+                    "dbms.security.auth_enabled=true",
+                    "dbms.usage_report.enabled=false",
+                    f"server.directories.data={self.home / 'data'}",
+                    f"server.directories.logs={self.home / 'logs'}",
+                    f"server.directories.plugins={self.home / 'plugins'}",
+                    f"server.directories.run={self.home / 'run'}",
+                    # Operator Cypher may read nothing outside the graph: LOAD CSV gets an empty import
+                    # directory, no file URLs at all, and no address to fetch from.
+                    f"server.directories.import={self.home / 'import'}",
+                    "dbms.security.allow_csv_import_from_file_urls=false",
+                    "internal.dbms.cypher_ip_blocklist=0.0.0.0/0,::/0",
+                    f"server.memory.pagecache.size={managed.pagecache}",
+                    "db.tx_log.rotation.retention_policy=2 files",
+                    "",
+                ]
+            )
+        )
 
     def _wait_for_bolt(self, deadline: float) -> None:
         """Wait until a Bolt handshake with credentials succeeds (the port opens before auth is ready)."""
@@ -188,9 +215,11 @@ class ManagedNeo4j:
                 return
             except neo4j.exceptions.AuthError:
                 return  # answering; the password step reports real credential problems
-            except (neo4j.exceptions.ServiceUnavailable, OSError):
+            except (neo4j.exceptions.ServiceUnavailable, OSError) as error:
                 if time.monotonic() > deadline:
-                    raise ProvisionError(f"Neo4j on {self.uri} did not answer Bolt in time:\n{self._log_tail()}")
+                    raise ProvisionError(
+                        f"Neo4j on {self.uri} did not answer Bolt in time:\n{self._log_tail()}"
+                    ) from error
                 time.sleep(0.5)
 
     def _ensure_password(self) -> None:
@@ -201,8 +230,12 @@ class ManagedNeo4j:
 
         new_password = secrets.token_urlsafe(24)
         with neo4j.GraphDatabase.driver(self.uri, auth=("neo4j", _DEFAULT_PASSWORD)) as driver:
-            driver.execute_query("ALTER CURRENT USER SET PASSWORD FROM $old TO $new",
-                                 old=_DEFAULT_PASSWORD, new=new_password, database_="system")
+            driver.execute_query(
+                "ALTER CURRENT USER SET PASSWORD FROM $old TO $new",
+                old=_DEFAULT_PASSWORD,
+                new=new_password,
+                database_="system",
+            )
         self.credentials_path.touch(mode=0o600)
         self.credentials_path.write_text(json.dumps({"user": "neo4j", "password": new_password}))
 
@@ -218,8 +251,10 @@ class ManagedNeo4j:
 def _require_java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise ProvisionError("Java 17 or newer is needed to run Neo4j 5.26, and `java` is not on PATH "
-                             "(on Debian: apt-get install openjdk-17-jre-headless)")
+        raise ProvisionError(
+            "Java 17 or newer is needed to run Neo4j 5.26, and `java` is not on PATH "
+            "(on Debian: apt-get install openjdk-17-jre-headless)"
+        )
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     try:
         major = int(out.split('"')[1].split(".")[0])
@@ -228,6 +263,20 @@ def _require_java() -> str:
     if major < 17:
         raise ProvisionError(f"Neo4j {NEO4J_VERSION} needs Java 17 or newer; found Java {major} at {java}")
     return java
+
+
+def _spawn_daemon(cmd: list[str], log_path: Path, cwd: Path) -> int:
+    """Start `cmd` in its own session, writing to `log_path`, as a daemon: a shell starts it in the
+    background and exits, so the server outlives whoever started it and is no child of ours to reap."""
+    launched = subprocess.run(
+        ["sh", "-c", '"$@" >>"$0" 2>&1 </dev/null & echo $!', str(log_path), *cmd],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    return int(launched.stdout.strip())
 
 
 def _pid_alive(pid: int) -> bool:

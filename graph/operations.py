@@ -20,16 +20,28 @@ REL_TYPES = ("MEMBER_OF", "WORKED_AT", "FOR", "OWNS", "ON_DEAL", "BY", "WITH", "
 # Labels and types are not parameterizable in Cypher, so each count is its own constant query.
 _NODE_COUNT = {label: Query(f"stats.nodes.{label}", f"MATCH (n:{label}) RETURN count(n) AS n") for label in NODE_LABELS}
 _REL_COUNT = {t: Query(f"stats.rels.{t}", f"MATCH ()-[r:{t}]->() RETURN count(r) AS n") for t in REL_TYPES}
-_NODE_BY_TENANT = {label: Query(f"stats.tenant_nodes.{label}",
-                                f"MATCH (n:{label}) WHERE $tenant IS NULL OR n.tenant_id = $tenant "
-                                "RETURN n.tenant_id AS tenant, count(*) AS n") for label in TENANT_NODE_LABELS}
-_REL_BY_TENANT = {t: Query(f"stats.tenant_rels.{t}",
-                           f"MATCH ()-[r:{t}]->() WHERE $tenant IS NULL OR r.tenant_id = $tenant "
-                           "RETURN r.tenant_id AS tenant, count(*) AS n") for t in REL_TYPES}
-_MEMBERS_BY_TENANT = Query("stats.tenant_members", """
+_NODE_BY_TENANT = {
+    label: Query(
+        f"stats.tenant_nodes.{label}",
+        f"MATCH (n:{label}) WHERE $tenant IS NULL OR n.tenant_id = $tenant RETURN n.tenant_id AS tenant, count(*) AS n",
+    )
+    for label in TENANT_NODE_LABELS
+}
+_REL_BY_TENANT = {
+    t: Query(
+        f"stats.tenant_rels.{t}",
+        f"MATCH ()-[r:{t}]->() WHERE $tenant IS NULL OR r.tenant_id = $tenant "
+        "RETURN r.tenant_id AS tenant, count(*) AS n",
+    )
+    for t in REL_TYPES
+}
+_MEMBERS_BY_TENANT = Query(
+    "stats.tenant_members",
+    """
 MATCH (t:Tenant) WHERE $tenant IS NULL OR t.tenant_id = $tenant
 RETURN t.tenant_id AS tenant, COUNT { (t)<-[:MEMBER_OF]-() } AS n
-""")
+""",
+)
 
 
 @dataclass(frozen=True)
@@ -58,9 +70,11 @@ def stats(store: GraphStore, tenant: str | None = None) -> Stats:
         add(store.read(query, tenant=tenant), rel)
     if tenant is not None:
         return Stats(nodes={}, relationships={}, tenants=tenants)
-    return Stats(nodes={label: int(store.read(q)[0]["n"]) for label, q in _NODE_COUNT.items()},
-                 relationships={t: int(store.read(q)[0]["n"]) for t, q in _REL_COUNT.items()},
-                 tenants=dict(sorted(tenants.items())))
+    return Stats(
+        nodes={label: int(store.read(q)[0]["n"]) for label, q in _NODE_COUNT.items()},
+        relationships={t: int(store.read(q)[0]["n"]) for t, q in _REL_COUNT.items()},
+        tenants=dict(sorted(tenants.items())),
+    )
 
 
 # -- erasure -----------------------------------------------------------------------------------
@@ -75,38 +89,56 @@ def stats(store: GraphStore, tenant: str | None = None) -> Stats:
 
 NETWORK = "*"  # the erasure scope of a network operator: every tenant's data (never a tenant id)
 
-_ERASE_PREVIEW = Query("erase.preview", """
+_ERASE_PREVIEW = Query(
+    "erase.preview",
+    """
 MATCH (p:Person {pid: $pid})
 RETURN COUNT { (p)<-[:BY|WITH]-(a:Activity) WHERE $scope = '*' OR a.tenant_id = $scope } AS activities,
        COUNT { (p)-[r]-() WHERE $scope = '*' OR r.tenant_id = $scope } AS relationships
-""")
+""",
+)
 # The other people of an erased activity lose a relationship: their updated_at makes every
 # server's next refresh re-read them.
-_ERASE_ACTIVITIES = Query("erase.activities", """
+_ERASE_ACTIVITIES = Query(
+    "erase.activities",
+    """
 MATCH (p:Person {pid: $pid})<-[:BY|WITH]-(a:Activity) WHERE $scope = '*' OR a.tenant_id = $scope
 WITH DISTINCT a
 OPTIONAL MATCH (a)-[:BY|WITH]->(other:Person) WHERE other.pid <> $pid
 SET other.updated_at = timestamp()
 WITH DISTINCT a
 DETACH DELETE a
-""")
-_ERASE_RELATIONSHIPS = Query("erase.relationships", """
+""",
+)
+_ERASE_RELATIONSHIPS = Query(
+    "erase.relationships",
+    """
 MATCH (p:Person {pid: $pid})-[r]-() WHERE $scope = '*' OR r.tenant_id = $scope
 DELETE r
-""")
-_ERASE_ORPHAN = Query("erase.orphan", """
+""",
+)
+_ERASE_ORPHAN = Query(
+    "erase.orphan",
+    """
 MATCH (p:Person {pid: $pid}) WHERE NOT EXISTS { (p)--() }
 DELETE p
-""")
+""",
+)
 _TOMBSTONE = Query("erase.tombstone", "CREATE (:Erasure {pid: $pid, at: timestamp()})")
-_PRUNE_TOMBSTONES = Query("erase.prune_tombstones", """
+_PRUNE_TOMBSTONES = Query(
+    "erase.prune_tombstones",
+    """
 MATCH (old:Erasure) WHERE old.at < timestamp() - $retention_ms
 DELETE old
-""")
-_AUDIT = Query("erase.audit", """
+""",
+)
+_AUDIT = Query(
+    "erase.audit",
+    """
 CREATE (:ErasureAudit {erasure_id: $erasure_id, at: timestamp(), actor: $actor, scope: $scope, subject: $subject,
                        activities_deleted: $activities, relationships_deleted: $relationships, nodes_deleted: $nodes})
-""")
+""",
+)
 
 
 @dataclass(frozen=True)
@@ -136,16 +168,31 @@ def erase_person(store: GraphStore, pid: str, *, scope: str, actor: str, retenti
         preview = tx.run(_ERASE_PREVIEW.text, pid=pid, scope=scope).single()
         if preview is None or preview["activities"] + preview["relationships"] == 0:
             return ErasureReport(pid, scope, False, 0, 0, 0, "")
-        deleted = [tx.run(q.text, pid=pid, scope=scope).consume().counters
-                   for q in (_ERASE_ACTIVITIES, _ERASE_RELATIONSHIPS, _ERASE_ORPHAN)]
-        report = ErasureReport(pid, scope, True, int(preview["activities"]),
-                               sum(c.relationships_deleted for c in deleted), sum(c.nodes_deleted for c in deleted),
-                               uuid.uuid4().hex)
+        deleted = [
+            tx.run(q.text, pid=pid, scope=scope).consume().counters
+            for q in (_ERASE_ACTIVITIES, _ERASE_RELATIONSHIPS, _ERASE_ORPHAN)
+        ]
+        report = ErasureReport(
+            pid,
+            scope,
+            True,
+            int(preview["activities"]),
+            sum(c.relationships_deleted for c in deleted),
+            sum(c.nodes_deleted for c in deleted),
+            uuid.uuid4().hex,
+        )
         tx.run(_TOMBSTONE.text, pid=pid).consume()
         tx.run(_PRUNE_TOMBSTONES.text, retention_ms=int(retention_s * 1000)).consume()
-        tx.run(_AUDIT.text, erasure_id=report.erasure_id, actor=actor, scope=scope, subject=audit_subject(pid),
-               activities=report.activities_deleted, relationships=report.relationships_deleted,
-               nodes=report.nodes_deleted).consume()
+        tx.run(
+            _AUDIT.text,
+            erasure_id=report.erasure_id,
+            actor=actor,
+            scope=scope,
+            subject=audit_subject(pid),
+            activities=report.activities_deleted,
+            relationships=report.relationships_deleted,
+            nodes=report.nodes_deleted,
+        ).consume()
         return report
 
     return store.write_tx("erase.person", work)
@@ -156,17 +203,23 @@ def prune_erasure_tombstones(store: GraphStore, retention_s: float) -> int:
     return store.write(_PRUNE_TOMBSTONES, retention_ms=int(retention_s * 1000)).nodes_deleted
 
 
-_STRONGEST_TIES = Query("ops.strongest_ties", """
+_STRONGEST_TIES = Query(
+    "ops.strongest_ties",
+    """
 MATCH (a:Person)-[k:KNOWS {tenant_id: $tenant}]->(b:Person)
 RETURN a.pid AS a, b.pid AS b, k.count AS count, k.two_way AS two_way, k.last_ts AS last_ts
 ORDER BY k.two_way DESC, k.count DESC, a.pid, b.pid
 LIMIT $limit
-""")
-_DEALS_BY_CRM_STAGE = Query("ops.deals_by_crm_stage", """
+""",
+)
+_DEALS_BY_CRM_STAGE = Query(
+    "ops.deals_by_crm_stage",
+    """
 MATCH (d:Deal {tenant_id: $tenant})
 RETURN d.outcome AS outcome, d.crm_stage AS crm_stage, count(*) AS deals, sum(d.amount) AS amount
 ORDER BY outcome, crm_stage
-""")
+""",
+)
 
 
 def strongest_ties(store: GraphStore, tenant: str, limit: int = 5) -> list[dict[str, Any]]:

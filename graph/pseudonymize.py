@@ -8,12 +8,14 @@ import hmac
 import re
 from functools import lru_cache
 
-from relgraph.errors import RecordError
+from core.errors import RecordError
+from core.vocabulary import MAX_ECHO_CHARS
 
 MAX_DOMAIN_CHARS = 253  # RFC 1035
-MAX_ECHO_CHARS = 40  # how much of a bad value an error message repeats
 PID_HEX_CHARS = 32  # 128 bits: collision-free for any realistic network, half the storage of full SHA-256
-_EMAIL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+)\Z")
+_EMAIL = re.compile(
+    r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+)\Z"
+)
 _DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+\Z")
 
 
@@ -23,7 +25,7 @@ def normalize_email(raw: str) -> str:
         raise RecordError(f"not a valid email address: {_redact(raw[:MAX_ECHO_CHARS])!r}")
     email = raw.strip().lower()
     if email.startswith("mailto:"):
-        email = email[len("mailto:"):]
+        email = email[len("mailto:") :]
     if len(email) > 254 or not _EMAIL.match(email):
         raise RecordError(f"not a valid email address: {_redact(raw)!r}")
     return email

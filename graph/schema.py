@@ -19,37 +19,53 @@ class Migration:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "natural-key uniqueness constraints", (
-        "CREATE CONSTRAINT tenant_id IF NOT EXISTS FOR (t:Tenant) REQUIRE t.tenant_id IS UNIQUE",
-        "CREATE CONSTRAINT person_pid IF NOT EXISTS FOR (p:Person) REQUIRE p.pid IS UNIQUE",
-        "CREATE CONSTRAINT company_cid IF NOT EXISTS FOR (c:Company) REQUIRE c.cid IS UNIQUE",
-        "CREATE CONSTRAINT deal_key IF NOT EXISTS FOR (d:Deal) REQUIRE (d.tenant_id, d.deal_id) IS UNIQUE",
-        "CREATE CONSTRAINT activity_key IF NOT EXISTS FOR (a:Activity) REQUIRE (a.tenant_id, a.activity_id) IS UNIQUE",
-    )),
-    Migration(2, "lookup indexes for time windows and incremental snapshot refresh", (
-        "CREATE INDEX activity_ts IF NOT EXISTS FOR (a:Activity) ON (a.tenant_id, a.ts)",
-        "CREATE INDEX deal_tenant IF NOT EXISTS FOR (d:Deal) ON (d.tenant_id)",
-        "CREATE INDEX knows_updated IF NOT EXISTS FOR ()-[k:KNOWS]-() ON (k.updated_at)",
-    )),
-    Migration(3, "API keys", (
-        "CREATE CONSTRAINT api_key_id IF NOT EXISTS FOR (k:ApiKey) REQUIRE k.key_id IS UNIQUE",
-    )),
-    Migration(4, "erasure tombstones and audit records", (
-        "CREATE INDEX erasure_at IF NOT EXISTS FOR (e:Erasure) ON (e.at)",
-        "CREATE CONSTRAINT erasure_audit_id IF NOT EXISTS FOR (a:ErasureAudit) REQUIRE a.erasure_id IS UNIQUE",
-    )),
-    Migration(5, "people changed since a snapshot refresh", (
-        "CREATE INDEX person_updated IF NOT EXISTS FOR (p:Person) ON (p.updated_at)",
-    )),
+    Migration(
+        1,
+        "natural-key uniqueness constraints",
+        (
+            "CREATE CONSTRAINT tenant_id IF NOT EXISTS FOR (t:Tenant) REQUIRE t.tenant_id IS UNIQUE",
+            "CREATE CONSTRAINT person_pid IF NOT EXISTS FOR (p:Person) REQUIRE p.pid IS UNIQUE",
+            "CREATE CONSTRAINT company_cid IF NOT EXISTS FOR (c:Company) REQUIRE c.cid IS UNIQUE",
+            "CREATE CONSTRAINT deal_key IF NOT EXISTS FOR (d:Deal) REQUIRE (d.tenant_id, d.deal_id) IS UNIQUE",
+            "CREATE CONSTRAINT activity_key IF NOT EXISTS FOR (a:Activity) "
+            "REQUIRE (a.tenant_id, a.activity_id) IS UNIQUE",
+        ),
+    ),
+    Migration(
+        2,
+        "lookup indexes for time windows and incremental snapshot refresh",
+        (
+            "CREATE INDEX activity_ts IF NOT EXISTS FOR (a:Activity) ON (a.tenant_id, a.ts)",
+            "CREATE INDEX deal_tenant IF NOT EXISTS FOR (d:Deal) ON (d.tenant_id)",
+            "CREATE INDEX knows_updated IF NOT EXISTS FOR ()-[k:KNOWS]-() ON (k.updated_at)",
+        ),
+    ),
+    Migration(3, "API keys", ("CREATE CONSTRAINT api_key_id IF NOT EXISTS FOR (k:ApiKey) REQUIRE k.key_id IS UNIQUE",)),
+    Migration(
+        4,
+        "erasure tombstones and audit records",
+        (
+            "CREATE INDEX erasure_at IF NOT EXISTS FOR (e:Erasure) ON (e.at)",
+            "CREATE CONSTRAINT erasure_audit_id IF NOT EXISTS FOR (a:ErasureAudit) REQUIRE a.erasure_id IS UNIQUE",
+        ),
+    ),
+    Migration(
+        5,
+        "people changed since a snapshot refresh",
+        ("CREATE INDEX person_updated IF NOT EXISTS FOR (p:Person) ON (p.updated_at)",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
 
 _APPLIED = Query("schema.applied", "MATCH (m:SchemaMigration) RETURN m.version AS version ORDER BY version")
-_RECORD = Query("schema.record", """
+_RECORD = Query(
+    "schema.record",
+    """
 MERGE (m:SchemaMigration {version: $version})
 ON CREATE SET m.name = $name, m.applied_at = datetime()
-""")
+""",
+)
 _AWAIT = Query("schema.await_indexes", "CALL db.awaitIndexes(300)")
 
 

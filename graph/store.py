@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import neo4j
 from neo4j.exceptions import AuthError, ClientError, DriverError, Neo4jError, ServiceUnavailable, SessionExpired
 
-from relgraph.config import Config
-from relgraph.errors import ConfigError, ReadOnlyViolationError, StoreAuthError, StoreError, StoreUnavailableError
+from core.config import Config
+from core.errors import ConfigError, ReadOnlyViolationError, StoreAuthError, StoreError, StoreUnavailableError
 
 _T = TypeVar("_T")
 
@@ -27,7 +27,7 @@ class Query:
     text: str
 
 
-def connect(config: Config) -> "GraphStore":
+def connect(config: Config) -> GraphStore:
     """Open a store on the configured Neo4j: NEO4J_URI if set, else the managed local server."""
     from graph.neo4j_server import ManagedNeo4j
 
@@ -37,12 +37,18 @@ def connect(config: Config) -> "GraphStore":
         managed = ManagedNeo4j(config)
         uri, password = managed.uri, config.neo4j.password or managed.password()
         if password is None:
-            raise ConfigError("the managed Neo4j has not been started yet: run `relgraph neo4j start` "
-                              "(or set NEO4J_URI/NEO4J_USER/NEO4J_PASSWORD for another server)")
+            raise ConfigError(
+                "the managed Neo4j has not been started yet: run `relgraph neo4j start` "
+                "(or set NEO4J_URI/NEO4J_USER/NEO4J_PASSWORD for another server)"
+            )
     if password is None:
         raise ConfigError("NEO4J_PASSWORD is required with NEO4J_URI")
-    return GraphStore(uri, (config.neo4j.user, password), database=config.neo4j.database,
-                      max_retry_time_s=config.neo4j.max_retry_time_s)
+    return GraphStore(
+        uri,
+        (config.neo4j.user, password),
+        database=config.neo4j.database,
+        max_retry_time_s=config.neo4j.max_retry_time_s,
+    )
 
 
 @contextmanager
@@ -62,20 +68,26 @@ def _translated(query_name: str) -> Iterator[None]:
 class GraphStore:
     """A connection pool to one Neo4j database."""
 
-    def __init__(self, uri: str, auth: tuple[str, str], *, database: str = "neo4j", max_retry_time_s: float = 3.0) -> None:
+    def __init__(
+        self, uri: str, auth: tuple[str, str], *, database: str = "neo4j", max_retry_time_s: float = 3.0
+    ) -> None:
         self.uri = uri
         self.database = database
         # Notifications (e.g. "label does not exist yet" on an empty database) are not errors for relgraph.
-        self._driver = neo4j.GraphDatabase.driver(uri, auth=auth, max_connection_lifetime=3600,
-                                                  notifications_min_severity="OFF",
-                                                  max_transaction_retry_time=max_retry_time_s,
-                                                  connection_acquisition_timeout=max_retry_time_s,
-                                                  connection_timeout=max_retry_time_s)
+        self._driver = neo4j.GraphDatabase.driver(
+            uri,
+            auth=auth,
+            max_connection_lifetime=3600,
+            notifications_min_severity="OFF",
+            max_transaction_retry_time=max_retry_time_s,
+            connection_acquisition_timeout=max_retry_time_s,
+            connection_timeout=max_retry_time_s,
+        )
 
     def close(self) -> None:
         self._driver.close()
 
-    def __enter__(self) -> "GraphStore":
+    def __enter__(self) -> GraphStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -101,8 +113,10 @@ class GraphStore:
         return self.write_tx(query.name, lambda tx: _rows(tx, query, params))
 
     def read_tx(self, name: str, work: Callable[[neo4j.ManagedTransaction], _T]) -> _T:
-        with _translated(name), self._driver.session(database=self.database,
-                                                      default_access_mode=neo4j.READ_ACCESS) as session:
+        with (
+            _translated(name),
+            self._driver.session(database=self.database, default_access_mode=neo4j.READ_ACCESS) as session,
+        ):
             return session.execute_read(neo4j.unit_of_work(metadata={"app": "relgraph", "query": name})(work))
 
     def write_tx(self, name: str, work: Callable[[neo4j.ManagedTransaction], _T]) -> _T:
@@ -115,23 +129,28 @@ class GraphStore:
         with _translated(query.name), self._driver.session(database=self.database) as session:
             session.run(neo4j.Query(query.text, metadata={"app": "relgraph", "query": query.name}), params).consume()
 
-    def read_only(self, text: str, params: Mapping[str, Any] | None = None, *, timeout_s: float = 30.0,
-                  max_rows: int = 10_000) -> tuple[list[str], list[dict[str, Any]], bool]:
+    def read_only(
+        self, text: str, params: Mapping[str, Any] | None = None, *, timeout_s: float = 30.0, max_rows: int = 10_000
+    ) -> tuple[list[str], list[dict[str, Any]], bool]:
         """Run operator-supplied Cypher if it only reads the graph: Neo4j's planner must classify
         it read-only, and its plan may not load external data (LOAD CSV), run an administrative
         command (SHOW, TERMINATE) or call a procedure other than the schema reads in
         OPERATOR_PROCEDURES. Neo4j stops it after `timeout_s`; at most `max_rows` rows come back
         (keys, rows, and whether more were left out)."""
         params = dict(params or {})
-        with _translated("operator_cypher"), self._driver.session(database=self.database,
-                                                                  default_access_mode=neo4j.READ_ACCESS) as session:
+        with (
+            _translated("operator_cypher"),
+            self._driver.session(database=self.database, default_access_mode=neo4j.READ_ACCESS) as session,
+        ):
             try:
                 plan = session.run(f"EXPLAIN {text}", params).consume()
             except ClientError as exc:
                 raise StoreError(f"{exc.code}: {exc.message}") from exc
             if plan.query_type != "r":
-                raise ReadOnlyViolationError(f"refused: the query is classified {plan.query_type!r} "
-                                             "(writes or schema changes); `relgraph cypher` runs read-only queries")
+                raise ReadOnlyViolationError(
+                    f"refused: the query is classified {plan.query_type!r} "
+                    "(writes or schema changes); `relgraph cypher` runs read-only queries"
+                )
             for operator, details in _operators(plan.plan):
                 refusal = _refusal(operator, details)
                 if refusal:
@@ -147,8 +166,14 @@ class GraphStore:
 
 
 # Procedures an operator query may call: schema reads, nothing that reaches the DBMS or the disk.
-OPERATOR_PROCEDURES = ("db.labels", "db.relationshipTypes", "db.propertyKeys", "db.schema.visualization",
-                       "db.schema.nodeTypeProperties", "db.schema.relTypeProperties")
+OPERATOR_PROCEDURES = (
+    "db.labels",
+    "db.relationshipTypes",
+    "db.propertyKeys",
+    "db.schema.visualization",
+    "db.schema.nodeTypeProperties",
+    "db.schema.relTypeProperties",
+)
 
 
 def _operators(plan: Any) -> Iterator[tuple[str, str]]:

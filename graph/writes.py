@@ -17,23 +17,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import neo4j
-import numpy as np
 
-from graph.records import INTERACTION_KINDS, TWO_WAY_INTERACTIONS
+from graph.events import TWO_WAY_CODES, event_code
 from graph.store import GraphStore, Query
 
 # `Person.updated_at` (ms) marks a person whose attributes or tenants' records changed, so a
 # snapshot refresh re-reads exactly those people (KNOWS changes carry their own `updated_at`).
-MEMBERS = Query("ingest.members", """
+MEMBERS = Query(
+    "ingest.members",
+    """
 UNWIND $rows AS r
 MERGE (t:Tenant {tenant_id: r.tenant})
 MERGE (p:Person {pid: r.pid})
 SET p.updated_at = timestamp()
 MERGE (p)-[m:MEMBER_OF {tenant_id: r.tenant}]->(t)
 SET m.role = r.role, m.team = r.team, m.title_level = r.level, m.function = r.function
-""")
+""",
+)
 
-EMPLOYMENT = Query("ingest.employment", """
+EMPLOYMENT = Query(
+    "ingest.employment",
+    """
 UNWIND $rows AS r
 MERGE (p:Person {pid: r.pid})
 SET p.updated_at = timestamp()
@@ -42,9 +46,12 @@ SET c.industry = CASE WHEN r.industry <> '' THEN r.industry ELSE c.industry END,
     c.size_band = CASE WHEN r.size_band <> '' THEN r.size_band ELSE c.size_band END
 MERGE (p)-[w:WORKED_AT {tenant_id: r.tenant, from: r.from}]->(c)
 SET w.to = r.to, w.title_level = r.level, w.function = r.function
-""")
+""",
+)
 
-DEALS = Query("ingest.deals", """
+DEALS = Query(
+    "ingest.deals",
+    """
 UNWIND $rows AS r
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal_id})
 SET d.amount = r.amount, d.created = r.created, d.product = r.product, d.stage_names = r.stage_names,
@@ -57,19 +64,25 @@ CALL (d, r) { MATCH (d)-[f:FOR]->(x:Company) WHERE x.cid <> r.cid DELETE f }
 CALL (d, r) { MATCH (x:Person)-[w:OWNS]->(d) WHERE x.pid <> r.owner SET x.updated_at = timestamp() DELETE w }
 MERGE (d)-[:FOR {tenant_id: r.tenant}]->(c)
 MERGE (o)-[:OWNS {tenant_id: r.tenant}]->(d)
-""")
+""",
+)
 
-DEAL_CONTACTS = Query("ingest.deal_contacts", """
+DEAL_CONTACTS = Query(
+    "ingest.deal_contacts",
+    """
 UNWIND $rows AS r
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal_id})
 MERGE (p:Person {pid: r.pid})
 SET p.updated_at = timestamp()
 MERGE (p)-[c:ON_DEAL {tenant_id: r.tenant}]->(d)
 SET c.role = r.role
-""")
+""",
+)
 
 TENANTS = Query("ingest.tenants", "UNWIND $tenants AS t MERGE (:Tenant {tenant_id: t})")
-PERSONS = Query("ingest.persons", "UNWIND $pids AS pid MERGE (p:Person {pid: pid}) ON CREATE SET p.updated_at = timestamp()")
+PERSONS = Query(
+    "ingest.persons", "UNWIND $pids AS pid MERGE (p:Person {pid: pid}) ON CREATE SET p.updated_at = timestamp()"
+)
 
 # An event code packs one interaction between a pair: ts * 8 + kind * 2 + direction, where
 # direction 0 is lo->hi and 1 is hi->lo (lo and hi: the pair's pids in sorted order). KNOWS is
@@ -77,7 +90,9 @@ PERSONS = Query("ingest.persons", "UNWIND $pids AS pid MERGE (p:Person {pid: pid
 #   events   the event codes (the log; its codes are unique, which makes re-ingest a no-op)
 #   count, fwd, rev, two_way = min(fwd, rev), first_ts, last_ts, updated_at (ms; for incremental refresh)
 # Meetings and calls count in both directions.
-KNOWS = Query("ingest.knows", """
+KNOWS = Query(
+    "ingest.knows",
+    """
 UNWIND $pairs AS k
 MATCH (a:Person {pid: k.lo}), (b:Person {pid: k.hi})
 MERGE (a)-[e:KNOWS {tenant_id: k.tenant}]->(b)
@@ -93,10 +108,13 @@ FOREACH (_ IN CASE WHEN size(new) > 0 THEN [1] ELSE [] END |
       e.updated_at = timestamp()
   SET e.two_way = CASE WHEN e.fwd < e.rev THEN e.fwd ELSE e.rev END)
 RETURN sum(size(new)) AS added, sum(size(k.events) - size(new)) AS present
-""")
+""",
+)
 
 # An id names one event: a record reusing it with another sender adds nothing to it.
-DEAL_INTERACTIONS = Query("ingest.deal_interactions", """
+DEAL_INTERACTIONS = Query(
+    "ingest.deal_interactions",
+    """
 UNWIND $rows AS r
 MERGE (a:Activity {tenant_id: r.tenant, activity_id: r.id})
 ON CREATE SET a:Interaction, a.kind = r.kind, a.ts = r.ts
@@ -112,14 +130,17 @@ UNWIND r.to AS t
 MATCH (p:Person {pid: t})
 MERGE (a)-[:WITH {tenant_id: r.tenant}]->(p)
 SET p.updated_at = timestamp()
-""")
+""",
+)
 
 DEAL_STUBS = Query("ingest.deal_stubs", "UNWIND $keys AS k MERGE (:Deal {tenant_id: k[0], deal_id: k[1]})")
 
 # Persons and deals exist before this runs (PERSONS, DEAL_STUBS), so the only nodes it can create
 # are new signals: nodes_created counts them. An id names one event: a second record with the same
 # id is the same signal, so it gains no second author.
-SIGNALS = Query("ingest.signals", """
+SIGNALS = Query(
+    "ingest.signals",
+    """
 UNWIND $rows AS r
 MATCH (p:Person {pid: r.pid})
 MERGE (a:Activity {tenant_id: r.tenant, activity_id: r.id})
@@ -130,25 +151,8 @@ SET p.updated_at = timestamp()
 WITH a, r WHERE r.deal <> ''
 MATCH (d:Deal {tenant_id: r.tenant, deal_id: r.deal})
 MERGE (a)-[:ON {tenant_id: r.tenant}]->(d)
-""")
-
-_KIND_CODE = {kind: i for i, kind in enumerate(INTERACTION_KINDS)}
-_TWO_WAY_CODES = sorted(_KIND_CODE[k] for k in TWO_WAY_INTERACTIONS)
-
-
-def event_code(ts: int, kind: str, from_lo: bool) -> int:
-    return ts * 8 + _KIND_CODE[kind] * 2 + (0 if from_lo else 1)
-
-
-def decode_event(code: int) -> tuple[int, str, bool]:
-    """(ts, kind, from_lo) of an event code."""
-    return code // 8, INTERACTION_KINDS[(code // 2) % 4], code % 2 == 0
-
-
-def decode_events(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`decode_event` over an int64 array: (ts, kind index into INTERACTION_KINDS as int8,
-    direction as int8: 0 from lo, 1 from hi)."""
-    return codes >> 3, ((codes >> 1) & 3).astype(np.int8), (codes & 1).astype(np.int8)
+""",
+)
 
 
 @dataclass
@@ -165,13 +169,18 @@ class WriteCounts:
         self.relationships_created += counters.relationships_created
 
 
-def _first_per_id(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The first activity record of each (tenant, id) in a batch: an id names one event, and within
-    one UNWIND Neo4j may plan the later rows' writes before the earlier rows' checks."""
-    first: dict[tuple[str, str], dict[str, Any]] = {}
+def first_per_key(rows: Sequence[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The first record of each key in a batch (activities: an id names one event). Within one
+    UNWIND Neo4j may plan later rows' writes before earlier rows' checks, so a batch is reduced first."""
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
-        first.setdefault((row["tenant"], row["id"]), row)
+        first.setdefault(tuple(row[k] for k in key), row)
     return list(first.values())
+
+
+def last_per_key(rows: Sequence[dict[str, Any]], key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The last record of each key in a batch (records merged on a natural key: the latest stands)."""
+    return list({tuple(row[k] for k in key): row for row in rows}.values())
 
 
 def knows_updates(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -191,11 +200,11 @@ def write_interactions(store: GraphStore, rows: Sequence[dict[str, Any]], counts
     """Record the batch's interactions on KNOWS, and those that belong to a deal as Activity nodes,
     in one transaction."""
     pids = sorted({r["from"] for r in rows} | {t for r in rows for t in r["to"]})
-    on_deal = _first_per_id([r for r in rows if r["deal"]])
+    on_deal = first_per_key([r for r in rows if r["deal"]], ACTIVITY_KEY)
 
     def work(tx: neo4j.ManagedTransaction) -> tuple[list[neo4j.SummaryCounters], int, int]:
         summaries = [tx.run(PERSONS.text, pids=pids).consume().counters]
-        result = tx.run(KNOWS.text, pairs=knows_updates(rows), two_way_kinds=_TWO_WAY_CODES)
+        result = tx.run(KNOWS.text, pairs=knows_updates(rows), two_way_kinds=TWO_WAY_CODES)
         row = result.single(strict=True)
         summaries.append(result.consume().counters)
         if on_deal:
@@ -210,15 +219,17 @@ def write_interactions(store: GraphStore, rows: Sequence[dict[str, Any]], counts
 
 
 def write_signals(store: GraphStore, rows: Sequence[dict[str, Any]], counts: WriteCounts) -> None:
-    rows = _first_per_id(rows)
+    rows = first_per_key(rows, ACTIVITY_KEY)
     pids = sorted({r["pid"] for r in rows})
     deals = sorted({(r["tenant"], r["deal"]) for r in rows if r["deal"]})
 
     def work(tx: neo4j.ManagedTransaction) -> tuple[list[neo4j.SummaryCounters], int]:
-        summaries = [tx.run(PERSONS.text, pids=pids).consume().counters,
-                     tx.run(DEAL_STUBS.text, keys=[list(k) for k in deals]).consume().counters]
+        summaries = [
+            tx.run(PERSONS.text, pids=pids).consume().counters,
+            tx.run(DEAL_STUBS.text, keys=[list(k) for k in deals]).consume().counters,
+        ]
         signals = tx.run(SIGNALS.text, rows=list(rows)).consume().counters
-        return summaries + [signals], signals.nodes_created
+        return [*summaries, signals], signals.nodes_created
 
     summaries, created = store.write_tx(SIGNALS.name, work)
     for summary in summaries:
@@ -240,18 +251,33 @@ def _merge_writer(query: Query, key: tuple[str, ...]) -> BatchWriter:
     """A writer of records merged on the natural `key`. Records with the same key in one batch
     are reduced to the last one first: within one UNWIND, Neo4j may apply a row's deletions and
     merges out of order (eager planning), so two versions of one deal could both keep an owner."""
+
     def write(store: GraphStore, rows: Sequence[dict[str, Any]], counts: WriteCounts) -> None:
-        last = {tuple(row[k] for k in key): row for row in rows}
-        counts.add(store.write(query, rows=list(last.values())))
+        counts.add(store.write(query, rows=last_per_key(rows, key)))
+
     return write
 
 
+# The natural key of each merged record kind, and of activities (interactions on deals, signals).
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "member": ("tenant", "pid"),
+    "employment": ("tenant", "pid", "cid", "from"),
+    "deal": ("tenant", "deal_id"),
+    "deal_contact": ("tenant", "deal_id", "pid"),
+}
+ACTIVITY_KEY = ("tenant", "id")
+
 # The order in which kinds are written: entities before the events that reference them.
 WRITERS: dict[str, BatchWriter] = {
-    "member": _merge_writer(MEMBERS, ("tenant", "pid")),
-    "employment": _merge_writer(EMPLOYMENT, ("tenant", "pid", "cid", "from")),
-    "deal": _merge_writer(DEALS, ("tenant", "deal_id")),
-    "deal_contact": _merge_writer(DEAL_CONTACTS, ("tenant", "deal_id", "pid")),
+    **{
+        kind: _merge_writer(query, NATURAL_KEYS[kind])
+        for kind, query in (
+            ("member", MEMBERS),
+            ("employment", EMPLOYMENT),
+            ("deal", DEALS),
+            ("deal_contact", DEAL_CONTACTS),
+        )
+    },
     "interaction": write_interactions,
     "signal": write_signals,
 }

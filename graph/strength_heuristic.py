@@ -25,15 +25,18 @@ def heuristic_strength(count: np.ndarray, two_way: np.ndarray, last_ts: np.ndarr
     count = count.astype(np.float64)
     age_days = np.maximum(0, as_of - last_ts.astype(np.int64)) / 86400.0
     share = np.minimum(1.0, 2.0 * two_way / np.maximum(count, 1.0))
-    result: np.ndarray = (1.0 - np.exp(-count / FREQUENCY_SCALE)) * np.exp(-_LN2 * age_days / HALF_LIFE_DAYS) \
-        * (0.5 + 0.5 * share)
+    result: np.ndarray = (
+        (1.0 - np.exp(-count / FREQUENCY_SCALE)) * np.exp(-_LN2 * age_days / HALF_LIFE_DAYS) * (0.5 + 0.5 * share)
+    )
     return result
 
 
 def cypher_strength(rel: str) -> str:
     """The same formula as a Cypher expression over relationship variable `rel`; needs `$as_of`."""
-    return (f"((1.0 - exp(-toFloat({rel}.count) / {FREQUENCY_SCALE})) "
-            f"* exp(-{_LN2} * (CASE WHEN $as_of > {rel}.last_ts THEN $as_of - {rel}.last_ts ELSE 0 END) / 86400.0 "
-            f"/ {HALF_LIFE_DAYS}) "
-            f"* (0.5 + 0.5 * CASE WHEN 2.0 * {rel}.two_way / {rel}.count > 1.0 THEN 1.0 "
-            f"ELSE 2.0 * {rel}.two_way / {rel}.count END))")
+    return (
+        f"((1.0 - exp(-toFloat({rel}.count) / {FREQUENCY_SCALE})) "
+        f"* exp(-{_LN2} * (CASE WHEN $as_of > {rel}.last_ts THEN $as_of - {rel}.last_ts ELSE 0 END) / 86400.0 "
+        f"/ {HALF_LIFE_DAYS}) "
+        f"* (0.5 + 0.5 * CASE WHEN 2.0 * {rel}.two_way / {rel}.count > 1.0 THEN 1.0 "
+        f"ELSE 2.0 * {rel}.two_way / {rel}.count END))"
+    )

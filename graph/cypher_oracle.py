@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graph.store import GraphStore, Query
-from graph.strength import cypher_strength
+from graph.strength_heuristic import cypher_strength
 
 # Quantifier bounds must be literals, so each hop limit has its own constant query. The quantified
 # path pattern filters relationships by tenant while expanding (not after), anchored on indexed
@@ -31,9 +31,14 @@ LIMIT $k
 """
 # Sources: the tenant's members (the common case, matched in the graph), or an explicit list (a rep, a team).
 _SOURCES = {"members": "EXISTS { (s)-[:MEMBER_OF]->(:Tenant {tenant_id: $tenant}) }", "listed": "s.pid IN $sources"}
-WARM_PATHS = {(hops, kind): Query(f"warm_paths.cypher.{kind}.{hops}",
-                                  _TEMPLATE.format(hops=hops, sources=predicate, strength=cypher_strength("k")))
-              for hops in (1, 2, 3) for kind, predicate in _SOURCES.items()}
+WARM_PATHS = {
+    (hops, kind): Query(
+        f"warm_paths.cypher.{kind}.{hops}",
+        _TEMPLATE.format(hops=hops, sources=predicate, strength=cypher_strength("k")),
+    )
+    for hops in (1, 2, 3)
+    for kind, predicate in _SOURCES.items()
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,17 @@ class ScoredPath:
     strength: float
 
 
-def warm_paths_cypher(store: GraphStore, *, tenant: str, targets: list[str], tenants: list[str], k: int,
-                      max_hops: int, as_of: int, sources: list[str] | None = None) -> list[ScoredPath]:
+def warm_paths_cypher(
+    store: GraphStore,
+    *,
+    tenant: str,
+    targets: list[str],
+    tenants: list[str],
+    k: int,
+    max_hops: int,
+    as_of: int,
+    sources: list[str] | None = None,
+) -> list[ScoredPath]:
     """Paths from `sources`, or from any member of `tenant` when None, over `tenants`' KNOWS."""
     query = WARM_PATHS[(max_hops, "members" if sources is None else "listed")]
     rows = store.read(query, tenant=tenant, sources=sources or [], targets=targets, tenants=tenants, k=k, as_of=as_of)

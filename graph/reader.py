@@ -1,0 +1,159 @@
+"""The one read seam: every read of the graph that serving, training and evaluation make goes through
+a `GraphReader`. Each method takes a required `TenantScope` (whose data it may return) and returns
+typed, immutable results. Two implementations share this contract and its test suite: the Neo4j
+one (graph/neo4j_reader.py), the only one integration tests use, and an in-memory one built from
+ingest records (graph/memory_reader.py) for unit tests of everything above the store.
+
+The serving snapshot reads with ALL_TENANTS, because it holds every tenant's relationships and
+applies the visibility rule per answer (server/visibility.py); so do training (network-wide models)
+and operators. Anything answering one tenant reads with that tenant's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, Protocol
+
+from graph.deal_bundle import DealBundle
+from graph.interaction_log import ExportScope, InteractionLog
+from graph.scope import ALL_TENANTS, TenantScope
+
+__all__ = [
+    "ALL_TENANTS",
+    "ApiKeyRecord",
+    "CompanyRow",
+    "EconomicBuyer",
+    "Erasure",
+    "GraphReader",
+    "KnowsRow",
+    "PersonChange",
+    "PersonRow",
+    "TenantRow",
+    "TenantScope",
+]
+
+
+class PersonRow(NamedTuple):
+    """What serving needs of a person."""
+
+    pid: str
+    employers: tuple[str, ...]  # every company they worked at (company ids), sorted
+    job: tuple[str, str, str] | None  # (company, title level, function) of the current job
+    memberships: tuple[tuple[str, str, str, str], ...]  # (tenant, team, title level, function), sorted
+    # Tenants whose own records name the person besides membership and KNOWS: employment, deals,
+    # activities (the visibility rule's "held by", see server/visibility.py); sorted.
+    held_by: tuple[str, ...]
+
+
+class KnowsRow(NamedTuple):
+    """One KNOWS relationship (one per pair of people and tenant, lo pid < hi pid) and its evidence."""
+
+    lo: str
+    hi: str
+    tenant: str
+    interactions: int
+    two_way: int
+    last_ts: int
+    updated_at: int  # ms; what incremental refreshes follow
+
+
+class PersonChange(NamedTuple):
+    pid: str
+    updated_at: int  # ms
+
+
+class Erasure(NamedTuple):
+    pid: str
+    at: int  # ms
+
+
+class CompanyRow(NamedTuple):
+    cid: str
+    industry: str
+    size_band: str
+
+
+class TenantRow(NamedTuple):
+    tenant: str
+    share_identities: bool
+    network_opt_out: bool
+
+
+class EconomicBuyer(NamedTuple):
+    tenant: str
+    pid: str
+    cid: str
+
+
+class ApiKeyRecord(NamedTuple):
+    key_id: str
+    tenant: str
+    role: str
+    scopes: tuple[str, ...]
+    label: str
+    hash: str
+    created_at: int
+    revoked: bool
+
+
+class GraphReader(Protocol):
+    """Reads of the graph. Rows of tenants outside `scope` never come back; people's memberships and
+    holders are those within `scope`."""
+
+    # -- the serving snapshot's pages and changes --------------------------------------------------
+    def people(self, scope: TenantScope) -> Iterable[PersonRow]:
+        """Every person, in pid order."""
+        ...
+
+    def people_by_pid(self, pids: Sequence[str], scope: TenantScope) -> list[PersonRow]:
+        """The people of `pids` that exist."""
+        ...
+
+    def people_changed(self, since_ms: int, scope: TenantScope) -> list[PersonChange]:
+        """People whose records changed after `since_ms`."""
+        ...
+
+    def people_watermark(self, scope: TenantScope) -> int:
+        """The latest change of any person (ms), 0 when none."""
+        ...
+
+    def knows(self, scope: TenantScope) -> Iterable[KnowsRow]:
+        """Every KNOWS relationship, paged by the lower person's pid."""
+        ...
+
+    def knows_changed(self, since_ms: int, scope: TenantScope) -> list[KnowsRow]: ...
+
+    def knows_of(self, pids: Sequence[str], scope: TenantScope) -> list[KnowsRow]:
+        """Every KNOWS relationship touching one of `pids`."""
+        ...
+
+    def erasures_since(self, since_ms: int, scope: TenantScope) -> list[Erasure]:
+        """Erasure tombstones written after `since_ms` (graph.operations.erase_person)."""
+        ...
+
+    def companies(self, scope: TenantScope) -> list[CompanyRow]: ...
+
+    def tenants(self, scope: TenantScope) -> list[TenantRow]: ...
+
+    def economic_buyers(self, scope: TenantScope) -> list[EconomicBuyer]:
+        """People the tenants' own deals list as economic buyer, with the deal's account."""
+        ...
+
+    # -- answers, training and keys ----------------------------------------------------------------
+    def company(self, cid: str, scope: TenantScope) -> CompanyRow | None:
+        """A company the scope's own records name (an account of its deals, an employer in its
+        records); None for any other, known or not."""
+        ...
+
+    def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
+        """The scope's deals (only `deal_ids` when given) with everything around them."""
+        ...
+
+    def interaction_log(self, scope: ExportScope) -> InteractionLog:
+        """Every logged interaction in the export scope's window and tenants, with employment."""
+        ...
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything an interaction log is made of changes."""
+        ...
+
+    def api_keys(self, scope: TenantScope) -> list[ApiKeyRecord]: ...
