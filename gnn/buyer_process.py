@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from gnn.deals import DAY, PERSON_FEATURES, TABULAR_FEATURES, DealData, deal_features, trusted_history
-from relgraph.errors import CohortTooSmallError
+from core.errors import CohortTooSmallError
+from gnn.deals import DAY, PERSON_FEATURES, TABULAR_FEATURES, deal_features, trusted_history
+from graph.deal_bundle import DealBundle
 
 # (upper bound, band); an amount of 0 is unknown.
 AMOUNT_BANDS = ((10_000.0, "<10k"), (50_000.0, "10k-50k"), (250_000.0, "50k-250k"), (float("inf"), "250k+"))
@@ -36,17 +37,29 @@ def amount_band(amount: float) -> str:
     return next(band for upper, band in AMOUNT_BANDS if amount < upper)
 
 
-def schema_hash(stages: tuple[str, ...]) -> str:
+def buyer_schema_hash(stages: tuple[str, ...]) -> str:
     schema = {"stages": list(stages), "drivers": list(DRIVERS), "amount_bands": [b for _, b in AMOUNT_BANDS]}
     return hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def closed_deal_facts(data: DealData, stages: tuple[str, ...], as_of: int) -> dict[str, list[Any]]:
+def closed_deal_facts(data: DealBundle, stages: tuple[str, ...], as_of: int) -> dict[str, list[Any]]:
     """One anonymous row per deal closed by `as_of`: no deal, person or tenant names, only a tenant
     number (to count tenants) and the cohort codes."""
     tenants: dict[str, int] = {}
-    facts: dict[str, list[Any]] = {k: [] for k in ("tenant", "industry", "size_band", "amount_band", "product", "won",
-                                                   "days_to_close", "stage_days", *DRIVERS)}
+    facts: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "tenant",
+            "industry",
+            "size_band",
+            "amount_band",
+            "product",
+            "won",
+            "days_to_close",
+            "stage_days",
+            *DRIVERS,
+        )
+    }
     people_engaged = TABULAR_FEATURES.index("log_people_engaged")
     gatekeeper = TABULAR_FEATURES.index("gatekeeper_engaged")
     prior_tie = PERSON_FEATURES.index("log_prior_tie_events")
@@ -109,11 +122,24 @@ class BuyerProcessAnswer:
     rolled_up: bool
 
 
+@dataclass(frozen=True)
+class CohortMinimum:
+    """Network statistics rest on at least `deals` closed deals from at least `tenants` tenants (DESIGN §4)."""
+
+    deals: int = 10
+    tenants: int = 3
+
+
+DEFAULT_COHORT_MINIMUM = CohortMinimum()
+
+
 class BuyerProcessModel:
-    def __init__(self, state: dict[str, Any], *, min_deals: int, min_tenants: int) -> None:
+    """A buyer-process model version: the anonymous closed-deal facts, answering per cohort."""
+
+    def __init__(self, state: dict[str, Any], version: str = "") -> None:
+        self.version = version
         self.stages: tuple[str, ...] = tuple(state["stages"])
         f = state["facts"]
-        self.min_deals, self.min_tenants = min_deals, min_tenants
         self._tenant = np.asarray(f["tenant"], dtype=np.int64)
         self._codes = {k: np.asarray(f[k], dtype=object) for k in ("industry", "size_band", "amount_band", "product")}
         self._won = np.asarray(f["won"], dtype=bool)
@@ -125,16 +151,21 @@ class BuyerProcessModel:
             if len(row) == len(self.stages):
                 self._stage_days[i] = row
         self._trusted = ~np.isnan(self._stage_days).any(axis=1)
-        self._stall_limit = STALL_FACTOR * np.nanmedian(self._stage_days[self._trusted], axis=0) \
-            if self._trusted.any() else np.full(len(self.stages), np.inf)
+        self._stall_limit = (
+            STALL_FACTOR * np.nanmedian(self._stage_days[self._trusted], axis=0)
+            if self._trusted.any()
+            else np.full(len(self.stages), np.inf)
+        )
 
-    def meets_minimum(self, mask: np.ndarray) -> bool:
-        return int(mask.sum()) >= self.min_deals and np.unique(self._tenant[mask]).size >= self.min_tenants
+    def meets_minimum(self, mask: np.ndarray, minimum: CohortMinimum) -> bool:
+        return int(mask.sum()) >= minimum.deals and np.unique(self._tenant[mask]).size >= minimum.tenants
 
     def _size(self, mask: np.ndarray) -> str:
         return f"{int(mask.sum())} closed deals from {np.unique(self._tenant[mask]).size} tenants"
 
-    def predict(self, cohort: dict[str, str], *, roll_up: bool, eb_engaged_early: bool = False) -> BuyerProcessAnswer:
+    def predict(
+        self, cohort: dict[str, str], *, minimum: CohortMinimum, roll_up: bool, eb_engaged_early: bool = False
+    ) -> BuyerProcessAnswer:
         """Statistics for the narrowest level of `cohort` (industry, size_band, amount_band, product;
         "" = any) that rests on enough deals and tenants. Profile codes (amount band, product) are
         dropped first; with `roll_up` the size band and then the industry are dropped too."""
@@ -145,12 +176,15 @@ class BuyerProcessModel:
         tried = []
         for i, level in enumerate(levels):
             mask = self.cohort_mask(level)
-            if self.meets_minimum(mask & self._trusted):  # then the whole cohort does too
-                return self._answer(level, mask, rolled_up=i > 0, eb_engaged_early=eb_engaged_early)
-            tried.append(f"{_name(level)}: {self._size(mask)} ({self._size(mask & self._trusted)} with a full stage history)")
+            if self.meets_minimum(mask & self._trusted, minimum):  # then the whole cohort does too
+                return self._answer(level, mask, minimum, rolled_up=i > 0, eb_engaged_early=eb_engaged_early)
+            tried.append(
+                f"{_name(level)}: {self._size(mask)} ({self._size(mask & self._trusted)} with a full stage history)"
+            )
         raise CohortTooSmallError(
-            f"cohort too small: network statistics need at least {self.min_deals} closed deals from at least "
-            f"{self.min_tenants} tenants; " + "; ".join(tried))
+            f"cohort too small: network statistics need at least {minimum.deals} closed deals from at least "
+            f"{minimum.tenants} tenants; " + "; ".join(tried)
+        )
 
     def cohort_mask(self, level: dict[str, str]) -> np.ndarray:
         mask = np.ones(self._won.shape[0], dtype=bool)
@@ -159,31 +193,50 @@ class BuyerProcessModel:
                 mask &= self._codes[key] == value
         return mask
 
-    def _answer(self, level: dict[str, str], mask: np.ndarray, *, rolled_up: bool,
-                eb_engaged_early: bool) -> BuyerProcessAnswer:
+    def _answer(
+        self,
+        level: dict[str, str],
+        mask: np.ndarray,
+        minimum: CohortMinimum,
+        *,
+        rolled_up: bool,
+        eb_engaged_early: bool,
+    ) -> BuyerProcessAnswer:
         trusted = mask & self._trusted
         drivers = []
         for key, description in DRIVERS.items():
             with_, without = mask & (self._drivers[key] == 1), mask & (self._drivers[key] == 0)
-            if self.meets_minimum(with_ & self._won) and self.meets_minimum(without & self._won):  # and so both arms
-                drivers.append(Driver(
-                    description,
-                    effect_days=float(np.median(self._days[with_ & self._won]) - np.median(self._days[without & self._won])),
-                    effect_win_probability=float(self._won[with_].mean() - self._won[without].mean()),
-                    deals_with=int(with_.sum()), deals_without=int(without.sum())))
+            if self.meets_minimum(with_ & self._won, minimum) and self.meets_minimum(without & self._won, minimum):
+                drivers.append(
+                    Driver(
+                        description,
+                        effect_days=float(
+                            np.median(self._days[with_ & self._won]) - np.median(self._days[without & self._won])
+                        ),
+                        effect_win_probability=float(self._won[with_].mean() - self._won[without].mean()),
+                        deals_with=int(with_.sum()),
+                        deals_without=int(without.sum()),
+                    )
+                )
         won = mask & self._won
         timing = won & (self._drivers["economic_buyer_before_proposal"] == 1) if eb_engaged_early else won
-        if not self.meets_minimum(timing):
-            timing = won if self.meets_minimum(won) else mask
+        if not self.meets_minimum(timing, minimum):
+            timing = won if self.meets_minimum(won, minimum) else mask
         stages = []
         for s, stage in enumerate(self.stages):
             days = self._stage_days[trusted, s]
             p10, p50, p90 = (float(q) for q in np.quantile(days, (0.1, 0.5, 0.9)))
             stages.append(StageForecast(stage, p10, p50, p90, float(np.mean(days > self._stall_limit[s]))))
-        return BuyerProcessAnswer(stages=stages, median_days_to_close=float(np.median(self._days[timing])),
-                                  win_rate=float(self._won[mask].mean()), drivers=drivers, cohort=level,
-                                  cohort_deals=int(mask.sum()), cohort_tenants=int(np.unique(self._tenant[mask]).size),
-                                  rolled_up=rolled_up)
+        return BuyerProcessAnswer(
+            stages=stages,
+            median_days_to_close=float(np.median(self._days[timing])),
+            win_rate=float(self._won[mask].mean()),
+            drivers=drivers,
+            cohort=level,
+            cohort_deals=int(mask.sum()),
+            cohort_tenants=int(np.unique(self._tenant[mask]).size),
+            rolled_up=rolled_up,
+        )
 
 
 def _name(level: dict[str, str]) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from relgraph.errors import InvalidInputError
+from core.errors import InvalidInputError
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -31,12 +31,18 @@ def reliability(probability: np.ndarray, labels: np.ndarray, bins: int = 10) -> 
     predicted = np.bincount(which, weights=probability, minlength=bins) / np.maximum(count, 1)
     observed = np.bincount(which, weights=labels, minlength=bins) / np.maximum(count, 1)
     ece = float(np.sum(count * np.abs(predicted - observed)) / max(1, probability.shape[0]))
-    return {"brier": float(np.mean((probability - labels) ** 2)), "ece": ece, "count": count.tolist(),
-            "predicted": predicted.tolist(), "observed": observed.tolist()}
+    return {
+        "brier": float(np.mean((probability - labels) ** 2)),
+        "ece": ece,
+        "count": count.tolist(),
+        "predicted": predicted.tolist(),
+        "observed": observed.tolist(),
+    }
 
 
 def plot_reliability(curve: dict[str, object], path: Path, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -44,8 +50,12 @@ def plot_reliability(curve: dict[str, object], path: Path, title: str) -> None:
     used = count > 0
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    ax.plot(np.asarray(curve["predicted"])[used], np.asarray(curve["observed"])[used], marker="o",
-            label=f"model (Brier {curve['brier']:.3f}, ECE {curve['ece']:.3f})")
+    ax.plot(
+        np.asarray(curve["predicted"])[used],
+        np.asarray(curve["observed"])[used],
+        marker="o",
+        label=f"model (Brier {curve['brier']:.3f}, ECE {curve['ece']:.3f})",
+    )
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
     ax.set_title(title)

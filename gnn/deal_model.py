@@ -53,12 +53,23 @@ class DealTensors:
         starts = torch.repeat_interleave(self.person_ptr[idx], counts)
         offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
         ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
-        return DealTensors(self.tabular[idx], self.company[idx], self.persons[starts + offsets], ptr,
-                           self.stage_y[idx], self.win_y[idx], self.log_days_y[idx])
+        return DealTensors(
+            self.tabular[idx],
+            self.company[idx],
+            self.persons[starts + offsets],
+            ptr,
+            self.stage_y[idx],
+            self.win_y[idx],
+            self.log_days_y[idx],
+        )
 
 
-def stack(features: list[DealFeatures], stage_y: list[int] | None = None, win_y: list[float] | None = None,
-          log_days_y: list[float] | None = None) -> DealTensors:
+def stack(
+    features: list[DealFeatures],
+    stage_y: list[int] | None = None,
+    win_y: list[float] | None = None,
+    log_days_y: list[float] | None = None,
+) -> DealTensors:
     n = len(features)
     counts = torch.tensor([f.persons.shape[0] for f in features], dtype=torch.long)
     person_width = features[0].persons.shape[1] if features else 0
@@ -70,7 +81,8 @@ def stack(features: list[DealFeatures], stage_y: list[int] | None = None, win_y:
         person_ptr=torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)]),
         stage_y=torch.tensor(stage_y if stage_y is not None else [-1] * n, dtype=torch.long),
         win_y=torch.tensor(win_y if win_y is not None else [-1.0] * n, dtype=torch.float32),
-        log_days_y=torch.tensor(log_days_y if log_days_y is not None else [float("nan")] * n, dtype=torch.float32))
+        log_days_y=torch.tensor(log_days_y if log_days_y is not None else [float("nan")] * n, dtype=torch.float32),
+    )
 
 
 class _Scaler(nn.Module):
@@ -100,15 +112,22 @@ class DealModel(nn.Module):
         self.config = config
         h = config.hidden
         self.scale_tabular, self.scale_person, self.scale_company = (
-            _Scaler(config.tabular), _Scaler(config.person), _Scaler(config.company))
+            _Scaler(config.tabular),
+            _Scaler(config.person),
+            _Scaler(config.company),
+        )
         self.deal_in = nn.Linear(config.tabular, h)
         self.person_in = nn.Linear(config.person, h)
         self.company_in = nn.Linear(config.company, h)
         with warnings.catch_warnings():  # people and companies only send messages here, by design
             warnings.filterwarnings("ignore", message="There exist node types")
-            self.conv = HeteroConv({_PERSON_EDGE: SAGEConv((h, h), h, aggr=["mean", "max"]),
-                                    _COMPANY_EDGE: SAGEConv((h, h), h)}, aggr="sum")
-        self.trunk = nn.Sequential(nn.Linear(2 * h, h), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(h, h), nn.ReLU())
+            self.conv = HeteroConv(
+                {_PERSON_EDGE: SAGEConv((h, h), h, aggr=["mean", "max"]), _COMPANY_EDGE: SAGEConv((h, h), h)},
+                aggr="sum",
+            )
+        self.trunk = nn.Sequential(
+            nn.Linear(2 * h, h), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(h, h), nn.ReLU()
+        )
         self.stage_head = nn.Linear(h, config.stages)
         self.win_head = nn.Linear(h, 1)
         self.days_head = nn.Linear(h, 1)
@@ -126,15 +145,23 @@ class DealModel(nn.Module):
         n = batch.tabular.shape[0]
         tabular = self.scale_tabular(batch.tabular)
         deal = torch.relu(self.deal_in(tabular))
-        x = {"deal": deal, "person": torch.relu(self.person_in(self.scale_person(batch.persons))),
-             "company": torch.relu(self.company_in(self.scale_company(batch.company)))}
+        x = {
+            "deal": deal,
+            "person": torch.relu(self.person_in(self.scale_person(batch.persons))),
+            "company": torch.relu(self.company_in(self.scale_company(batch.company))),
+        }
         owner = torch.repeat_interleave(torch.arange(n), batch.person_ptr[1:] - batch.person_ptr[:-1])
-        edges = {_PERSON_EDGE: torch.stack([torch.arange(owner.shape[0]), owner]),
-                 _COMPANY_EDGE: torch.stack([torch.arange(n), torch.arange(n)])}
+        edges = {
+            _PERSON_EDGE: torch.stack([torch.arange(owner.shape[0]), owner]),
+            _COMPANY_EDGE: torch.stack([torch.arange(n), torch.arange(n)]),
+        }
         around = torch.relu(self.conv(x, edges)["deal"])
         z = self.trunk(torch.cat([deal, around], dim=1))
-        return (self.stage_head(z), (self.win_head(z) + self.win_wide(tabular)).squeeze(1),
-                (self.days_head(z) + self.days_wide(tabular)).squeeze(1))
+        return (
+            self.stage_head(z),
+            (self.win_head(z) + self.win_wide(tabular)).squeeze(1),
+            (self.days_head(z) + self.days_wide(tabular)).squeeze(1),
+        )
 
 
 def loss(model: nn.Module, batch: DealTensors) -> torch.Tensor:

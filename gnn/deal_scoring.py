@@ -13,7 +13,8 @@ import torch
 
 from gnn.calibration import apply_platt
 from gnn.deal_model import DealModel, DealModelConfig, stack
-from gnn.deals import DAY, PERSON_FEATURES, TABULAR_FEATURES, Deal, DealData, DealFeatures, deal_features
+from gnn.deals import DAY, PERSON_FEATURES, TABULAR_FEATURES, DealFeatures, deal_features
+from graph.deal_bundle import Deal, DealBundle
 
 # How each tabular feature reads in an answer: (label, format) where format is "count" (stored as
 # log1p), "days" (log1p days), "share" or "flag".
@@ -81,10 +82,9 @@ class DealScorer:
     @torch.no_grad()
     def _win_and_more(self, features: list[DealFeatures]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         stage_logits, win_logit, log_days = self.model(stack(features))
-        return (torch.softmax(stage_logits, 1).numpy(), apply_platt(win_logit.numpy(), *self.platt),
-                log_days.numpy())
+        return (torch.softmax(stage_logits, 1).numpy(), apply_platt(win_logit.numpy(), *self.platt), log_days.numpy())
 
-    def estimate(self, data: DealData, deal: Deal, t: int) -> DealEstimate:
+    def estimate(self, data: DealBundle, deal: Deal, t: int) -> DealEstimate:
         features = deal_features(data, deal, t)
         stages, win, log_days = self._win_and_more([features])
         probs = stages[0]
@@ -93,10 +93,17 @@ class DealScorer:
         low, high = interval(self.intervals, median, engaged)
         p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in (low, median, high))
         return DealEstimate(
-            as_of=t, stages={s: float(p) for s, p in zip(self.stages, probs)},
-            estimated_stage=self.stages[int(np.argmax(probs))], win_probability=float(win[0]),
-            close_p10=p10, close_p50=p50, close_p90=p90, crm_stage=deal.crm_stage_at(t),
-            evidence=self._evidence(features, float(win[0])), missing_evidence=missing_evidence(deal, features))
+            as_of=t,
+            stages={s: float(p) for s, p in zip(self.stages, probs)},
+            estimated_stage=self.stages[int(np.argmax(probs))],
+            win_probability=float(win[0]),
+            close_p10=p10,
+            close_p50=p50,
+            close_p90=p90,
+            crm_stage=deal.crm_stage_at(t),
+            evidence=self._evidence(features, float(win[0])),
+            missing_evidence=missing_evidence(deal, features),
+        )
 
     def _evidence(self, features: DealFeatures, win: float) -> list[tuple[str, float]]:
         """Occlusion: how the win probability moves when one feature is set to its training mean,
@@ -112,8 +119,14 @@ class DealScorer:
             labels.append(describe_feature(name, float(features.tabular[j])))
         for i in range(features.persons.shape[0]):
             keep = np.arange(features.persons.shape[0]) != i
-            variants.append(DealFeatures(features.tabular, features.persons[keep],
-                                         [p for k, p in zip(keep, features.person_pids) if k], features.company))
+            variants.append(
+                DealFeatures(
+                    features.tabular,
+                    features.persons[keep],
+                    [p for k, p in zip(keep, features.person_pids) if k],
+                    features.company,
+                )
+            )
             labels.append(describe_person(features.persons[i]))
         if not variants:
             return []
@@ -168,8 +181,10 @@ def missing_evidence(deal: Deal, features: DealFeatures) -> list[str]:
     tab = dict(zip(TABULAR_FEATURES, features.tabular.tolist()))
     missing = []
     if tab["has_interactions"] == 0:
-        missing.append("no interactions recorded on this deal (connect email and calendar sync): estimates rest on "
-                       "account, amount and dates only, so the intervals are wider")
+        missing.append(
+            "no interactions recorded on this deal (connect email and calendar sync): estimates rest on "
+            "account, amount and dates only, so the intervals are wider"
+        )
     if not deal.contacts:
         missing.append("no contacts listed on the deal")
     if tab["amount_known"] == 0:

@@ -19,8 +19,8 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import HeteroData
 
-from gnn.interactions import InteractionLog
-from graph.records import FUNCTIONS, INTERACTION_KINDS, TITLE_LEVELS, TWO_WAY_INTERACTIONS
+from core.vocabulary import FUNCTIONS, INTERACTION_KINDS, TITLE_LEVELS, TWO_WAY_INTERACTIONS
+from graph.interaction_log import InteractionLog
 
 DAY = 86400
 NO_HISTORY_DAYS = 3650.0  # the recency a pair without any interaction gets
@@ -28,26 +28,44 @@ RECENCY_TAU_DAYS = 30.0  # time constant of the recency-weighted count (also a b
 _SYNC_KINDS = np.array([k in TWO_WAY_INTERACTIONS for k in INTERACTION_KINDS])
 
 PAIR_FEATURES = (
-    "has_history", "log_count", "log_two_way", "log_one_way_max", "log_meetings_calls", "reciprocity",
-    "log_days_since_last", "log_days_since_first", "log_mean_gap_days", "log_overdue",
-    "log_recency_weighted_30d", "log_recency_weighted_180d",
-    "log_common_neighbors", "adamic_adar", "shared_employer",
+    "has_history",
+    "log_count",
+    "log_two_way",
+    "log_one_way_max",
+    "log_meetings_calls",
+    "reciprocity",
+    "log_days_since_last",
+    "log_days_since_first",
+    "log_mean_gap_days",
+    "log_overdue",
+    "log_recency_weighted_30d",
+    "log_recency_weighted_180d",
+    "log_common_neighbors",
+    "adamic_adar",
+    "shared_employer",
 )
 NODE_FEATURES = (
     *(f"level_{name}" for name in (*TITLE_LEVELS, "unknown")),
     *(f"function_{name}" for name in (*FUNCTIONS, "unknown")),
-    "log_degree", "log_interactions", "log_interactions_30d", "log_days_since_active",
+    "log_degree",
+    "log_interactions",
+    "log_interactions_30d",
+    "log_days_since_active",
 )
 
 
-def feature_schema() -> dict[str, object]:
+def link_feature_schema() -> dict[str, object]:
     """What a model's inputs mean; serving refuses a model trained on another schema."""
-    return {"version": "link-features-v1", "pair": list(PAIR_FEATURES), "node": list(NODE_FEATURES),
-            "recency_tau_days": RECENCY_TAU_DAYS}
+    return {
+        "version": "link-features-v1",
+        "pair": list(PAIR_FEATURES),
+        "node": list(NODE_FEATURES),
+        "recency_tau_days": RECENCY_TAU_DAYS,
+    }
 
 
-def schema_hash(schema: dict[str, object] | None = None) -> str:
-    text = json.dumps(schema if schema is not None else feature_schema(), sort_keys=True)
+def link_schema_hash(schema: dict[str, object] | None = None) -> str:
+    text = json.dumps(schema if schema is not None else link_feature_schema(), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -90,8 +108,11 @@ class GraphAt:
         """(position, found) of each pair key among this graph's pairs."""
         pos = np.searchsorted(self.keys, keys)
         pos = np.minimum(pos, max(0, self.keys.shape[0] - 1))
-        found = (self.keys.shape[0] > 0) & (self.keys[pos] == keys) if self.keys.shape[0] else \
-            np.zeros(keys.shape[0], dtype=bool)
+        found = (
+            (self.keys.shape[0] > 0) & (self.keys[pos] == keys)
+            if self.keys.shape[0]
+            else np.zeros(keys.shape[0], dtype=bool)
+        )
         return pos, found
 
     def to_hetero_data(self) -> HeteroData:
@@ -134,11 +155,23 @@ class GraphAt:
         mean_gap = np.where(count > 1, (since_first - since_last) / np.maximum(count - 1, 1), NO_HISTORY_DAYS)
         overdue = since_last / np.maximum(mean_gap, 1.0 / 24)
         shared = np.asarray(self.employers[u].multiply(self.employers[v]).sum(axis=1)).ravel() > 0
-        columns = [found.astype(np.float64), np.log1p(count), np.log1p(low), np.log1p(high),
-                   np.log1p(per_pair(self.sync)), low / np.maximum(high, 1.0), np.log1p(since_last),
-                   np.log1p(since_first), np.log1p(mean_gap), np.log1p(overdue), np.log1p(per_pair(self.recency_30d)),
-                   np.log1p(per_pair(self.recency_180d)), np.log1p(self.common_neighbors(u, v)),
-                   self.adamic_adar(u, v), shared.astype(np.float64)]
+        columns = [
+            found.astype(np.float64),
+            np.log1p(count),
+            np.log1p(low),
+            np.log1p(high),
+            np.log1p(per_pair(self.sync)),
+            low / np.maximum(high, 1.0),
+            np.log1p(since_last),
+            np.log1p(since_first),
+            np.log1p(mean_gap),
+            np.log1p(overdue),
+            np.log1p(per_pair(self.recency_30d)),
+            np.log1p(per_pair(self.recency_180d)),
+            np.log1p(self.common_neighbors(u, v)),
+            self.adamic_adar(u, v),
+            shared.astype(np.float64),
+        ]
         return torch.from_numpy(np.stack(columns, axis=1).astype(np.float32))
 
 
@@ -176,17 +209,28 @@ def graph_at(log: InteractionLog, t: int, tenants: list[int] | None = None) -> G
     unique_jobs, first = np.unique(job_keys[order], return_index=True)
     person, company = unique_jobs // max(companies, 1), unique_jobs % max(companies, 1)
     employers = sp.csr_matrix((np.ones(unique_jobs.shape[0]), (person, company)), shape=(n, companies))
-    return GraphAt(t=t, n=n, keys=keys, count=per_pair(np.ones(lo.shape[0])),
-                   one_way_min=np.minimum(forward, backward), one_way_max=np.maximum(forward, backward),
-                   sync=per_pair(sync.astype(np.float64)), first_ts=first_ts, last_ts=last_ts,
-                   recency_30d=per_pair(np.exp(-age_days / RECENCY_TAU_DAYS)),
-                   recency_180d=per_pair(np.exp(-age_days / 180.0)), adjacency=adjacency, employers=employers,
-                   jobs=(person, company, job_from[order][first]),
-                   node_x=_node_features(log, t, lo, hi, ts, adjacency))
+    return GraphAt(
+        t=t,
+        n=n,
+        keys=keys,
+        count=per_pair(np.ones(lo.shape[0])),
+        one_way_min=np.minimum(forward, backward),
+        one_way_max=np.maximum(forward, backward),
+        sync=per_pair(sync.astype(np.float64)),
+        first_ts=first_ts,
+        last_ts=last_ts,
+        recency_30d=per_pair(np.exp(-age_days / RECENCY_TAU_DAYS)),
+        recency_180d=per_pair(np.exp(-age_days / 180.0)),
+        adjacency=adjacency,
+        employers=employers,
+        jobs=(person, company, job_from[order][first]),
+        node_x=_node_features(log, t, lo, hi, ts, adjacency),
+    )
 
 
-def _node_features(log: InteractionLog, t: int, lo: np.ndarray, hi: np.ndarray, ts: np.ndarray,
-                   adjacency: sp.csr_matrix) -> torch.Tensor:
+def _node_features(
+    log: InteractionLog, t: int, lo: np.ndarray, hi: np.ndarray, ts: np.ndarray, adjacency: sp.csr_matrix
+) -> torch.Tensor:
     n = log.people
     # The latest job that began before t gives the title level and function.
     level = np.full(n, len(TITLE_LEVELS))

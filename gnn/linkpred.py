@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from core.errors import ConfigError, InvalidInputError
 from gnn.features import DAY, GraphAt, pair_keys, two_way_pairs
-from gnn.interactions import InteractionLog
-from gnn.models import LinkStrengthModel
-from relgraph.errors import ConfigError, InvalidInputError
+from gnn.link_model import LinkStrengthModel
+from graph.interaction_log import InteractionLog
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (u, v) -> score per pair, higher = stronger
 HITS_AT = (1, 10, 50)
@@ -70,9 +70,11 @@ def chronological_split(log: InteractionLog, task: LinkTask) -> Split:
     train = test - task.horizon
     if train <= first + task.horizon:
         days = (last - first) / DAY
-        raise InvalidInputError(f"the log spans {days:.0f} days, too short for horizon_days={task.horizon_days:g}: "
-                                f"it needs history, then a training and a test horizon before the last "
-                                f"{100 * (1 - task.test_quantile):.0f}% of its interactions")
+        raise InvalidInputError(
+            f"the log spans {days:.0f} days, too short for horizon_days={task.horizon_days:g}: "
+            f"it needs history, then a training and a test horizon before the last "
+            f"{100 * (1 - task.test_quantile):.0f}% of its interactions"
+        )
     return Split(train_cutoff=train, test_cutoff=test, end=test + task.horizon)
 
 
@@ -85,8 +87,9 @@ class PairSet:
     y: torch.Tensor
 
 
-def validation_pairs(graph: GraphAt, positive: np.ndarray, share: float,
-                     rng: np.random.Generator) -> tuple[np.ndarray, PairSet]:
+def validation_pairs(
+    graph: GraphAt, positive: np.ndarray, share: float, rng: np.random.Generator
+) -> tuple[np.ndarray, PairSet]:
     """(held-out pair keys, validation pairs) at `graph.t`; `positive`: the horizon's two-way pairs.
 
     A share of the pairs (with history, or positive in the horizon) is held out of training.
@@ -97,12 +100,16 @@ def validation_pairs(graph: GraphAt, positive: np.ndarray, share: float,
     held = held[rng.random(held.shape[0]) < share]
     keys = graph.keys[np.isin(graph.keys, held)]
     u, v = keys // n, keys % n
-    return held, PairSet(torch.from_numpy(np.stack([u, v])), graph.pair_features(u, v),
-                         torch.from_numpy(np.isin(keys, positive).astype(np.float32)))
+    return held, PairSet(
+        torch.from_numpy(np.stack([u, v])),
+        graph.pair_features(u, v),
+        torch.from_numpy(np.isin(keys, positive).astype(np.float32)),
+    )
 
 
-def training_pairs(graph: GraphAt, positive: np.ndarray, task: LinkTask, rng: np.random.Generator,
-                   held: np.ndarray) -> PairSet:
+def training_pairs(
+    graph: GraphAt, positive: np.ndarray, task: LinkTask, rng: np.random.Generator, held: np.ndarray
+) -> PairSet:
     """The `positive` pairs of the horizon after `graph.t` (but the `held` ones), each from a
     random side with `negatives_per_positive` negatives for that same person, as the evaluation's
     queries have: half people they interacted with before (historical), half anyone (random)."""
@@ -117,15 +124,18 @@ def training_pairs(graph: GraphAt, positive: np.ndarray, task: LinkTask, rng: np
     historical = np.tile(np.arange(per) < per // 2, source.shape[0])
     degree = np.diff(graph.adjacency.indptr)[repeated]
     has_past = historical & (degree > 0)
-    pick = graph.adjacency.indptr[repeated[has_past]] + (rng.random(int(has_past.sum())) * degree[has_past]).astype(np.int64)
+    pick = graph.adjacency.indptr[repeated[has_past]] + (rng.random(int(has_past.sum())) * degree[has_past]).astype(
+        np.int64
+    )
     candidates[has_past] = graph.adjacency.indices[pick]
     keys = pair_keys(repeated, candidates, n)
     usable = (candidates != repeated) & ~np.isin(keys, positive) & ~np.isin(keys, held)
     u = np.concatenate([source, repeated[usable]])
     v = np.concatenate([target, candidates[usable]])
     labels = np.concatenate([np.ones(source.shape[0]), np.zeros(int(usable.sum()))])
-    return PairSet(torch.from_numpy(np.stack([u, v])), graph.pair_features(u, v),
-                   torch.from_numpy(labels.astype(np.float32)))
+    return PairSet(
+        torch.from_numpy(np.stack([u, v])), graph.pair_features(u, v), torch.from_numpy(labels.astype(np.float32))
+    )
 
 
 @dataclass(frozen=True)
@@ -137,8 +147,7 @@ class Queries:
     negatives: dict[str, np.ndarray]
 
 
-def ranking_queries(log: InteractionLog, graph: GraphAt, end: int, task: LinkTask,
-                    rng: np.random.Generator) -> Queries:
+def ranking_queries(log: InteractionLog, graph: GraphAt, end: int, task: LinkTask, rng: np.random.Generator) -> Queries:
     n, k = log.people, task.eval_negatives
     positive = two_way_pairs(log, graph.t, end)
     if not positive.shape[0]:
@@ -159,10 +168,10 @@ def ranking_queries(log: InteractionLog, graph: GraphAt, end: int, task: LinkTas
         bad = ~allowed(source[:, None], random_neg)
     historical = random_neg.copy()  # padded with random people where the history is short (as TGB does)
     for i, s in enumerate(source):
-        past = graph.adjacency.indices[graph.adjacency.indptr[s]:graph.adjacency.indptr[s + 1]]
+        past = graph.adjacency.indices[graph.adjacency.indptr[s] : graph.adjacency.indptr[s + 1]]
         past = past[allowed(np.full(past.shape[0], s), past)]
         take = rng.permutation(past)[:k]
-        historical[i, :take.shape[0]] = take
+        historical[i, : take.shape[0]] = take
     return Queries(source=source, target=target, negatives={"random": random_neg, "historical": historical})
 
 
@@ -188,6 +197,7 @@ def ranking_metrics(queries: Queries, scorer: Scorer) -> dict[str, float]:
 
 def baselines(graph: GraphAt) -> dict[str, Scorer]:
     """The baselines every model is reported beside, scored on the graph before the cutoff."""
+
     def edgebank(u: np.ndarray, v: np.ndarray) -> np.ndarray:  # memorize: has the pair ever interacted?
         return graph.lookup(pair_keys(u, v, graph.n))[1].astype(np.float64)
 
@@ -195,8 +205,12 @@ def baselines(graph: GraphAt) -> dict[str, Scorer]:
         pos, found = graph.lookup(pair_keys(u, v, graph.n))
         return np.where(found, graph.recency_30d[pos] if graph.keys.shape[0] else 0.0, 0.0)
 
-    return {"edgebank": edgebank, "recency_weighted_count": recency_weighted_count,
-            "adamic_adar": graph.adamic_adar, "common_neighbors": graph.common_neighbors}
+    return {
+        "edgebank": edgebank,
+        "recency_weighted_count": recency_weighted_count,
+        "adamic_adar": graph.adamic_adar,
+        "common_neighbors": graph.common_neighbors,
+    }
 
 
 def model_scorer(model: LinkStrengthModel, graph: GraphAt, chunk: int = 65536) -> Scorer:
@@ -209,7 +223,7 @@ def model_scorer(model: LinkStrengthModel, graph: GraphAt, chunk: int = 65536) -
         out = []
         with torch.no_grad():
             for i in range(0, u.shape[0], chunk):
-                uu, vv = u[i:i + chunk], v[i:i + chunk]
+                uu, vv = u[i : i + chunk], v[i : i + chunk]
                 pairs = torch.from_numpy(np.stack([uu, vv]).astype(np.int64))
                 out.append(model.decode(h, pairs, graph.pair_features(uu, vv)).numpy())
         return np.concatenate(out) if out else np.zeros(0)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from relgraph.errors import ModelSchemaError, NoModelError, NotFoundError
+from core.errors import ModelSchemaError, NoModelError, NotFoundError
 
 _VERSION = re.compile(r"^v(\d{4,})\Z")
 
@@ -33,8 +33,13 @@ class ModelVersion:
 
     def summary(self) -> dict[str, Any]:
         m = self.manifest
-        return {"version": self.name, "promoted": self.promoted, "created": m.get("created"),
-                "schema_hash": m.get("schema_hash"), "metrics": m.get("headline", {})}
+        return {
+            "version": self.name,
+            "promoted": self.promoted,
+            "created": m.get("created"),
+            "schema_hash": m.get("schema_hash"),
+            "metrics": m.get("headline", {}),
+        }
 
 
 class ModelRegistry:
@@ -49,8 +54,11 @@ class ModelRegistry:
     def versions(self, model: str) -> list[ModelVersion]:
         folder = self.root / model
         promoted = self.promoted_name(model)
-        names = sorted((p.name for p in folder.iterdir() if _VERSION.match(p.name)), key=lambda s: int(s[1:])) \
-            if folder.is_dir() else []
+        names = (
+            sorted((p.name for p in folder.iterdir() if _VERSION.match(p.name)), key=lambda s: int(s[1:]))
+            if folder.is_dir()
+            else []
+        )
         return [ModelVersion(name, folder / name, self._manifest(folder / name), name == promoted) for name in names]
 
     def version(self, model: str, name: str) -> ModelVersion:
@@ -60,8 +68,9 @@ class ModelRegistry:
             raise NotFoundError(f"no {model} model version {name!r} (versions: {known})")
         return ModelVersion(name, path, self._manifest(path), name == self.promoted_name(model))
 
-    def write(self, model: str, manifest: dict[str, Any], state: dict[str, Any],
-              extras: Callable[[Path], None]) -> ModelVersion:
+    def write(
+        self, model: str, manifest: dict[str, Any], state: dict[str, Any], extras: Callable[[Path], None]
+    ) -> ModelVersion:
         """Store a new version: `state` as model.pt, `manifest` as manifest.json, plus whatever
         `extras(folder)` writes into the version's folder (card, plots)."""
         folder = self.root / model
@@ -103,7 +112,8 @@ class ModelRegistry:
         if version.manifest.get("schema_hash") != schema_hash:
             raise ModelSchemaError(
                 f"{model} model {name} was trained on feature schema {version.manifest.get('schema_hash')}, "
-                f"but this server computes {schema_hash}: retrain, or promote a version with that schema")
+                f"but this server computes {schema_hash}: retrain, or promote a version with that schema"
+            )
         return version, torch.load(version.path / "model.pt", weights_only=True)
 
     @staticmethod

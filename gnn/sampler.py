@@ -72,8 +72,15 @@ class TorchNeighborSampler(NeighborSampler):  # type: ignore[misc]  # PyG is unt
             frontier = new
         node = torch.cat(parts)
         self._local[node] = -1
-        return SamplerOutput(node=node, row=torch.cat(rows), col=torch.cat(cols), edge=torch.cat(edges),
-                             batch=None, num_sampled_nodes=num_nodes, num_sampled_edges=num_edges)
+        return SamplerOutput(
+            node=node,
+            row=torch.cat(rows),
+            col=torch.cat(cols),
+            edge=torch.cat(edges),
+            batch=None,
+            num_sampled_nodes=num_nodes,
+            num_sampled_edges=num_edges,
+        )
 
     def _pick(self, frontier: Tensor, k: int) -> tuple[Tensor, Tensor]:
         """Up to `k` incoming-edge positions (CSC order) per frontier node, without replacement,

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gnn.deals import DAY, Deal, DealData, Job
+from gnn.deals import DAY
+from graph.deal_bundle import Deal, DealBundle, Job
 
 RANKER_VERSION = "signal-rules-v1"
 LOOKBACK_DAYS = 365
@@ -47,8 +48,9 @@ class RankedSignal:
     relevance: float
 
 
-def rank_signals(data: DealData, deal: Deal, as_of: int, limit: int,
-                 visible: Callable[[str], bool]) -> list[RankedSignal]:
+def rank_signals(
+    data: DealBundle, deal: Deal, as_of: int, limit: int, visible: Callable[[str], bool]
+) -> list[RankedSignal]:
     """The `limit` most relevant signals around `deal` at `as_of`, about people `visible` says the
     deal's tenant may see (a signal about anyone else is left out, not masked: its time and kind
     would still be another tenant's data)."""
@@ -64,7 +66,7 @@ def _score(kind: str, topic: str, ts: int, as_of: int, contact: bool) -> tuple[f
     return float(np.clip(weight * decay * (1.0 if contact else 0.9), 0.0, 1.0)), why
 
 
-def _ingested(data: DealData, deal: Deal, as_of: int) -> list[RankedSignal]:
+def _ingested(data: DealBundle, deal: Deal, as_of: int) -> list[RankedSignal]:
     people = set(data.staff.get(deal.cid, ())) | set(deal.contacts)
     out = []
     for pid in people:
@@ -72,12 +74,14 @@ def _ingested(data: DealData, deal: Deal, as_of: int) -> list[RankedSignal]:
             if as_of - LOOKBACK_DAYS * DAY <= s.ts <= as_of:
                 relevance, why = _score(s.kind, s.topic, s.ts, as_of, pid in deal.contacts)
                 role = deal.contacts.get(pid)
-                who = f"the deal's {role.replace('_', ' ')}" if role else "someone at the account who is not on the deal"
+                who = (
+                    f"the deal's {role.replace('_', ' ')}" if role else "someone at the account who is not on the deal"
+                )
                 out.append(RankedSignal(s.kind, s.topic, s.value, s.ts, pid, f"{who} {why}", relevance))
     return out
 
 
-def _job_moves(data: DealData, deal: Deal, as_of: int) -> list[RankedSignal]:
+def _job_moves(data: DealBundle, deal: Deal, as_of: int) -> list[RankedSignal]:
     out = []
     since = as_of - LOOKBACK_DAYS * DAY
     for pid in set(data.staff.get(deal.cid, ())) | set(deal.contacts):
@@ -103,5 +107,14 @@ def _silence(deal: Deal, as_of: int) -> list[RankedSignal]:
         return []
     quiet_days = (as_of - int(from_buyer[-1])) // DAY
     relevance, why = _score("went_silent", "*", int(from_buyer[-1]), as_of, True)
-    return [RankedSignal("went_silent", "no_buyer_reply", f"{quiet_days}_days", int(from_buyer[-1]), "",
-                         f"{why}: no message from the buyer in {quiet_days} days", relevance)]
+    return [
+        RankedSignal(
+            "went_silent",
+            "no_buyer_reply",
+            f"{quiet_days}_days",
+            int(from_buyer[-1]),
+            "",
+            f"{why}: no message from the buyer in {quiet_days} days",
+            relevance,
+        )
+    ]

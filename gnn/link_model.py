@@ -9,10 +9,14 @@ embeddings carry it for pairs that do not (evaluation in the model card shows bo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import SAGEConv
+
+from gnn.calibration import apply_platt
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,8 +49,11 @@ class LinkStrengthModel(nn.Module):
         self.node_in = nn.Linear(config.node_features, config.hidden)
         self.convs = nn.ModuleList(SAGEConv(config.hidden, config.hidden) for _ in range(config.layers))
         self.decoder = nn.Sequential(
-            nn.Linear(2 * config.hidden + config.pair_features, config.hidden), nn.ReLU(),
-            nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
+            nn.Linear(2 * config.hidden + config.pair_features, config.hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, 1),
+        )
         # A linear ("wide") path over the pair evidence beside the deep one: the evidence's
         # monotone effects (more recent, more frequent -> stronger) are learnt in a few steps.
         self.wide = nn.Linear(config.pair_features, 1)
@@ -81,3 +88,37 @@ class LinkStrengthModel(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor, pairs: Tensor, pair_x: Tensor) -> Tensor:
         return self.decode(self.encode(x, edge_index), pairs, pair_x)
+
+
+def validation_logits(model: LinkStrengthModel, data: dict[str, Any]) -> np.ndarray:
+    """Logits of the held-out validation pairs, full graph (no sampling)."""
+    model.eval()
+    with torch.no_grad():
+        h = model.encode(data["node_x"], data["edge_index"])
+        logits: np.ndarray = model.decode(h, data["val_pairs"], data["val_x"]).numpy()
+    return logits
+
+
+@dataclass(frozen=True)
+class LinkScorer:
+    """A registered link model loaded for serving: its network and its calibration."""
+
+    version: str
+    model: LinkStrengthModel
+    platt: tuple[float, float]
+
+    @property
+    def source(self) -> str:
+        """How answers name it."""
+        return f"link-model-{self.version}"
+
+    @staticmethod
+    def load(state: dict[str, Any], version: str) -> LinkScorer:
+        model = LinkStrengthModel(LinkModelConfig(**state["config"]))
+        model.load_state_dict(state["weights"])
+        model.eval()
+        a, b = state["platt"]
+        return LinkScorer(version, model, (float(a), float(b)))
+
+    def probability(self, logits: np.ndarray) -> np.ndarray:
+        return apply_platt(logits, *self.platt)
