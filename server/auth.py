@@ -18,12 +18,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+from core.config import RateLimit, ServerConfig
+from core.errors import AuthenticationError, InvalidInputError, PermissionDeniedError, RateLimitedError, RecordError
+from core.vocabulary import echo
 from graph import tenancy
 from graph.pseudonymize import normalize_domain
+from graph.reader import ALL_TENANTS, ApiKeyRecord, GraphReader
 from graph.store import GraphStore
-from relgraph.config import RateLimit, ServerConfig
-from graph.records import echo
-from relgraph.errors import AuthenticationError, InvalidInputError, PermissionDeniedError, RateLimitedError, RecordError
 
 log = logging.getLogger("relgraph.server")
 
@@ -108,13 +109,22 @@ def _hash(pepper: str, secret: str) -> str:
     return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
-def create_api_key(store: GraphStore, pepper: str, *, tenant: str, role: str, scopes: list[str],
-                   label: str = "") -> tuple[str, tenancy.ApiKeyRecord]:
+def create_api_key(
+    store: GraphStore, pepper: str, *, tenant: str, role: str, scopes: list[str], label: str = ""
+) -> tuple[str, ApiKeyRecord]:
     """Create and store a key; returns the whole key (shown once) and its record."""
     scopes, label = validate_scopes(role, scopes), validate_label(label)
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
-    record = tenancy.ApiKeyRecord(key_id=key_id, tenant=tenant, role=role, scopes=tuple(scopes), label=label,
-                                  hash=_hash(pepper, secret), created_at=int(time.time()), revoked=False)
+    record = ApiKeyRecord(
+        key_id=key_id,
+        tenant=tenant,
+        role=role,
+        scopes=tuple(scopes),
+        label=label,
+        hash=_hash(pepper, secret),
+        created_at=int(time.time()),
+        revoked=False,
+    )
     tenancy.create_key(store, record)
     return f"{KEY_PREFIX}_{key_id}_{secret}", record
 
@@ -126,11 +136,11 @@ class KeyRing:
     re-read (at most one a second), so a key created elsewhere works moments after its first use;
     a known id with a wrong secret and an unknown id cost the same work and get the same answer."""
 
-    def __init__(self, store: GraphStore, pepper: str, reload_s: float) -> None:
-        self._store = store
+    def __init__(self, reader: GraphReader, pepper: str, reload_s: float) -> None:
+        self._reader = reader
         self._pepper = pepper
         self._reload_s = reload_s
-        self._records: dict[str, tenancy.ApiKeyRecord] = {}
+        self._records: dict[str, ApiKeyRecord] = {}
         self._wanted = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -138,9 +148,9 @@ class KeyRing:
 
     def reload(self) -> None:
         """Re-read every key record now (raises StoreError when Neo4j is unreachable)."""
-        self._records = {r.key_id: r for r in tenancy.keys(self._store, tenancy.ALL_TENANTS)}
+        self._records = {r.key_id: r for r in self._reader.api_keys(ALL_TENANTS)}
 
-    def add(self, record: tenancy.ApiKeyRecord) -> None:
+    def add(self, record: ApiKeyRecord) -> None:
         """A key this server just stored: usable at once."""
         self._records = {**self._records, record.key_id: record}
 
@@ -193,8 +203,10 @@ class KeyRing:
 
 # Which roles may call which RPC (full method names); anything not listed is member/admin only.
 PARTNER_METHODS = frozenset({"/relgraph.v1.WarmPathsService/FindWarmPaths"})
-ADMIN_METHODS = frozenset({"/relgraph.v1.IngestService/EraseSubject"} | {
-    f"/relgraph.v1.AdminService/{m}" for m in ("CreateApiKey", "RevokeApiKey", "ListApiKeys")})
+ADMIN_METHODS = frozenset(
+    {"/relgraph.v1.IngestService/EraseSubject"}
+    | {f"/relgraph.v1.AdminService/{m}" for m in ("CreateApiKey", "RevokeApiKey", "ListApiKeys")}
+)
 
 
 def authorize(auth: AuthContext, method: str) -> None:
@@ -247,13 +259,17 @@ class RateLimiter:
         self._auth_failures = TokenBuckets()
 
     def _limit(self, role: str) -> RateLimit:
-        return {"partner": self._config.partner_rate, "admin": self._config.admin_rate}.get(role, self._config.member_rate)
+        return {"partner": self._config.partner_rate, "admin": self._config.admin_rate}.get(
+            role, self._config.member_rate
+        )
 
     def check(self, auth: AuthContext) -> None:
         limit = self._limit(auth.role)
         wait = self._per_key.take(auth.key_id, limit)
         if wait:
-            raise RateLimitedError(f"rate limit of {limit.per_second:g} requests/s for this key exceeded", retry_after_s=wait)
+            raise RateLimitedError(
+                f"rate limit of {limit.per_second:g} requests/s for this key exceeded", retry_after_s=wait
+            )
 
     def check_peer(self, peer: str) -> None:
         """Refuse a client address that has spent its failed authentications."""

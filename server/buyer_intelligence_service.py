@@ -1,56 +1,33 @@
-"""BuyerIntelligenceService: deal-stage estimates and buyer-process predictions from the promoted
-deal and buyer models, and deal signals ranked by `gnn.signals`. Each call reads the deal's own
-tenant's data from Neo4j (the tenant comes from the API key) and scores it with the same code the
-offline evaluation uses. relgraph only suggests CRM updates; it never writes to a CRM."""
+"""BuyerIntelligenceService: deal-stage estimates and buyer-process predictions from the serving
+state's deal and buyer models, and deal signals ranked by `gnn.signals`. Each call reads the deal's
+own tenant's data through the GraphReader (the tenant comes from the API key) and scores it with
+the same code the offline evaluation uses, at the serving clock's time. relgraph only suggests CRM
+updates; it never writes to a CRM."""
 
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable
-from typing import Generic, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 
-from gnn import buyer_process, deals
-from gnn.buyer_process import BuyerProcessModel, amount_band
-from gnn.deal_scoring import DealScorer
-from gnn.deals import SIZE_BANDS, Deal, DealData, load_deal_data
-from gnn.registry import ModelRegistry
+from core.clock import Clock
+from core.errors import DeadlineExceededError, InvalidRequestError, NotFoundError, RecordError
+from core.vocabulary import DEAL_CONTACT_ROLES, MAX_AMOUNT, MAX_TIME, MIN_TIME, SIZE_BANDS, is_code, is_record_id
+from gnn.buyer_process import CohortMinimum, amount_band
+from gnn.deals import DAY
 from gnn.signals import RANKER_VERSION, rank_signals
-from graph import exports
+from graph.deal_bundle import Deal, DealBundle
 from graph.pseudonymize import normalize_domain
-from graph.records import DEAL_CONTACT_ROLES, MAX_AMOUNT, MAX_TIME, MIN_TIME, is_code, is_record_id
-from graph.store import GraphStore
-from relgraph.config import ServerConfig
-from relgraph.errors import DeadlineExceededError, InvalidRequestError, NotFoundError, RecordError
+from graph.reader import GraphReader, TenantScope
 from relgraph.v1 import buyer_intelligence_pb2 as pb
 from relgraph.v1 import buyer_intelligence_pb2_grpc, common_pb2
 from server.auth import current_auth
+from server.state import ServingStateHolder
 from server.visibility import may_identify, person_view
 
 DEFAULT_SIGNALS = 20
 MAX_SIGNALS = 100
-_Model = TypeVar("_Model")
-
-
-class _Promoted(Generic[_Model]):
-    """The promoted version of one model, loaded once and reloaded when another is promoted."""
-
-    def __init__(self, registry: ModelRegistry, name: str, schema_hash: str,
-                 load: Callable[[dict[str, object], str], _Model]) -> None:
-        self._registry, self._name, self._schema_hash, self._load = registry, name, schema_hash, load
-        self._lock = threading.Lock()
-        self._loaded: tuple[str, _Model] | None = None
-
-    def get(self) -> tuple[str, _Model]:
-        promoted = self._registry.promoted_name(self._name)
-        with self._lock:
-            if self._loaded is None or self._loaded[0] != promoted:
-                version, state = self._registry.promoted(self._name, self._schema_hash)
-                self._loaded = (version.name, self._load(state, version.name))
-            return self._loaded
 
 
 def _timestamp(seconds: int) -> timestamp_pb2.Timestamp:
@@ -58,62 +35,78 @@ def _timestamp(seconds: int) -> timestamp_pb2.Timestamp:
 
 
 class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: GraphStore, registry: ModelRegistry, config: ServerConfig) -> None:
-        self._store = store
-        self._config = config
-        self._deal_model = _Promoted(registry, "deal", deals.schema_hash(deals.DEFAULT_STAGES), DealScorer)
-        self._buyer_model = _Promoted(
-            registry, "buyer", buyer_process.schema_hash(deals.DEFAULT_STAGES),
-            lambda state, _: BuyerProcessModel(state, min_deals=config.min_cohort_deals,
-                                               min_tenants=config.min_cohort_tenants))
+    def __init__(self, holder: ServingStateHolder, reader: GraphReader, clock: Clock, minimum: CohortMinimum) -> None:
+        self._holder = holder
+        self._reader = reader
+        self._clock = clock  # answers are computed at its time
+        self._minimum = minimum
 
-    def _open_deal(self, deal_id: str, context: grpc.ServicerContext) -> tuple[DealData, Deal, int]:
+    def _open_deal(self, deal_id: str, context: grpc.ServicerContext) -> tuple[DealBundle, Deal, int]:
         """The requesting tenant's deal with what surrounds it, and the time to answer at."""
         _check_deal_id(deal_id)
         tenant = current_auth().tenant
-        data = load_deal_data(self._store, [tenant], [deal_id])
+        data = self._reader.deal_bundle(TenantScope.of(tenant), [deal_id])
         _check_deadline(context)
         deal = data.deal(tenant, deal_id)
         if deal is None:
             raise NotFoundError("no such deal in your organisation's data")
-        return data, deal, self._config.now()
+        return data, deal, self._clock.now()
 
-    def EstimateDealStage(self, request: pb.EstimateDealStageRequest,
-                          context: grpc.ServicerContext) -> pb.EstimateDealStageResponse:
+    def EstimateDealStage(
+        self, request: pb.EstimateDealStageRequest, context: grpc.ServicerContext
+    ) -> pb.EstimateDealStageResponse:
         _check_deal_id(request.deal_id)
-        version, scorer = self._deal_model.get()
+        scorer = self._holder.current.deal
         data, deal, as_of = self._open_deal(request.deal_id, context)
         if 0 <= deal.closed <= as_of:
-            raise InvalidRequestError([("deal_id", f"the deal is closed ({deal.outcome}); estimates are for open deals")])
+            raise InvalidRequestError(
+                [("deal_id", f"the deal is closed ({deal.outcome}); estimates are for open deals")]
+            )
         estimate = scorer.estimate(data, deal, as_of)
         disagrees = estimate.crm_stage != estimate.estimated_stage  # also when the CRM records no stage
         return pb.EstimateDealStageResponse(
             stages=[pb.StageProbability(stage=s, probability=p) for s, p in estimate.stages.items()],
-            estimated_stage=estimate.estimated_stage, win_probability=estimate.win_probability,
-            expected_close=_timestamp(estimate.close_p50), close_p10=_timestamp(estimate.close_p10),
-            close_p90=_timestamp(estimate.close_p90), crm_stage=estimate.crm_stage,
-            disagrees_with_crm=disagrees, suggested_stage=estimate.estimated_stage if disagrees else "",
+            estimated_stage=estimate.estimated_stage,
+            win_probability=estimate.win_probability,
+            expected_close=_timestamp(estimate.close_p50),
+            close_p10=_timestamp(estimate.close_p10),
+            close_p90=_timestamp(estimate.close_p90),
+            crm_stage=estimate.crm_stage,
+            disagrees_with_crm=disagrees,
+            suggested_stage=estimate.estimated_stage if disagrees else "",
             evidence=[pb.Evidence(description=d, contribution=c) for d, c in estimate.evidence],
-            missing_evidence=estimate.missing_evidence, model_version=f"deal/{version}")
+            missing_evidence=estimate.missing_evidence,
+            model_version=f"deal/{scorer.version}",
+        )
 
-    def ListDealSignals(self, request: pb.ListDealSignalsRequest,
-                        context: grpc.ServicerContext) -> pb.ListDealSignalsResponse:
+    def ListDealSignals(
+        self, request: pb.ListDealSignalsRequest, context: grpc.ServicerContext
+    ) -> pb.ListDealSignalsResponse:
         limit = request.limit or DEFAULT_SIGNALS
         if not 1 <= limit <= MAX_SIGNALS:
             raise InvalidRequestError([("limit", f"must be between 1 and {MAX_SIGNALS} (0 means {DEFAULT_SIGNALS})")])
         data, deal, as_of = self._open_deal(request.deal_id, context)
         response = pb.ListDealSignalsResponse(model_version=RANKER_VERSION)
+
         def visible(pid: str) -> bool:
             held, shared = _visibility(data, deal, pid)
             return may_identify(held=held, shared=shared, named=False)
 
         for s in rank_signals(data, deal, as_of, limit, visible):
-            response.signals.add(kind=s.kind, topic=s.topic, value=s.value, time=_timestamp(s.ts),
-                                 who=_person(data, deal, s.pid, as_of), why=s.why, relevance=s.relevance)
+            response.signals.add(
+                kind=s.kind,
+                topic=s.topic,
+                value=s.value,
+                time=_timestamp(s.ts),
+                who=_person(data, deal, s.pid, as_of),
+                why=s.why,
+                relevance=s.relevance,
+            )
         return response
 
-    def PredictBuyerProcess(self, request: pb.PredictBuyerProcessRequest,
-                            context: grpc.ServicerContext) -> pb.PredictBuyerProcessResponse:
+    def PredictBuyerProcess(
+        self, request: pb.PredictBuyerProcessRequest, context: grpc.ServicerContext
+    ) -> pb.PredictBuyerProcessResponse:
         violations = _profile_violations(request)
         buyer = request.WhichOneof("buyer")
         if buyer is None:
@@ -130,29 +123,46 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
                 violations.append(("cohort.size_band", f"must be empty or one of {', '.join(SIZE_BANDS)}"))
         if violations:
             raise InvalidRequestError(violations)
-        version, model = self._buyer_model.get()
+        model = self._holder.current.buyer
         if buyer == "company_domain":
             # Only a company the tenant's own records name: any other is answered like an unknown one.
-            company = exports.company(self._store, domain, current_auth().tenant)
+            company = self._reader.company(domain, TenantScope.of(current_auth().tenant))
             if company is None:
                 raise NotFoundError("no such company in your organisation's data (name a cohort instead)")
-            cohort = {"industry": company["industry"], "size_band": company["size_band"]}
+            cohort = {"industry": company.industry, "size_band": company.size_band}
         else:
             cohort = {"industry": request.cohort.industry, "size_band": request.cohort.size_band}
-        answer = model.predict({**cohort, "amount_band": amount_band(request.profile.amount),
-                                "product": request.profile.product},
-                               roll_up=buyer == "company_domain",
-                               eb_engaged_early="economic_buyer" in request.profile.engaged_roles)
-        start = request.start.seconds if request.HasField("start") else self._config.now()
+        answer = model.predict(
+            {**cohort, "amount_band": amount_band(request.profile.amount), "product": request.profile.product},
+            minimum=self._minimum,
+            roll_up=buyer == "company_domain",
+            eb_engaged_early="economic_buyer" in request.profile.engaged_roles,
+        )
+        start = request.start.seconds if request.HasField("start") else self._clock.now()
         return pb.PredictBuyerProcessResponse(
-            stages=[pb.StageForecast(stage=s.stage, days=pb.DurationQuantiles(p10=s.p10, p50=s.p50, p90=s.p90),
-                                     stall_probability=s.stall_probability) for s in answer.stages],
-            expected_close=_timestamp(start + int(answer.median_days_to_close * deals.DAY)),
-            drivers=[pb.Driver(description=d.description, effect_days=d.effect_days,
-                               effect_win_probability=d.effect_win_probability) for d in answer.drivers],
+            stages=[
+                pb.StageForecast(
+                    stage=s.stage,
+                    days=pb.DurationQuantiles(p10=s.p10, p50=s.p50, p90=s.p90),
+                    stall_probability=s.stall_probability,
+                )
+                for s in answer.stages
+            ],
+            expected_close=_timestamp(start + int(answer.median_days_to_close * DAY)),
+            drivers=[
+                pb.Driver(
+                    description=d.description,
+                    effect_days=d.effect_days,
+                    effect_win_probability=d.effect_win_probability,
+                )
+                for d in answer.drivers
+            ],
             cohort=pb.Cohort(industry=answer.cohort["industry"], size_band=answer.cohort["size_band"]),
-            cohort_deals=answer.cohort_deals, cohort_tenants=answer.cohort_tenants,
-            rolled_up=answer.rolled_up, model_version=f"buyer/{version}")
+            cohort_deals=answer.cohort_deals,
+            cohort_tenants=answer.cohort_tenants,
+            rolled_up=answer.rolled_up,
+            model_version=f"buyer/{model.version}",
+        )
 
 
 def _check_deal_id(deal_id: str) -> None:
@@ -168,8 +178,11 @@ def _check_deadline(context: grpc.ServicerContext) -> None:
 
 def _profile_violations(request: pb.PredictBuyerProcessRequest) -> list[tuple[str, str]]:
     profile = request.profile
-    violations = [(f"profile.engaged_roles[{i}]", f"must be one of {', '.join(DEAL_CONTACT_ROLES)}")
-                  for i, role in enumerate(profile.engaged_roles) if role not in DEAL_CONTACT_ROLES]
+    violations = [
+        (f"profile.engaged_roles[{i}]", f"must be one of {', '.join(DEAL_CONTACT_ROLES)}")
+        for i, role in enumerate(profile.engaged_roles)
+        if role not in DEAL_CONTACT_ROLES
+    ]
     if len(profile.engaged_roles) > len(DEAL_CONTACT_ROLES):
         violations.append(("profile.engaged_roles", f"at most {len(DEAL_CONTACT_ROLES)} roles"))
     if not (math.isfinite(profile.amount) and 0 <= profile.amount <= MAX_AMOUNT):
@@ -181,20 +194,29 @@ def _profile_violations(request: pb.PredictBuyerProcessRequest) -> list[tuple[st
     return violations
 
 
-def _visibility(data: DealData, deal: Deal, pid: str) -> tuple[bool, bool]:
+def _visibility(data: DealBundle, deal: Deal, pid: str) -> tuple[bool, bool]:
     """(held, shared) of a person for the deal's tenant: the inputs of the visibility rule."""
     return deal.tenant in data.held_by.get(pid, frozenset()), pid in data.shared
 
 
-def _person(data: DealData, deal: Deal, pid: str, as_of: int) -> common_pb2.PersonView:
+def _person(data: DealBundle, deal: Deal, pid: str, as_of: int) -> common_pb2.PersonView:
     """Who raised a signal, as the deal's tenant may see them; described by their job at the time."""
     if not pid:
         return common_pb2.PersonView()
     job = data.job_at(pid, as_of)
     on_account = job is not None and job.cid == deal.cid
     held, shared = _visibility(data, deal, pid)
-    return common_pb2.PersonView(**person_view(
-        pid=pid, held=held, shared=shared, named=False, own_member=False, title_level=job.level if job else "",
-        function=job.function if job else "", company_domain=job.cid if job else "",
-        company_size_band=deal.size_band if on_account else "",
-        company_industry=deal.industry if on_account else "").__dict__)
+    return common_pb2.PersonView(
+        **person_view(
+            pid=pid,
+            held=held,
+            shared=shared,
+            named=False,
+            own_member=False,
+            title_level=job.level if job else "",
+            function=job.function if job else "",
+            company_domain=job.cid if job else "",
+            company_size_band=deal.size_band if on_account else "",
+            company_industry=deal.industry if on_account else "",
+        ).__dict__
+    )

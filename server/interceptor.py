@@ -17,7 +17,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from relgraph.errors import AuthenticationError, InvalidRequestError, RateLimitedError, RelgraphError
+from core.errors import AuthenticationError, InvalidRequestError, RateLimitedError, RelgraphError
 from server.auth import KeyRing, RateLimiter, authorize, reset_current_auth, set_current_auth
 from server.metrics import Metrics
 
@@ -44,12 +44,18 @@ def _status(exc: RelgraphError) -> status_pb2.Status:
     status = status_pb2.Status(code=code, message=_clip(str(exc), MAX_MESSAGE_CHARS))
     details: Any = None
     if isinstance(exc, InvalidRequestError):
-        violations = [error_details_pb2.BadRequest.FieldViolation(field=_clip(f, MAX_VIOLATION_CHARS),
-                                                                  description=_clip(d, MAX_VIOLATION_CHARS))
-                      for f, d in exc.violations[:MAX_VIOLATIONS]]
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=_clip(f, MAX_VIOLATION_CHARS), description=_clip(d, MAX_VIOLATION_CHARS)
+            )
+            for f, d in exc.violations[:MAX_VIOLATIONS]
+        ]
         if len(exc.violations) > MAX_VIOLATIONS:
-            violations.append(error_details_pb2.BadRequest.FieldViolation(
-                field="...", description=f"and {len(exc.violations) - MAX_VIOLATIONS} more"))
+            violations.append(
+                error_details_pb2.BadRequest.FieldViolation(
+                    field="...", description=f"and {len(exc.violations) - MAX_VIOLATIONS} more"
+                )
+            )
         details = error_details_pb2.BadRequest(field_violations=violations)
     elif isinstance(exc, RateLimitedError):
         retry = duration_pb2.Duration()
@@ -78,12 +84,17 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         method = details.method
         if handler is None or method.startswith(_OPEN_PREFIXES):
             return handler
-        for kind, factory in (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                              ("stream_unary", grpc.stream_unary_rpc_method_handler)):
+        for kind, factory in (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        ):
             behavior = getattr(handler, kind)
             if behavior is not None:
-                return factory(self._guard(method, behavior), request_deserializer=handler.request_deserializer,
-                               response_serializer=handler.response_serializer)
+                return factory(
+                    self._guard(method, behavior),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
         return handler
 
     def _guard(self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
@@ -122,6 +133,17 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             finally:
                 seconds = time.perf_counter() - started
                 self._metrics.observe(method, code, seconds)
-                log.info(json.dumps({"event": "rpc", "request_id": request_id, "method": method, "tenant": tenant,
-                                     "code": code, "latency_ms": round(seconds * 1000, 3)}))
+                log.info(
+                    json.dumps(
+                        {
+                            "event": "rpc",
+                            "request_id": request_id,
+                            "method": method,
+                            "tenant": tenant,
+                            "code": code,
+                            "latency_ms": round(seconds * 1000, 3),
+                        }
+                    )
+                )
+
         return guarded

@@ -15,20 +15,32 @@ class Metrics:
     def __init__(self) -> None:
         self._http: WSGIServer | None = None
         self.registry = CollectorRegistry()
-        self.requests = Counter("relgraph_requests_total", "RPCs by method and status code", ["method", "code"],
-                                registry=self.registry)
-        self.latency = Histogram("relgraph_request_seconds", "RPC latency by method and status code",
-                                 ["method", "code"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.snapshot_age = Gauge("relgraph_snapshot_age_seconds", "Seconds since the serving snapshot was refreshed",
-                                  registry=self.registry)
-        self.snapshot_relationships = Gauge("relgraph_snapshot_relationships", "KNOWS relationships in the snapshot",
-                                            registry=self.registry)
-        self.refresh_failures = Counter("relgraph_snapshot_refresh_failures_total",
-                                        "Snapshot refreshes that failed (the last snapshot kept serving)",
-                                        registry=self.registry)
-        self.rows_skipped = Counter("relgraph_snapshot_rows_skipped_total",
-                                    "Graph rows a snapshot build or refresh skipped because they do not fit",
-                                    registry=self.registry)
+        self.requests = Counter(
+            "relgraph_requests_total", "RPCs by method and status code", ["method", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "relgraph_request_seconds",
+            "RPC latency by method and status code",
+            ["method", "code"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.snapshot_age = Gauge(
+            "relgraph_snapshot_age_seconds", "Seconds since the serving snapshot was refreshed", registry=self.registry
+        )
+        self.snapshot_relationships = Gauge(
+            "relgraph_snapshot_relationships", "KNOWS relationships in the snapshot", registry=self.registry
+        )
+        self.refresh_failures = Counter(
+            "relgraph_snapshot_refresh_failures_total",
+            "Snapshot refreshes that failed (the last snapshot kept serving)",
+            registry=self.registry,
+        )
+        self.rows_skipped = Counter(
+            "relgraph_snapshot_rows_skipped_total",
+            "Graph rows a snapshot build or refresh skipped because they do not fit",
+            registry=self.registry,
+        )
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         self.requests.labels(method, code).inc()

@@ -30,11 +30,10 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from graph import exports
-from graph import strength as heuristic
+from core.vocabulary import FUNCTIONS, TITLE_LEVELS
+from graph import strength_heuristic as heuristic
 from graph.pseudonymize import PID_HEX_CHARS
-from graph.records import FUNCTIONS, TITLE_LEVELS
-from graph.store import GraphStore
+from graph.reader import ALL_TENANTS, GraphReader, KnowsRow, PersonRow
 
 log = logging.getLogger("relgraph.server")
 
@@ -43,8 +42,11 @@ _FUNCTION = {name: i for i, name in enumerate(FUNCTIONS)}
 _UINT32_END = 1 << 32
 # The people table: per-person columns, and CSR groups (offsets, value columns) per person.
 _PERSON_COLUMNS = ("pids", "level", "function", "company")
-_PERSON_GROUPS = (("employer_indptr", ("employer_ids",)), ("member_indptr", ("member_tenant", "member_team")),
-                  ("held_indptr", ("held_tenant",)))
+_PERSON_GROUPS = (
+    ("employer_indptr", ("employer_ids",)),
+    ("member_indptr", ("member_tenant", "member_team")),
+    ("held_indptr", ("held_tenant",)),
+)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class Snapshot:
     erasure_watermark_ms: int  # latest erasure tombstone applied
     rows_skipped: int = 0  # rows the build or refresh that made this snapshot could not use
     # The promoted link model's calibrated strength per relationship (server.strengths); None while
-    # the heuristic (graph.strength) ranks. `strength_basis` says what the strengths were computed
+    # the heuristic (graph.strength_heuristic) ranks. `strength_basis` says what the strengths were computed
     # from (model version and the tenants that had opted out), so a change of either re-scores.
     edge_strength: np.ndarray | None = None
     strength_source: str = heuristic.NAME
@@ -116,16 +118,26 @@ class Snapshot:
     @property
     def adjacency_bytes(self) -> int:
         """Bytes of the adjacency index: CSR plus per-relationship evidence."""
-        arrays = (self.indptr, self.neighbor, self.edge, self.edge_tenant, self.edge_count, self.edge_two_way,
-                  self.edge_last_ts, self.edge_strength)
+        arrays = (
+            self.indptr,
+            self.neighbor,
+            self.edge,
+            self.edge_tenant,
+            self.edge_count,
+            self.edge_two_way,
+            self.edge_last_ts,
+            self.edge_strength,
+        )
         return sum(int(a.nbytes) for a in arrays if a is not None)
 
     def age_seconds(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.refreshed_at)
 
     def __repr__(self) -> str:
-        return (f"Snapshot(people={self.people}, relationships={self.relationships}, "
-                f"bytes_per_relationship={self.adjacency_bytes / max(1, self.relationships):.1f})")
+        return (
+            f"Snapshot(people={self.people}, relationships={self.relationships}, "
+            f"bytes_per_relationship={self.adjacency_bytes / max(1, self.relationships):.1f})"
+        )
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -151,10 +163,10 @@ class Snapshot:
         return np.unique(_owners(self.member_indptr)[keep])
 
     def memberships(self, node: int) -> np.ndarray:
-        return self.member_tenant[self.member_indptr[node]:self.member_indptr[node + 1]]
+        return self.member_tenant[self.member_indptr[node] : self.member_indptr[node + 1]]
 
     def employers(self, node: int) -> np.ndarray:
-        return self.employer_ids[self.employer_indptr[node]:self.employer_indptr[node + 1]]
+        return self.employer_ids[self.employer_indptr[node] : self.employer_indptr[node + 1]]
 
     def people_at(self, company: int) -> np.ndarray:
         """People whose current employer is `company`."""
@@ -175,7 +187,7 @@ class Snapshot:
         logged, or an employment, deal or activity record it ingested."""
         if np.any(self.memberships(node) == tenant):
             return True
-        if np.any(self.held_tenant[self.held_indptr[node]:self.held_indptr[node + 1]] == tenant):
+        if np.any(self.held_tenant[self.held_indptr[node] : self.held_indptr[node + 1]] == tenant):
             return True
         _, edges = self.edges_of(node)
         return bool(np.any(self.edge_tenant[edges] == tenant))
@@ -185,8 +197,9 @@ class Snapshot:
         if self.edge_strength is not None:
             model: np.ndarray = self.edge_strength[edges].astype(np.float64)
             return model
-        return heuristic.heuristic_strength(self.edge_count[edges], self.edge_two_way[edges],
-                                            self.edge_last_ts[edges], as_of)
+        return heuristic.heuristic_strength(
+            self.edge_count[edges], self.edge_two_way[edges], self.edge_last_ts[edges], as_of
+        )
 
 
 def _owners(indptr: np.ndarray) -> np.ndarray:
@@ -196,6 +209,7 @@ def _owners(indptr: np.ndarray) -> np.ndarray:
 
 
 # -- building ---------------------------------------------------------------------------------
+
 
 def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenation of arange(start, start + count) for each pair, without a Python loop."""
@@ -217,8 +231,9 @@ def _csr(n: int, offsets_of: np.ndarray, values: list[np.ndarray]) -> tuple[np.n
 
 def _adjacency(n: int, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ids = np.arange(lo.shape[0], dtype=np.int32)
-    indptr, (neighbor, edge) = _csr(n, np.concatenate([lo, hi]), [np.concatenate([hi, lo]).astype(np.int32),
-                                                                  np.concatenate([ids, ids])])
+    indptr, (neighbor, edge) = _csr(
+        n, np.concatenate([lo, hi]), [np.concatenate([hi, lo]).astype(np.int32), np.concatenate([ids, ids])]
+    )
     # int32 offsets while they fit (2E < 2^31): 4 bytes per person less, which counts when people
     # outnumber relationships per person (1M people, 2.6M relationships: 1.5 bytes per relationship).
     return (indptr.astype(np.int32) if 2 * lo.shape[0] < 2**31 else indptr), neighbor, edge
@@ -239,8 +254,9 @@ def _valid_pid(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and len(value) == PID_HEX_CHARS and value.isascii()
 
 
-def _people_arrays(rows: Iterable[exports.PersonRow], companies: Companies,
-                   tenants: Tenants) -> tuple[dict[str, np.ndarray], int]:
+def _people_arrays(
+    rows: Iterable[PersonRow], companies: Companies, tenants: Tenants
+) -> tuple[dict[str, np.ndarray], int]:
     """The people table of `rows` (pid order), and how many rows had to be skipped."""
     pids: list[bytes] = []
     level: list[int] = []
@@ -275,12 +291,16 @@ def _people_arrays(rows: Iterable[exports.PersonRow], companies: Companies,
         counts["employer_indptr"].append(len(employers))
         counts["member_indptr"].append(len(memberships))
         counts["held_indptr"].append(len(held))
-    table = {"pids": np.array(pids, dtype="S32"), "level": np.array(level, dtype=np.int8),
-             "function": np.array(function, dtype=np.int8), "company": np.array(company, dtype=np.int32),
-             "employer_ids": np.array(groups["employer_ids"], dtype=np.int32),
-             "member_tenant": np.array(groups["member_tenant"], dtype=np.uint16),
-             "member_team": np.array(groups["member_team"], dtype=object),
-             "held_tenant": np.array(groups["held_tenant"], dtype=np.uint16)}
+    table = {
+        "pids": np.array(pids, dtype="S32"),
+        "level": np.array(level, dtype=np.int8),
+        "function": np.array(function, dtype=np.int8),
+        "company": np.array(company, dtype=np.int32),
+        "employer_ids": np.array(groups["employer_ids"], dtype=np.int32),
+        "member_tenant": np.array(groups["member_tenant"], dtype=np.uint16),
+        "member_team": np.array(groups["member_team"], dtype=object),
+        "held_tenant": np.array(groups["held_tenant"], dtype=np.uint16),
+    }
     for ptr, _ in _PERSON_GROUPS:
         table[ptr] = np.concatenate([[0], np.cumsum(counts[ptr], dtype=np.int64)]).astype(np.int64)
     return table, skipped
@@ -307,38 +327,43 @@ def _concat_people(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[s
     return out
 
 
-def read_companies(store: GraphStore, numbered: Sequence[str] = ()) -> Companies:
+def read_companies(reader: GraphReader, numbered: Sequence[str] = ()) -> Companies:
     """Every company with its industry and size band, read now. Companies already `numbered` keep
     their numbers and new ones are appended, so no person's employer number changes meaning."""
-    rows = {r["cid"]: r for r in exports.companies(store) if isinstance(r["cid"], str)}
+    rows = {r.cid: r for r in reader.companies(ALL_TENANTS) if isinstance(r.cid, str)}
     cids = [*numbered, *sorted(set(rows) - set(numbered))]
-    return Companies(cids=cids, industry=[str(rows[c]["industry"]) if c in rows else "" for c in cids],
-                     size_band=[str(rows[c]["size_band"]) if c in rows else "" for c in cids],
-                     index={c: i for i, c in enumerate(cids)})
+    return Companies(
+        cids=cids,
+        industry=[str(rows[c].industry) if c in rows else "" for c in cids],
+        size_band=[str(rows[c].size_band) if c in rows else "" for c in cids],
+        index={c: i for i, c in enumerate(cids)},
+    )
 
 
-def read_tenants(store: GraphStore, numbered: Sequence[str] = ()) -> Tenants:
+def read_tenants(reader: GraphReader, numbered: Sequence[str] = ()) -> Tenants:
     """Every tenant with its sharing settings, read now. Tenants already `numbered` keep their
     numbers and new ones are appended (in id order); a tenant no longer in the graph keeps its
     number but neither shares nor serves the network."""
-    rows = {r["tenant"]: r for r in exports.tenants(store) if isinstance(r["tenant"], str)}
+    rows = {r.tenant: r for r in reader.tenants(ALL_TENANTS) if isinstance(r.tenant, str)}
     ids = (*numbered, *sorted(set(rows) - set(numbered)))
-    return Tenants(ids=ids, index={t: i for i, t in enumerate(ids)},
-                   share_identities=np.array([bool(rows[t]["share_identities"]) if t in rows else False
-                                              for t in ids], dtype=bool),
-                   network_opt_out=np.array([bool(rows[t]["network_opt_out"]) if t in rows else True
-                                             for t in ids], dtype=bool))
+    return Tenants(
+        ids=ids,
+        index={t: i for i, t in enumerate(ids)},
+        share_identities=np.array([rows[t].share_identities if t in rows else False for t in ids], dtype=bool),
+        network_opt_out=np.array([rows[t].network_opt_out if t in rows else True for t in ids], dtype=bool),
+    )
 
 
-def _economic_buyers(store: GraphStore, pids: np.ndarray, companies: Companies,
-                     tenants: Tenants) -> dict[tuple[int, int], np.ndarray]:
+def _economic_buyers(
+    reader: GraphReader, pids: np.ndarray, companies: Companies, tenants: Tenants
+) -> dict[tuple[int, int], np.ndarray]:
     grouped: dict[tuple[int, int], list[int]] = {}
-    for row in exports.economic_buyers(store):
-        if not _valid_pid(row["pid"]) or row["tenant"] not in tenants.index or row["cid"] not in companies.index:
+    for row in reader.economic_buyers(ALL_TENANTS):
+        if not _valid_pid(row.pid) or row.tenant not in tenants.index or row.cid not in companies.index:
             continue
-        i = int(np.searchsorted(pids, row["pid"].encode()))
-        if i < pids.shape[0] and pids[i] == row["pid"].encode():
-            grouped.setdefault((tenants.index[row["tenant"]], companies.index[row["cid"]]), []).append(i)
+        i = int(np.searchsorted(pids, row.pid.encode()))
+        if i < pids.shape[0] and pids[i] == row.pid.encode():
+            grouped.setdefault((tenants.index[row.tenant], companies.index[row.cid]), []).append(i)
     return {key: np.array(sorted(set(v)), dtype=np.int32) for key, v in grouped.items()}
 
 
@@ -349,8 +374,9 @@ def _count(value: Any, upper: int) -> int:
     return value
 
 
-def _edge_arrays(rows: Iterable[dict[str, Any]], pids: np.ndarray,
-                 tenants: Tenants) -> tuple[dict[str, np.ndarray], int, int]:
+def _edge_arrays(
+    rows: Iterable[KnowsRow], pids: np.ndarray, tenants: Tenants
+) -> tuple[dict[str, np.ndarray], int, int]:
     """The relationship columns of `rows`, the highest `updated_at` among them, and how many rows
     were skipped (malformed, out of range, or naming a person or tenant the snapshot lacks)."""
     lo: list[str] = []
@@ -361,19 +387,22 @@ def _edge_arrays(rows: Iterable[dict[str, Any]], pids: np.ndarray,
     last: list[int] = []
     watermark = skipped = 0
     for row in rows:
-        updated = row.get("updated_at")
-        if isinstance(updated, int) and not isinstance(updated, bool):
-            watermark = max(watermark, updated)  # a skipped row is not read again and again
+        if isinstance(row.updated_at, int) and not isinstance(row.updated_at, bool):
+            watermark = max(watermark, row.updated_at)  # a skipped row is not read again and again
         try:
-            if not (_valid_pid(row["lo"]) and _valid_pid(row["hi"])) or row["lo"] >= row["hi"]:
+            if not (_valid_pid(row.lo) and _valid_pid(row.hi)) or row.lo >= row.hi:
                 raise ValueError("endpoints")
-            values = (tenants.index[row["tenant"]], _count(row["count"], 1 << 62),
-                      _count(row["two_way"], 1 << 62), _count(row["last_ts"], _UINT32_END))
+            values = (
+                tenants.index[row.tenant],
+                _count(row.interactions, 1 << 62),
+                _count(row.two_way, 1 << 62),
+                _count(row.last_ts, _UINT32_END),
+            )
         except (KeyError, TypeError, ValueError):
             skipped += 1
             continue
-        lo.append(row["lo"])
-        hi.append(row["hi"])
+        lo.append(row.lo)
+        hi.append(row.hi)
         tenant.append(values[0])
         count.append(values[1])
         two_way.append(values[2])
@@ -382,8 +411,14 @@ def _edge_arrays(rows: Iterable[dict[str, Any]], pids: np.ndarray,
     lo_idx, hi_idx = _positions(pids, lo_pids), _positions(pids, hi_pids)
     known = (lo_idx >= 0) & (hi_idx >= 0)
     skipped += int((~known).sum())
-    columns = {"lo": lo_idx, "hi": hi_idx, "tenant": np.array(tenant, dtype=np.uint16), "count": _saturated(count),
-               "two_way": _saturated(two_way), "last": np.array(last, dtype=np.uint32)}
+    columns = {
+        "lo": lo_idx,
+        "hi": hi_idx,
+        "tenant": np.array(tenant, dtype=np.uint16),
+        "count": _saturated(count),
+        "two_way": _saturated(two_way),
+        "last": np.array(last, dtype=np.uint32),
+    }
     return {k: v[known] for k, v in columns.items()}, watermark, skipped
 
 
@@ -398,58 +433,88 @@ def _saturated(values: list[int]) -> np.ndarray:
     return np.minimum(np.array(values, dtype=np.int64), np.iinfo(np.uint16).max).astype(np.uint16)
 
 
-def _assemble(people: dict[str, np.ndarray], edges: dict[str, np.ndarray], companies: Companies, tenants: Tenants,
-              economic_buyers: dict[tuple[int, int], np.ndarray], *, watermarks: tuple[int, int, int],
-              built_at: float, skipped: int) -> Snapshot:
+def _assemble(
+    people: dict[str, np.ndarray],
+    edges: dict[str, np.ndarray],
+    companies: Companies,
+    tenants: Tenants,
+    economic_buyers: dict[tuple[int, int], np.ndarray],
+    *,
+    watermarks: tuple[int, int, int],
+    built_at: float,
+    skipped: int,
+) -> Snapshot:
     n = people["pids"].shape[0]
     indptr, neighbor, edge = _adjacency(n, edges["lo"], edges["hi"])
     now = time.time()
     columns: dict[str, Any] = people
-    return Snapshot(**columns, indptr=indptr, neighbor=neighbor, edge=edge, edge_tenant=edges["tenant"],
-                    edge_count=edges["count"], edge_two_way=edges["two_way"], edge_last_ts=edges["last"],
-                    companies=companies, tenants=tenants, economic_buyers=economic_buyers,
-                    built_at=built_at or now, refreshed_at=now, watermark_ms=watermarks[0],
-                    people_watermark_ms=watermarks[1], erasure_watermark_ms=watermarks[2], rows_skipped=skipped)
+    return Snapshot(
+        **columns,
+        indptr=indptr,
+        neighbor=neighbor,
+        edge=edge,
+        edge_tenant=edges["tenant"],
+        edge_count=edges["count"],
+        edge_two_way=edges["two_way"],
+        edge_last_ts=edges["last"],
+        companies=companies,
+        tenants=tenants,
+        economic_buyers=economic_buyers,
+        built_at=built_at or now,
+        refreshed_at=now,
+        watermark_ms=watermarks[0],
+        people_watermark_ms=watermarks[1],
+        erasure_watermark_ms=watermarks[2],
+        rows_skipped=skipped,
+    )
 
 
-def build(store: GraphStore) -> Snapshot:
-    """Read the whole graph from Neo4j in pages and build a snapshot."""
+def build(reader: GraphReader) -> Snapshot:
+    """Read the whole graph in pages and build a snapshot. It reads every tenant (ALL_TENANTS): the
+    snapshot holds the network, and the visibility rule applies per answer."""
     # Watermarks first: whatever changes while the pages are read is applied again by the next refresh.
-    erasure_watermark = max((int(r["at"]) for r in exports.erasures_since(store, -1)), default=0)
-    people_watermark = exports.people_watermark(store)
-    companies, tenants = read_companies(store), read_tenants(store)
-    people, skipped_people = _people_arrays(exports.people(store), companies, tenants)
-    edges, watermark, skipped_edges = _edge_arrays(exports.knows(store), people["pids"], tenants)
-    return _assemble(people, edges, companies, tenants, _economic_buyers(store, people["pids"], companies, tenants),
-                     watermarks=(watermark, people_watermark, erasure_watermark), built_at=0.0,
-                     skipped=skipped_people + skipped_edges)
+    erasure_watermark = max((e.at for e in reader.erasures_since(-1, ALL_TENANTS)), default=0)
+    people_watermark = reader.people_watermark(ALL_TENANTS)
+    companies, tenants = read_companies(reader), read_tenants(reader)
+    people, skipped_people = _people_arrays(reader.people(ALL_TENANTS), companies, tenants)
+    edges, watermark, skipped_edges = _edge_arrays(reader.knows(ALL_TENANTS), people["pids"], tenants)
+    return _assemble(
+        people,
+        edges,
+        companies,
+        tenants,
+        _economic_buyers(reader, people["pids"], companies, tenants),
+        watermarks=(watermark, people_watermark, erasure_watermark),
+        built_at=0.0,
+        skipped=skipped_people + skipped_edges,
+    )
 
 
-def refresh(snap: Snapshot, store: GraphStore) -> Snapshot:
+def refresh(snap: Snapshot, reader: GraphReader) -> Snapshot:
     """Apply what changed since `snap`: tenants' settings; people whose records changed (re-read
     whole); people erased (dropped with their relationships, then re-read: what a tenant's erasure
     left of them, or nothing); and KNOWS relationships changed since its watermark. The result
     holds what a full build would."""
-    tenants = read_tenants(store, snap.tenants.ids)
-    erasures = exports.erasures_since(store, snap.erasure_watermark_ms)
-    updated = exports.people_changed(store, snap.people_watermark_ms)
-    changed = exports.knows_changed(store, snap.watermark_ms)
+    tenants = read_tenants(reader, snap.tenants.ids)
+    erasures = reader.erasures_since(snap.erasure_watermark_ms, ALL_TENANTS)
+    updated = reader.people_changed(snap.people_watermark_ms, ALL_TENANTS)
+    changed = reader.knows_changed(snap.watermark_ms, ALL_TENANTS)
     if not changed and not erasures and not updated:
         return replace(snap, tenants=tenants, refreshed_at=time.time(), rows_skipped=0)
-    erased = sorted({r["pid"] for r in erasures if _valid_pid(r["pid"])})
+    erased = sorted({e.pid for e in erasures if _valid_pid(e.pid)})
     if erased:
-        changed = changed + exports.knows_of(store, erased)
-    companies = read_companies(store, snap.companies.cids)
+        changed = changed + reader.knows_of(erased, ALL_TENANTS)
+    companies = read_companies(reader, snap.companies.cids)
 
     # People: the erased and the updated leave and are read again, with anyone new.
     old_lo, old_hi = edge_endpoints(snap)
-    reread = set(erased) | {r["pid"] for r in updated if _valid_pid(r["pid"])}
+    reread = set(erased) | {u.pid for u in updated if _valid_pid(u.pid)}
     kept = ~np.isin(snap.pids, np.array(sorted(reread), dtype="S32"))
     old_people = _take_people({k: getattr(snap, k) for k in _people_keys()}, np.flatnonzero(kept))
     known = set(old_people["pids"].tolist())
-    referenced = {p for r in changed for p in (r.get("lo"), r.get("hi")) if _valid_pid(p)}
+    referenced = {p for r in changed for p in (r.lo, r.hi) if _valid_pid(p)}
     new_pids = sorted({p for p in referenced if p.encode() not in known} | reread)
-    added, skipped = _people_arrays(exports.people_by_pid(store, new_pids) if new_pids else [], companies, tenants)
+    added, skipped = _people_arrays(reader.people_by_pid(new_pids, ALL_TENANTS) if new_pids else [], companies, tenants)
     merged = _concat_people(old_people, added)
     people = _take_people(merged, np.argsort(merged["pids"], kind="stable"))
     pids = people["pids"]
@@ -460,24 +525,42 @@ def refresh(snap: Snapshot, store: GraphStore) -> Snapshot:
     if erased:
         gone = np.isin(snap.pids, np.array(erased, dtype="S32"))
         keep_edge &= ~(gone[old_lo] | gone[old_hi])
-    base = {"lo": remap[old_lo][keep_edge], "hi": remap[old_hi][keep_edge], "tenant": snap.edge_tenant[keep_edge],
-            "count": snap.edge_count[keep_edge], "two_way": snap.edge_two_way[keep_edge],
-            "last": snap.edge_last_ts[keep_edge]}
+    base = {
+        "lo": remap[old_lo][keep_edge],
+        "hi": remap[old_hi][keep_edge],
+        "tenant": snap.edge_tenant[keep_edge],
+        "count": snap.edge_count[keep_edge],
+        "two_way": snap.edge_two_way[keep_edge],
+        "last": snap.edge_last_ts[keep_edge],
+    }
     delta, watermark, skipped_edges = _edge_arrays(changed, pids, tenants)
     edges = _upsert_edges(base, delta, pids.shape[0], len(tenants.ids))
-    watermarks = (max(watermark, snap.watermark_ms),
-                  max([snap.people_watermark_ms, *(int(r["updated_at"]) for r in updated)]),
-                  max([snap.erasure_watermark_ms, *(int(r["at"]) for r in erasures)]))
-    return _assemble(people, edges, companies, tenants, _economic_buyers(store, pids, companies, tenants),
-                     watermarks=watermarks, built_at=snap.built_at, skipped=skipped + skipped_edges)
+    watermarks = (
+        max(watermark, snap.watermark_ms),
+        max([snap.people_watermark_ms, *(u.updated_at for u in updated)]),
+        max([snap.erasure_watermark_ms, *(e.at for e in erasures)]),
+    )
+    return _assemble(
+        people,
+        edges,
+        companies,
+        tenants,
+        _economic_buyers(reader, pids, companies, tenants),
+        watermarks=watermarks,
+        built_at=snap.built_at,
+        skipped=skipped + skipped_edges,
+    )
 
 
 def _people_keys() -> tuple[str, ...]:
     return (*_PERSON_COLUMNS, *(name for ptr, names in _PERSON_GROUPS for name in (ptr, *names)))
 
 
-def _upsert_edges(base: dict[str, np.ndarray], delta: dict[str, np.ndarray], n: int, n_tenants: int) -> dict[str, np.ndarray]:
+def _upsert_edges(
+    base: dict[str, np.ndarray], delta: dict[str, np.ndarray], n: int, n_tenants: int
+) -> dict[str, np.ndarray]:
     """Overwrite the evidence of relationships present in `base`, append the others."""
+
     def keys(e: dict[str, np.ndarray]) -> np.ndarray:
         key: np.ndarray = (e["lo"].astype(np.int64) * n + e["hi"]) * (n_tenants + 1) + e["tenant"]
         return key

@@ -21,10 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graph.records import FUNCTIONS, TITLE_LEVELS
+from core.vocabulary import FUNCTIONS, TITLE_LEVELS
 from server.snapshot import Snapshot
 
-_TITLES = {"c_level": "C-level", "vp": "VP", "director": "Director", "manager": "Manager", "ic": "Individual contributor"}
+_TITLES = {
+    "c_level": "C-level",
+    "vp": "VP",
+    "director": "Director",
+    "manager": "Manager",
+    "ic": "Individual contributor",
+}
 
 
 @dataclass(frozen=True)
@@ -46,15 +52,32 @@ def may_identify(*, held: bool, shared: bool, named: bool) -> bool:
     return held or shared or named
 
 
-def person_view(*, pid: str, held: bool, shared: bool, named: bool, own_member: bool, title_level: str,
-                function: str, company_domain: str, company_size_band: str, company_industry: str) -> PersonFacts:
+def person_view(
+    *,
+    pid: str,
+    held: bool,
+    shared: bool,
+    named: bool,
+    own_member: bool,
+    title_level: str,
+    function: str,
+    company_domain: str,
+    company_size_band: str,
+    company_industry: str,
+) -> PersonFacts:
     """Apply the rule to what is known of a person."""
     identified = may_identify(held=held, shared=shared, named=named)
-    return PersonFacts(pid=pid if identified else "", identified=identified, own_member=own_member,
-                       title_level=title_level, function=function,
-                       company_domain=company_domain if held or shared else "", company_size_band=company_size_band,
-                       company_industry=company_industry,
-                       description=describe(title_level, function, company_size_band, company_industry))
+    return PersonFacts(
+        pid=pid if identified else "",
+        identified=identified,
+        own_member=own_member,
+        title_level=title_level,
+        function=function,
+        company_domain=company_domain if held or shared else "",
+        company_size_band=company_size_band,
+        company_industry=company_industry,
+        description=describe(title_level, function, company_size_band, company_industry),
+    )
 
 
 def describe(level: str, function: str, band: str, industry: str) -> str:
@@ -67,6 +90,7 @@ def describe(level: str, function: str, band: str, industry: str) -> str:
 
 # -- the rule over the serving snapshot ---------------------------------------------------------
 
+
 def shares_identity(snap: Snapshot, node: int) -> bool:
     """Whether the person is a member of a tenant that opted in to share identities."""
     memberships = snap.memberships(node)
@@ -78,11 +102,18 @@ def snapshot_view(snap: Snapshot, node: int, tenant: int, named: bool = False) -
     level = TITLE_LEVELS[snap.level[node]] if snap.level[node] >= 0 else ""
     function = FUNCTIONS[snap.function[node]] if snap.function[node] >= 0 else ""
     company = int(snap.company[node])
-    return person_view(pid=snap.pid(node), held=snap.held_by(node, tenant), shared=shares_identity(snap, node),
-                       named=named, own_member=bool(np.any(snap.memberships(node) == tenant)), title_level=level,
-                       function=function, company_domain=snap.companies.cids[company] if company >= 0 else "",
-                       company_size_band=snap.companies.size_band[company] if company >= 0 else "",
-                       company_industry=snap.companies.industry[company] if company >= 0 else "")
+    return person_view(
+        pid=snap.pid(node),
+        held=snap.held_by(node, tenant),
+        shared=shares_identity(snap, node),
+        named=named,
+        own_member=bool(np.any(snap.memberships(node) == tenant)),
+        title_level=level,
+        function=function,
+        company_domain=snap.companies.cids[company] if company >= 0 else "",
+        company_size_band=snap.companies.size_band[company] if company >= 0 else "",
+        company_industry=snap.companies.industry[company] if company >= 0 else "",
+    )
 
 
 def shared_employers(snap: Snapshot, a: int, b: int) -> list[str]:

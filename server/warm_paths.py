@@ -3,7 +3,7 @@
 The search expands from the targets (usually few) toward the tenant's people, one hop at a time,
 as NumPy array operations over the CSR: every partial path is a row, so a level costs a handful
 of vector operations instead of a Python loop per neighbor. Semantics are those of the Cypher twin
-in graph/warm_paths.py (tests hold them equal)."""
+in graph/cypher_oracle.py (tests hold them equal)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relgraph.errors import DeadlineExceededError, QueryTooCostlyError
+from core.errors import DeadlineExceededError, QueryTooCostlyError
 from server.snapshot import Snapshot, ranges
 
 MAX_HOPS = 3
@@ -63,14 +63,17 @@ class _Budget:
     def spend(self, slots: int) -> None:
         self.work_left -= slots
         if self.work_left < 0:
-            raise QueryTooCostlyError("this warm-path query would examine more relationships than one request may "
-                                      "(narrow it: fewer hops, a role filter, one rep or team)")
+            raise QueryTooCostlyError(
+                "this warm-path query would examine more relationships than one request may "
+                "(narrow it: fewer hops, a role filter, one rep or team)"
+            )
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceededError("the warm-path search ran out of time")
 
 
-def find_paths(snap: Snapshot, query: PathSearch, deadline: float | None = None,
-               max_work: int = DEFAULT_MAX_WORK) -> list[FoundPath]:
+def find_paths(
+    snap: Snapshot, query: PathSearch, deadline: float | None = None, max_work: int = DEFAULT_MAX_WORK
+) -> list[FoundPath]:
     """The k strongest distinct simple paths of 1..max_hops hops from a source to a target.
 
     Strengths are at most 1, so extending a partial path never raises its score: once k distinct
@@ -104,9 +107,17 @@ def find_paths(snap: Snapshot, query: PathSearch, deadline: float | None = None,
     return found.ranked()
 
 
-def _extend(snap: Snapshot, nodes: np.ndarray, edges: np.ndarray, score: np.ndarray, usable: np.ndarray,
-            ends: np.ndarray | None, threshold: float, as_of: int,
-            budget: _Budget) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _extend(
+    snap: Snapshot,
+    nodes: np.ndarray,
+    edges: np.ndarray,
+    score: np.ndarray,
+    usable: np.ndarray,
+    ends: np.ndarray | None,
+    threshold: float,
+    as_of: int,
+    budget: _Budget,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every partial path extended by one relationship: usable, to a person not on it yet (and in
     `ends` when given), scoring above `threshold`."""
     last = nodes[:, -1]
@@ -129,10 +140,16 @@ def _extend(snap: Snapshot, nodes: np.ndarray, edges: np.ndarray, score: np.ndar
         row, neighbor, edge, extended = row[strong], neighbor[strong], edge[strong], extended[strong]
         parts.append((np.column_stack([nodes[row], neighbor]), np.column_stack([edges[row], edge]), extended))
     if not parts:
-        return (np.zeros((0, nodes.shape[1] + 1), dtype=np.int32), np.zeros((0, edges.shape[1] + 1), dtype=np.int32),
-                np.zeros(0))
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]))
+        return (
+            np.zeros((0, nodes.shape[1] + 1), dtype=np.int32),
+            np.zeros((0, edges.shape[1] + 1), dtype=np.int32),
+            np.zeros(0),
+        )
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
 
 
 class _Found:
@@ -163,7 +180,7 @@ class _Found:
 
 def _pad(a: np.ndarray, width: int = MAX_HOPS + 1) -> np.ndarray:
     out = np.full((a.shape[0], width), -1, dtype=np.int32)
-    out[:, :a.shape[1]] = a
+    out[:, : a.shape[1]] = a
     return out
 
 
@@ -200,6 +217,11 @@ def _rank_all(nodes: np.ndarray, edges: np.ndarray, score: np.ndarray, k: int) -
     paths = []
     for i in keep:
         h = int(hops[i])
-        paths.append(FoundPath(nodes=tuple(int(x) for x in seq[i, : h + 1]),
-                               edges=tuple(int(x) for x in edges[i, :h][::-1]), strength=float(score[i])))
+        paths.append(
+            FoundPath(
+                nodes=tuple(int(x) for x in seq[i, : h + 1]),
+                edges=tuple(int(x) for x in edges[i, :h][::-1]),
+                strength=float(score[i]),
+            )
+        )
     return paths

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
+from core.clock import Clock
+from core.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, RecordError
+from core.vocabulary import FUNCTIONS, TITLE_LEVELS, is_code
 from graph.pseudonymize import Pseudonymizer, normalize_domain
-from graph.records import FUNCTIONS, TITLE_LEVELS, is_code
-from relgraph.errors import InvalidRequestError, NotFoundError, PermissionDeniedError, RecordError
 from relgraph.v1 import common_pb2, warm_paths_pb2, warm_paths_pb2_grpc
 from server.auth import AuthContext, current_auth
-from server.refresher import SnapshotHolder
 from server.snapshot import Snapshot
+from server.state import ServingStateHolder
 from server.visibility import shared_employers, snapshot_view
 from server.warm_paths import DEFAULT_MAX_WORK, MAX_HOPS, FoundPath, PathSearch, find_paths
 
@@ -53,17 +53,19 @@ def _pick(key: str, count: int) -> int:
 
 
 class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: ignore[misc]
-    def __init__(self, holder: SnapshotHolder, pseudo: Pseudonymizer, *, now: Callable[[], int],
-                 max_work: int = DEFAULT_MAX_WORK) -> None:
+    def __init__(
+        self, holder: ServingStateHolder, pseudo: Pseudonymizer, clock: Clock, *, max_work: int = DEFAULT_MAX_WORK
+    ) -> None:
         self._holder = holder
         self._pseudo = pseudo
-        self._now = now  # the time recency is scored at
+        self._clock = clock  # recency is scored at its time
         self._max_work = max_work
 
-    def FindWarmPaths(self, request: warm_paths_pb2.FindWarmPathsRequest,
-                      context: grpc.ServicerContext) -> warm_paths_pb2.FindWarmPathsResponse:
+    def FindWarmPaths(
+        self, request: warm_paths_pb2.FindWarmPathsRequest, context: grpc.ServicerContext
+    ) -> warm_paths_pb2.FindWarmPathsResponse:
         auth = current_auth()
-        snap = self._holder.current
+        snap = self._holder.current.snapshot
         query, stand_in = self._resolve(snap, auth, request)
         deadline = deadline_of(context)
         if stand_in is None:
@@ -71,18 +73,23 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         else:
             find_paths(snap, stand_in, deadline, self._max_work)  # same cost as a real search; answer discarded
             paths = []
-        named = frozenset(int(t) for t in query.targets) if request.WhichOneof("target") == "target_email" else frozenset()
+        named = (
+            frozenset(int(t) for t in query.targets) if request.WhichOneof("target") == "target_email" else frozenset()
+        )
         reached = {p.nodes[-1] for p in paths}
         visible_targets = sum(1 for t in query.targets.tolist() if t in reached or snap.held_by(t, query.tenant))
-        response = warm_paths_pb2.FindWarmPathsResponse(targets=visible_targets,
-                                                        snapshot_age_seconds=self._holder.age_seconds(),
-                                                        strength_source=snap.strength_source)
+        response = warm_paths_pb2.FindWarmPathsResponse(
+            targets=visible_targets,
+            snapshot_age_seconds=self._holder.age_seconds(),
+            strength_source=snap.strength_source,
+        )
         for path in paths:
             self._add_path(snap, response.paths.add(strength=path.strength), path, query, named)
         return response
 
-    def _add_path(self, snap: Snapshot, out: warm_paths_pb2.WarmPath, path: FoundPath, query: PathSearch,
-                  named: frozenset[int]) -> None:
+    def _add_path(
+        self, snap: Snapshot, out: warm_paths_pb2.WarmPath, path: FoundPath, query: PathSearch, named: frozenset[int]
+    ) -> None:
         out.source.CopyFrom(person_view(snap, path.nodes[0], query.tenant))
         for i, edge in enumerate(path.edges):
             a, b = path.nodes[i], path.nodes[i + 1]
@@ -101,8 +108,9 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
                 evidence.shared_employer_count = len(employers)
                 evidence.shared_employers.extend(employers)
 
-    def _resolve(self, snap: Snapshot, auth: AuthContext,
-                 request: warm_paths_pb2.FindWarmPathsRequest) -> tuple[PathSearch, PathSearch | None]:
+    def _resolve(
+        self, snap: Snapshot, auth: AuthContext, request: warm_paths_pb2.FindWarmPathsRequest
+    ) -> tuple[PathSearch, PathSearch | None]:
         """The search the request asks for, and when its targets resolve to nobody, the stand-in
         search to run instead."""
         violations: list[tuple[str, str]] = []
@@ -129,8 +137,11 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             if len(role.functions) > len(FUNCTIONS):
                 violations.append(("target_company.role.functions", f"at most {len(FUNCTIONS)} functions"))
             else:
-                violations += [(f"target_company.role.functions[{i}]", f"must be one of {', '.join(FUNCTIONS)}")
-                               for i, function in enumerate(role.functions) if function not in FUNCTIONS]
+                violations += [
+                    (f"target_company.role.functions[{i}]", f"must be one of {', '.join(FUNCTIONS)}")
+                    for i, function in enumerate(role.functions)
+                    if function not in FUNCTIONS
+                ]
         rep_pid = team = None
         if request.source.WhichOneof("source") == "rep_email":
             rep_pid = self._pid_or_violation(request.source.rep_email, "source.rep_email", violations)
@@ -162,17 +173,29 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             sources = snap.team_members(tenant, team)
             if sources.size == 0:
                 raise InvalidRequestError([("source.team", "no member of your organisation is in this team")])
-        search = PathSearch(tenant=tenant, targets=targets, sources=sources, k=k, max_hops=max_hops,
-                            allow_cross_tenant=request.allow_cross_tenant, as_of=self._now())
+        search = PathSearch(
+            tenant=tenant,
+            targets=targets,
+            sources=sources,
+            k=k,
+            max_hops=max_hops,
+            allow_cross_tenant=request.allow_cross_tenant,
+            as_of=self._clock.now(),
+        )
         if targets.size:
             return search, None
         # A person or company of the snapshot picked from the request's own target stands in.
         if target_pid is not None:
-            stand_in = self._targets(snap, tenant, snap.pid(_pick(target_pid, snap.people)), None, role) \
-                if snap.people else targets
+            stand_in = (
+                self._targets(snap, tenant, snap.pid(_pick(target_pid, snap.people)), None, role)
+                if snap.people
+                else targets
+            )
         else:
             cids = snap.companies.cids
-            stand_in = self._targets(snap, tenant, None, cids[_pick(domain or "", len(cids))], role) if cids else targets
+            stand_in = (
+                self._targets(snap, tenant, None, cids[_pick(domain or "", len(cids))], role) if cids else targets
+            )
         return search, replace(search, targets=stand_in)
 
     def _pid_or_violation(self, email: str, field: str, violations: list[tuple[str, str]]) -> str | None:
@@ -183,8 +206,9 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             return None
 
     @staticmethod
-    def _targets(snap: Snapshot, tenant: int, pid: str | None, domain: str | None,
-                 role: warm_paths_pb2.RoleFilter) -> np.ndarray:
+    def _targets(
+        snap: Snapshot, tenant: int, pid: str | None, domain: str | None, role: warm_paths_pb2.RoleFilter
+    ) -> np.ndarray:
         """People the request aims at (unknown people or companies give none, not an error)."""
         if pid is not None:
             node = snap.node(pid)
@@ -198,17 +222,20 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         if role.functions:
             people = people[np.isin(snap.function[people], [FUNCTIONS.index(f) for f in role.functions])]
         if role.economic_buyer:
-            by_title = np.isin(snap.level[people], _ECONOMIC_LEVELS) & np.isin(snap.function[people], _ECONOMIC_FUNCTIONS)
+            by_title = np.isin(snap.level[people], _ECONOMIC_LEVELS) & np.isin(
+                snap.function[people], _ECONOMIC_FUNCTIONS
+            )
             named = np.isin(people, snap.economic_buyers.get((tenant, company), np.zeros(0, dtype=np.int32)))
             people = people[by_title | named]
         return people.astype(np.int32)
 
-    def ResolvePeople(self, request: warm_paths_pb2.ResolvePeopleRequest,
-                      context: grpc.ServicerContext) -> warm_paths_pb2.ResolvePeopleResponse:
+    def ResolvePeople(
+        self, request: warm_paths_pb2.ResolvePeopleRequest, context: grpc.ServicerContext
+    ) -> warm_paths_pb2.ResolvePeopleResponse:
         if len(request.emails) > MAX_RESOLVE:
             raise InvalidRequestError([("emails", f"at most {MAX_RESOLVE} per call")])
         auth = current_auth()
-        snap = self._holder.current
+        snap = self._holder.current.snapshot
         tenant = snap.tenants.index.get(auth.tenant)
         response = warm_paths_pb2.ResolvePeopleResponse()
         violations: list[tuple[str, str]] = []

@@ -1,0 +1,231 @@
+"""The serving state: the CSR snapshot of the graph and the promoted link, deal and buyer models,
+as one immutable value that every handler reads through one reference (`holder.current`), so an
+answer never mixes two refreshes. One background loop refreshes it: the snapshot incrementally
+every `refresh_interval_s` (fully every `full_rebuild_interval_s`, and after a long outage, when
+erasure tombstones may have been pruned), and each model kind's promotion picked up (a version
+trained on another feature schema, or one that cannot load, is refused and the previous one serves
+on). The link model's strengths are recomputed whenever the relationships, the tenants' opt-outs or
+the model change, at the serving clock's time.
+
+The loop survives any record and any failure: it logs, counts (`relgraph_snapshot_refresh_failures_total`)
+and tries again; while Neo4j is unreachable the last state serves and says so, and `healthy` turns
+false once the snapshot is older than `max_snapshot_age_s`. A refresh that applied an erasure
+empties this machine's export cache (training's interaction logs), so no file keeps an erased
+person's pseudonym, wherever the erasure was made."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.clock import Clock
+from core.errors import NoModelError, StoreError
+from gnn.buyer_process import BuyerProcessModel
+from gnn.deal_scoring import DealScorer
+from gnn.link_model import LinkScorer
+from gnn.model_kinds import BUYER, DEAL, LINK, MODEL_KINDS, ModelKind
+from gnn.registry import ModelRegistry
+from graph import strength_heuristic as heuristic
+from graph.export_cache import purge_export_cache
+from graph.interaction_log import ExportScope
+from graph.reader import ALL_TENANTS, GraphReader
+from server import snapshot as snapshots
+from server.link_strengths import with_link_strengths
+from server.metrics import Metrics
+from server.snapshot import Snapshot
+
+log = logging.getLogger("relgraph.server")
+_Model = TypeVar("_Model")
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """Everything an answer is computed from, as of one refresh."""
+
+    snapshot: Snapshot
+    models: dict[str, Any] = field(default_factory=dict)  # kind name -> the loaded promoted version
+    why_not: dict[str, str] = field(default_factory=dict)  # kind name -> why none serves
+    store_reachable: bool = True
+
+    def model(self, kind: ModelKind[_Model]) -> _Model:
+        """The serving model of `kind`; NoModelError (FAILED_PRECONDITION) saying why there is none."""
+        loaded = self.models.get(kind.name)
+        if loaded is None:
+            raise NoModelError(self.why_not.get(kind.name, f"no {kind.name} model promoted"))
+        served: _Model = loaded
+        return served
+
+    @property
+    def link(self) -> LinkScorer | None:
+        scorer: LinkScorer | None = self.models.get(LINK.name)
+        return scorer
+
+    @property
+    def deal(self) -> DealScorer:
+        return self.model(DEAL)
+
+    @property
+    def buyer(self) -> BuyerProcessModel:
+        return self.model(BUYER)
+
+
+class ServingStateHolder:
+    def __init__(
+        self,
+        reader: GraphReader,
+        clock: Clock,
+        metrics: Metrics,
+        registry: ModelRegistry,
+        *,
+        refresh_interval_s: float,
+        full_rebuild_interval_s: float,
+        max_snapshot_age_s: float = float("inf"),
+        export_cache: Path | None = None,
+        prune_tombstones: Callable[[], object] | None = None,
+    ) -> None:
+        self._reader = reader
+        self._clock = clock
+        self._registry = registry
+        self._export_cache = export_cache
+        self._prune_tombstones = prune_tombstones  # a full rebuild prunes erasure tombstones every server applied
+        self._refused: dict[str, str] = {}  # kind -> the promoted version refused (logged once)
+        self._metrics = metrics
+        self._refresh_interval_s = refresh_interval_s
+        self._full_rebuild_interval_s = full_rebuild_interval_s
+        self._max_snapshot_age_s = max_snapshot_age_s
+        self._lock = threading.Lock()  # serializes refreshes; readers just take the reference
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current = self._next(ServingState(snapshots.build(reader)))
+        self._publish(self.current)
+
+    # -- refreshing ---------------------------------------------------------------------------------
+
+    def refresh(self, *, full: bool = False) -> ServingState:
+        """Refresh now (incrementally, or fully); returns the state now serving. Never raises: a
+        failure keeps the last state serving, logged and counted."""
+        with self._lock:
+            previous = self.current
+            try:
+                if full and self._prune_tombstones is not None:
+                    self._prune_tombstones()
+                snap = snapshots.build(self._reader) if full else snapshots.refresh(previous.snapshot, self._reader)
+                state = self._next(replace(previous, snapshot=snap, store_reachable=True))
+            except StoreError as exc:
+                if previous.store_reachable:
+                    log.warning("refresh failed, serving the last state: %s", exc)
+                self._metrics.refresh_failures.inc()
+                self.current = replace(previous, store_reachable=False)
+                return self.current
+            except Exception:
+                log.exception("refresh failed, serving the last state")
+                self._metrics.refresh_failures.inc()
+                return previous
+            if snap.erasure_watermark_ms > previous.snapshot.erasure_watermark_ms and self._export_cache is not None:
+                purge_export_cache(self._export_cache)
+            self._publish(state)
+            return state
+
+    def _next(self, state: ServingState) -> ServingState:
+        """`state` with every model kind's promoted version picked up and the link strengths applied."""
+        models, why_not = dict(state.models), dict(state.why_not)
+        for kind in MODEL_KINDS.values():
+            self._pick_up(kind, models, why_not)
+        return replace(
+            state, snapshot=self._scored(state.snapshot, models.get(LINK.name)), models=models, why_not=why_not
+        )
+
+    def _pick_up(self, kind: ModelKind[Any], models: dict[str, Any], why_not: dict[str, str]) -> None:
+        promoted = self._registry.promoted_name(kind.name)
+        current = models.get(kind.name)
+        if promoted is None:
+            models.pop(kind.name, None)
+            why_not[kind.name] = (
+                f"no {kind.name} model promoted (run `relgraph models promote VERSION --model {kind.name}`)"
+            )
+            return
+        if (current is not None and current.version == promoted) or self._refused.get(kind.name) == promoted:
+            return
+        try:
+            models[kind.name] = kind.load_promoted(self._registry)
+            why_not.pop(kind.name, None)
+            log.info("%s model %s promoted: now serving", kind.name, promoted)
+        except Exception as exc:  # refused: a version that cannot serve never replaces one that can
+            self._refused[kind.name] = promoted
+            serving = f"{kind.name} model {current.version}" if current is not None else "nothing"
+            log.error("refusing %s model %s, still serving %s: %s", kind.name, promoted, serving, exc)
+            if current is None:
+                why_not[kind.name] = (
+                    str(exc)
+                    if isinstance(exc, NoModelError)
+                    else f"{kind.name} model {promoted} cannot be loaded; see the server log"
+                )
+
+    def _scored(self, snap: Snapshot, scorer: LinkScorer | None) -> Snapshot:
+        """`snap` with the link model's strengths, recomputed only when the model, the relationships or
+        the tenants' opt-outs changed (a rebuilt or refreshed snapshot holds none yet); without a
+        model, the heuristic's (no stored strengths)."""
+        if scorer is None:
+            return (
+                snap
+                if snap.edge_strength is None
+                else replace(snap, edge_strength=None, strength_source=heuristic.NAME, strength_basis="")
+            )
+        opted_out = ",".join(t for t, out in zip(snap.tenants.ids, snap.tenants.network_opt_out) if out)
+        basis = f"{scorer.source} opted-out:{opted_out}"
+        if snap.edge_strength is not None and snap.strength_basis == basis:
+            return snap
+        as_of = self._clock.now()
+        interactions = self._reader.interaction_log(ExportScope(tenants=ALL_TENANTS, end=as_of, with_opted_out=True))
+        return replace(with_link_strengths(snap, scorer, interactions, as_of), strength_basis=basis)
+
+    def _publish(self, state: ServingState) -> None:
+        self.current = state
+        snap = state.snapshot
+        self._metrics.snapshot_relationships.set(snap.relationships)
+        if snap.rows_skipped:
+            self._metrics.rows_skipped.inc(snap.rows_skipped)
+            log.warning(
+                "snapshot: skipped %d row(s) that do not fit (out-of-range times or counts, unknown "
+                "tenants, malformed pids); see relgraph_snapshot_rows_skipped_total",
+                snap.rows_skipped,
+            )
+
+    # -- health and the loop ------------------------------------------------------------------------
+
+    def age_seconds(self) -> float:
+        age = self.current.snapshot.age_seconds()
+        self._metrics.snapshot_age.set(age)
+        return age
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the snapshot is fresh enough to serve (younger than `max_snapshot_age_s`)."""
+        return self.age_seconds() <= self._max_snapshot_age_s
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="serving-state-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        last_full = time.monotonic()
+        while not self._stop.wait(self._refresh_interval_s):
+            # Also rebuild fully after a long outage: erasure tombstones may have been pruned meanwhile.
+            full = (
+                time.monotonic() - last_full >= self._full_rebuild_interval_s
+                or self.current.snapshot.age_seconds() >= self._full_rebuild_interval_s
+            )
+            before = self.current
+            if self.refresh(full=full).snapshot is not before.snapshot and full:  # a failed rebuild is tried again
+                last_full = time.monotonic()
+            self.age_seconds()
