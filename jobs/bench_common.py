@@ -11,13 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.config import Config
 from graph.ingest import IngestSummary, ingest
 from graph.neo4j_server import ManagedNeo4j
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
 from graph.store import GraphStore, connect
 from jobs.generate import GenerationReport, GeneratorConfig, generate
-from relgraph.config import Config
 
 
 def free_port() -> int:
@@ -30,8 +30,11 @@ def throwaway_neo4j(config: Config, home: Path) -> tuple[Config, ManagedNeo4j]:
     """A managed Neo4j of its own (own home, free port, larger memory) so benchmarks start empty
     and never touch the user's graph."""
     bench_config = dataclasses.replace(
-        config, home=home, neo4j=dataclasses.replace(config.neo4j, uri=None, password=None),
-        managed_neo4j=dataclasses.replace(config.managed_neo4j, port=free_port(), heap="2g", pagecache="2g"))
+        config,
+        home=home,
+        neo4j=dataclasses.replace(config.neo4j, uri=None, password=None),
+        managed_neo4j=dataclasses.replace(config.managed_neo4j, port=free_port(), heap="2g", pagecache="2g"),
+    )
     server = ManagedNeo4j(bench_config)
     server.start()
     return bench_config, server

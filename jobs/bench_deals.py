@@ -15,34 +15,51 @@ from typing import Any
 
 import grpc
 
-from gnn.deals import DealData, load_deal_data
+from core.config import Config
 from gnn.registry import ModelRegistry
+from graph.deal_bundle import DealBundle
+from graph.neo4j_reader import Neo4jReader
 from graph.pseudonymize import Pseudonymizer
+from graph.reader import ALL_TENANTS
 from jobs.bench_common import BenchGraph, free_port, generated_graph
 from jobs.generate import AS_OF, GeneratorConfig
 from jobs.train_buyer import train_buyer_model
-from jobs.train_deals import DealTrainConfig, GroundTruth, train_deal_model
-from relgraph.config import Config
+from jobs.train_deals import DealSettings, GroundTruth, train_deal_model
 
 DEALS_PER_100_PEOPLE = 20.0
 
 
-def run_deals_benchmark(config: Config, *, people: int, hygiene: list[float], network_key: str,
-                        train_config: DealTrainConfig, requests: int = 200, plot: Path | None = None,
-                        seed: int = 7) -> dict[str, Any]:
+def run_deals_benchmark(
+    config: Config,
+    *,
+    people: int,
+    hygiene: list[float],
+    network_key: str,
+    settings: DealSettings,
+    requests: int = 200,
+    plot: Path | None = None,
+    seed: int = 7,
+) -> dict[str, Any]:
     import ray
 
     pseudo = Pseudonymizer(network_key)
     rows, latency = [], {}
     for i, level in enumerate(hygiene):
-        generator = GeneratorConfig(people=people, tenants=4, seed=seed, hygiene=level,
-                                    deals_per_100_people=DEALS_PER_100_PEOPLE)
+        generator = GeneratorConfig(
+            people=people, tenants=4, seed=seed, hygiene=level, deals_per_100_people=DEALS_PER_100_PEOPLE
+        )
         with generated_graph(config, generator, pseudo) as graph:
             registry = ModelRegistry(graph.config.models_dir)
-            data = load_deal_data(graph.store)
-            report = train_deal_model(data, train_config, as_of=AS_OF, runs_dir=graph.config.runs_dir,
-                                      registry=registry, scope={"bench": people, "hygiene": level},
-                                      truth=GroundTruth.load(graph.data / "ingest"))
+            data = Neo4jReader(graph.store).deal_bundle(ALL_TENANTS)
+            report = train_deal_model(
+                data,
+                settings,
+                as_of=AS_OF,
+                runs_dir=graph.config.runs_dir,
+                registry=registry,
+                scope={"bench": people, "hygiene": level},
+                truth=GroundTruth.load(graph.data / "ingest"),
+            )
             rows.append(_sweep_row(level, report.manifest))
             if i == len(hygiene) - 1:  # latency through the real server, on the last network
                 assert report.version is not None
@@ -53,26 +70,39 @@ def run_deals_benchmark(config: Config, *, people: int, hygiene: list[float], ne
         ray.shutdown()
     if plot is not None:
         plot_sweep(rows, plot)
-    return {"people": people, "deals_per_100_people": DEALS_PER_100_PEOPLE, "seed": seed, "sweep": rows,
-            "rpc_latency_ms": latency, "plot": str(plot) if plot else None}
+    return {
+        "people": people,
+        "deals_per_100_people": DEALS_PER_100_PEOPLE,
+        "seed": seed,
+        "sweep": rows,
+        "rpc_latency_ms": latency,
+        "plot": str(plot) if plot else None,
+    }
 
 
 def _sweep_row(level: float, manifest: dict[str, Any]) -> dict[str, Any]:
     m = manifest["metrics"]
     open_acc = m.get("stage_open_deals", {}).get("accuracy", {})
     snap_acc = m["stage"].get("accuracy", {})
-    return {"hygiene": level, "open_deals": m.get("stage_open_deals", {}).get("evaluated", 0),
-            "stage_accuracy": open_acc.get("model"), "gbm_stage_accuracy": open_acc.get("gradient_boosting"),
-            "crm_stage_accuracy": open_acc.get("crm_reported"),
-            "snapshot_stage_accuracy": snap_acc.get("model"), "snapshot_crm_accuracy": snap_acc.get("crm_reported"),
-            "win_auc": m["win"]["model"]["auc"], "gbm_win_auc": m["win"]["gradient_boosting"]["auc"],
-            "win_brier": m["win"]["model"]["brier"], "gbm_win_brier": m["win"]["gradient_boosting"]["brier"],
-            "days_mae": m["days_to_close"]["mae_days"]["model"],
-            "gbm_days_mae": m["days_to_close"]["mae_days"]["gradient_boosting"],
-            "train_stage_labels": manifest["sizes"]["train_stage_labels"]}
+    return {
+        "hygiene": level,
+        "open_deals": m.get("stage_open_deals", {}).get("evaluated", 0),
+        "stage_accuracy": open_acc.get("model"),
+        "gbm_stage_accuracy": open_acc.get("gradient_boosting"),
+        "crm_stage_accuracy": open_acc.get("crm_reported"),
+        "snapshot_stage_accuracy": snap_acc.get("model"),
+        "snapshot_crm_accuracy": snap_acc.get("crm_reported"),
+        "win_auc": m["win"]["model"]["auc"],
+        "gbm_win_auc": m["win"]["gradient_boosting"]["auc"],
+        "win_brier": m["win"]["model"]["brier"],
+        "gbm_win_brier": m["win"]["gradient_boosting"]["brier"],
+        "days_mae": m["days_to_close"]["mae_days"]["model"],
+        "gbm_days_mae": m["days_to_close"]["mae_days"]["gradient_boosting"],
+        "train_stage_labels": manifest["sizes"]["train_stage_labels"],
+    }
 
 
-def _rpc_latency(graph: BenchGraph, data: DealData, network_key: str, requests: int) -> dict[str, dict[str, float]]:
+def _rpc_latency(graph: BenchGraph, data: DealBundle, network_key: str, requests: int) -> dict[str, dict[str, float]]:
     """p50/p99 milliseconds of each buyer-intelligence RPC over a real channel, sequentially."""
     from relgraph.v1 import buyer_intelligence_pb2 as pb
     from relgraph.v1 import buyer_intelligence_pb2_grpc
@@ -80,25 +110,32 @@ def _rpc_latency(graph: BenchGraph, data: DealData, network_key: str, requests: 
     from server.auth import create_api_key
 
     tenant = data.deals[0].tenant
-    deal_ids = [d.deal_id for d in data.deals if d.tenant == tenant and d.closed < 0][:50] or \
-        [d.deal_id for d in data.deals if d.tenant == tenant][:50]
+    deal_ids = [d.deal_id for d in data.deals if d.tenant == tenant and d.closed < 0][:50] or [
+        d.deal_id for d in data.deals if d.tenant == tenant
+    ][:50]
     domains = sorted({d.cid for d in data.deals})[:50]
     server_config = dataclasses.replace(
-        graph.config, network_key=network_key, api_key_pepper="bench-pepper-0123456789",
-        server=dataclasses.replace(graph.config.server, port=free_port(), metrics_port=0, as_of=AS_OF))
+        graph.config,
+        network_key=network_key,
+        api_key_pepper="bench-pepper-0123456789",
+        server=dataclasses.replace(graph.config.server, port=free_port(), metrics_port=0, as_of=AS_OF),
+    )
+    secret, _ = create_api_key(
+        graph.store, "bench-pepper-0123456789", tenant=tenant, role="member", scopes=[], label="bench"
+    )
     server, port = create_server(server_config)
     server.start()
     try:
-        secret, _ = create_api_key(server.store, "bench-pepper-0123456789", tenant=tenant, role="member", scopes=[],
-                                   label="bench")
         metadata = (("authorization", f"Bearer {secret}"),)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = buyer_intelligence_pb2_grpc.BuyerIntelligenceServiceStub(channel)
             calls = {
                 "EstimateDealStage": lambda i: stub.EstimateDealStage(
-                    pb.EstimateDealStageRequest(deal_id=deal_ids[i % len(deal_ids)]), metadata=metadata),
+                    pb.EstimateDealStageRequest(deal_id=deal_ids[i % len(deal_ids)]), metadata=metadata
+                ),
                 "ListDealSignals": lambda i: stub.ListDealSignals(
-                    pb.ListDealSignalsRequest(deal_id=deal_ids[i % len(deal_ids)]), metadata=metadata),
+                    pb.ListDealSignalsRequest(deal_id=deal_ids[i % len(deal_ids)]), metadata=metadata
+                ),
                 "PredictBuyerProcess": lambda i: _buyer_call(stub, domains[i % len(domains)], metadata),
             }
             return {name: _timed(call, requests) for name, call in calls.items()}
@@ -124,19 +161,26 @@ def _timed(call: Any, requests: int) -> dict[str, float]:
         call(i)
         times.append((time.perf_counter() - began) * 1000)
     times.sort()
-    return {"requests": requests, "p50_ms": round(statistics.median(times), 2),
-            "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2)}
+    return {
+        "requests": requests,
+        "p50_ms": round(statistics.median(times), 2),
+        "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2),
+    }
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = [r["hygiene"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("stage_accuracy", "deal model (engagement)"), ("gbm_stage_accuracy", "gradient boosting"),
-                       ("crm_stage_accuracy", "CRM-reported stage")):
+    for key, label in (
+        ("stage_accuracy", "deal model (engagement)"),
+        ("gbm_stage_accuracy", "gradient boosting"),
+        ("crm_stage_accuracy", "CRM-reported stage"),
+    ):
         ax.plot(x, [r[key] for r in rows], marker="o", label=label)
     ax.axhline(0.85, color="grey", linestyle="--", linewidth=1, label="target 0.85")
     ax.set_xlabel("CRM hygiene (share of deals whose CRM stage is right and current)")
@@ -149,14 +193,18 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def render_deals_benchmark(r: dict[str, Any]) -> str:
-    lines = [f"deal model, {r['people']:,} people, {r['deals_per_100_people']:g} deals per 100 people, seed {r['seed']}",
-             f"{'hygiene':>7} {'open':>5} {'stage':>6} {'GBM':>6} {'CRM':>6} {'win AUC':>8} {'GBM AUC':>8} "
-             f"{'Brier':>6} {'GBM Br':>6} {'MAE d':>6}"]
+    lines = [
+        f"deal model, {r['people']:,} people, {r['deals_per_100_people']:g} deals per 100 people, seed {r['seed']}",
+        f"{'hygiene':>7} {'open':>5} {'stage':>6} {'GBM':>6} {'CRM':>6} {'win AUC':>8} {'GBM AUC':>8} "
+        f"{'Brier':>6} {'GBM Br':>6} {'MAE d':>6}",
+    ]
     for row in r["sweep"]:
-        lines.append(f"{row['hygiene']:>7.1f} {row['open_deals']:>5} {row['stage_accuracy']:>6.3f} "
-                     f"{row['gbm_stage_accuracy']:>6.3f} {row['crm_stage_accuracy']:>6.3f} {row['win_auc']:>8.4f} "
-                     f"{row['gbm_win_auc']:>8.4f} {row['win_brier']:>6.4f} {row['gbm_win_brier']:>6.4f} "
-                     f"{row['days_mae']:>6.1f}")
+        lines.append(
+            f"{row['hygiene']:>7.1f} {row['open_deals']:>5} {row['stage_accuracy']:>6.3f} "
+            f"{row['gbm_stage_accuracy']:>6.3f} {row['crm_stage_accuracy']:>6.3f} {row['win_auc']:>8.4f} "
+            f"{row['gbm_win_auc']:>8.4f} {row['win_brier']:>6.4f} {row['gbm_win_brier']:>6.4f} "
+            f"{row['days_mae']:>6.1f}"
+        )
     for name, t in r["rpc_latency_ms"].items():
         lines.append(f"{name}: p50 {t['p50_ms']:.1f} ms, p99 {t['p99_ms']:.1f} ms ({t['requests']} requests)")
     if r.get("plot"):

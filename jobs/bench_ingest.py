@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.config import Config
 from graph.ingest import ingest, read_records
 from graph.neo4j_server import NEO4J_VERSION
 from graph.pseudonymize import Pseudonymizer
@@ -17,7 +18,6 @@ from graph.records import parse_record
 from graph.writes import WriteCounts, write_interactions
 from jobs.bench_common import generated_graph
 from jobs.generate import GeneratorConfig
-from relgraph.config import Config
 
 
 def _naive_sample(path: Path, pseudo: Pseudonymizer, n: int) -> list[dict[str, Any]]:
@@ -34,8 +34,9 @@ def _naive_sample(path: Path, pseudo: Pseudonymizer, n: int) -> list[dict[str, A
     return rows
 
 
-def run_ingest_benchmark(config: Config, *, people: int, baseline_events: int, network_key: str,
-                         seed: int = 7, tenants: int = 5) -> dict[str, Any]:
+def run_ingest_benchmark(
+    config: Config, *, people: int, baseline_events: int, network_key: str, seed: int = 7, tenants: int = 5
+) -> dict[str, Any]:
     pseudo = Pseudonymizer(network_key)
     with generated_graph(config, GeneratorConfig(people=people, tenants=tenants, seed=seed), pseudo) as graph:
         gen, summary, store, data = graph.generation, graph.ingest, graph.store, graph.data
@@ -50,14 +51,28 @@ def run_ingest_benchmark(config: Config, *, people: int, baseline_events: int, n
     write_rate = events / summary.write_seconds if summary.write_seconds else 0.0
     baseline = len(sample) / naive_seconds
     return {
-        "people": people, "tenants": tenants, "seed": seed, "generate_seconds": gen.seconds,
-        "records": summary.accepted, "events": events, "batch_size": config.ingest.batch_size,
-        "validate_seconds": summary.validate_seconds, "write_seconds": summary.write_seconds,
-        "seconds": summary.seconds, "events_per_s": summary.events_per_s, "write_events_per_s": round(write_rate, 1),
-        "nodes_created": summary.nodes_created, "relationships_created": summary.relationships_created,
-        "reingest_seconds": again.seconds, "reingest_nodes_created": again.nodes_created,
-        "reingest_relationships_created": again.relationships_created, "reingest_events_added": again.events_added,
-        "baseline_events": len(sample), "baseline_seconds": round(naive_seconds, 3),
-        "baseline_events_per_s": round(baseline, 1), "speedup": round(summary.events_per_s / baseline, 1),
-        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cpu", "neo4j": NEO4J_VERSION,
+        "people": people,
+        "tenants": tenants,
+        "seed": seed,
+        "generate_seconds": gen.seconds,
+        "records": summary.accepted,
+        "events": events,
+        "batch_size": config.ingest.batch_size,
+        "validate_seconds": summary.validate_seconds,
+        "write_seconds": summary.write_seconds,
+        "seconds": summary.seconds,
+        "events_per_s": summary.events_per_s,
+        "write_events_per_s": round(write_rate, 1),
+        "nodes_created": summary.nodes_created,
+        "relationships_created": summary.relationships_created,
+        "reingest_seconds": again.seconds,
+        "reingest_nodes_created": again.nodes_created,
+        "reingest_relationships_created": again.relationships_created,
+        "reingest_events_added": again.events_added,
+        "baseline_events": len(sample),
+        "baseline_seconds": round(naive_seconds, 3),
+        "baseline_events_per_s": round(baseline, 1),
+        "speedup": round(summary.events_per_s / baseline, 1),
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cpu",
+        "neo4j": NEO4J_VERSION,
     }

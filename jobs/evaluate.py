@@ -11,17 +11,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gnn.deals import load_deal_data, observed_until
-from gnn.interactions import ExportScope, export_interactions
+from core.config import Config
+from core.errors import ConfigError, InvalidInputError
+from graph.deal_bundle import observed_until
 from graph.ingest import ingest
+from graph.interaction_log import ExportScope
+from graph.neo4j_reader import Neo4jReader
 from graph.pseudonymize import Pseudonymizer
+from graph.reader import ALL_TENANTS
 from graph.schema import migrate
 from graph.store import GraphStore, connect
 from jobs.bench_common import throwaway_neo4j
-from jobs.train import TrainConfig, TrainReport, train_link_model
-from jobs.train_deals import DealReport, DealTrainConfig, GroundTruth, train_deal_model
-from relgraph.config import Config
-from relgraph.errors import ConfigError, InvalidInputError
+from jobs.train_deals import DealReport, DealSettings, GroundTruth, train_deal_model
+from jobs.train_link import LinkSettings, TrainReport, train_link_model
 
 
 @contextmanager
@@ -37,29 +39,42 @@ def _ingested(config: Config, dataset: Path, network_key: str) -> Iterator[Graph
                 summary = ingest(store, [dataset], Pseudonymizer(network_key), batch_size=config.ingest.batch_size)
                 if summary.files_rejected:
                     first = summary.first_errors[0]
-                    raise InvalidInputError(f"{summary.files_rejected} of {summary.files} dataset files were refused "
-                                            f"(first: {first.file}:{first.line}: {first.reason}); fix them, or "
-                                            f"convert them again, and rerun")
+                    raise InvalidInputError(
+                        f"{summary.files_rejected} of {summary.files} dataset files were refused "
+                        f"(first: {first.file}:{first.line}: {first.reason}); fix them, or "
+                        f"convert them again, and rerun"
+                    )
                 yield store
         finally:
             server.stop()
 
 
-def evaluate_links(config: Config, dataset: Path, train_config: TrainConfig, *, network_key: str,
-                   progress: bool = False) -> TrainReport:
+def evaluate_links(
+    config: Config, dataset: Path, settings: LinkSettings, *, network_key: str, progress: bool = False
+) -> TrainReport:
     with _ingested(config, dataset, network_key) as store:
-        log = export_interactions(store, ExportScope(), progress=progress)
+        log = Neo4jReader(store, progress=progress).interaction_log(ExportScope(tenants=ALL_TENANTS))
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-runs-") as runs:
-        return train_link_model(log, train_config, runs_dir=Path(runs), registry=None,
-                                scope={"dataset": str(dataset)}, progress=progress)
+        return train_link_model(
+            log, settings, runs_dir=Path(runs), registry=None, scope={"dataset": str(dataset)}, progress=progress
+        )
 
 
-def evaluate_deals(config: Config, dataset: Path, train_config: DealTrainConfig, *, network_key: str,
-                   progress: bool = False) -> DealReport:
+def evaluate_deals(
+    config: Config, dataset: Path, settings: DealSettings, *, network_key: str, progress: bool = False
+) -> DealReport:
     """The deal model against its baselines on `dataset` (a CRM export without interactions works
     too); stage accuracy against the true stages when the dataset has the generator's ground truth."""
     with _ingested(config, dataset, network_key) as store:
-        data = load_deal_data(store)
+        data = Neo4jReader(store).deal_bundle(ALL_TENANTS)
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-runs-") as runs:
-        return train_deal_model(data, train_config, as_of=observed_until(data), runs_dir=Path(runs), registry=None,
-                                scope={"dataset": str(dataset)}, truth=GroundTruth.load(dataset), progress=progress)
+        return train_deal_model(
+            data,
+            settings,
+            as_of=observed_until(data),
+            runs_dir=Path(runs),
+            registry=None,
+            scope={"dataset": str(dataset)},
+            truth=GroundTruth.load(dataset),
+            progress=progress,
+        )

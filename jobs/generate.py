@@ -21,20 +21,100 @@ from typing import IO, Any
 import numpy as np
 from tqdm import tqdm
 
-from graph.records import FUNCTIONS, TITLE_LEVELS
+from core.vocabulary import FUNCTIONS, TITLE_LEVELS
 
 DAY = 86400
 WINDOW_START = 1735689600  # 2025-01-01T00:00:00Z
 AS_OF = WINDOW_START + 545 * DAY  # 2026-06-30: the generated world is observed at this time
 STAGES = ("discovery", "evaluation", "proposal", "negotiation")
-INDUSTRIES = ("fintech", "healthcare", "retail", "manufacturing", "logistics", "media", "energy", "education",
-              "software", "telecom")
-_FIRST = ("ana", "ben", "chen", "dara", "eli", "fatima", "goran", "hana", "ivan", "jade", "kofi", "lena", "mateo",
-          "nadia", "omar", "priya", "quinn", "rosa", "sven", "tara", "umar", "vera", "wei", "ximena", "yusuf", "zoe")
-_LAST = ("abe", "berg", "costa", "diaz", "eriksen", "fischer", "garcia", "haddad", "ito", "jansen", "khan", "lopez",
-         "moreau", "nowak", "okafor", "petrov", "quist", "rossi", "sato", "tanaka", "ueda", "varga", "weber", "yilmaz")
-_WORDS = ("north", "blue", "iron", "cedar", "nova", "bright", "delta", "summit", "harbor", "pixel", "atlas", "ember",
-          "lumen", "vector", "orbit", "crest", "maple", "quartz", "river", "solar")
+INDUSTRIES = (
+    "fintech",
+    "healthcare",
+    "retail",
+    "manufacturing",
+    "logistics",
+    "media",
+    "energy",
+    "education",
+    "software",
+    "telecom",
+)
+_FIRST = (
+    "ana",
+    "ben",
+    "chen",
+    "dara",
+    "eli",
+    "fatima",
+    "goran",
+    "hana",
+    "ivan",
+    "jade",
+    "kofi",
+    "lena",
+    "mateo",
+    "nadia",
+    "omar",
+    "priya",
+    "quinn",
+    "rosa",
+    "sven",
+    "tara",
+    "umar",
+    "vera",
+    "wei",
+    "ximena",
+    "yusuf",
+    "zoe",
+)
+_LAST = (
+    "abe",
+    "berg",
+    "costa",
+    "diaz",
+    "eriksen",
+    "fischer",
+    "garcia",
+    "haddad",
+    "ito",
+    "jansen",
+    "khan",
+    "lopez",
+    "moreau",
+    "nowak",
+    "okafor",
+    "petrov",
+    "quist",
+    "rossi",
+    "sato",
+    "tanaka",
+    "ueda",
+    "varga",
+    "weber",
+    "yilmaz",
+)
+_WORDS = (
+    "north",
+    "blue",
+    "iron",
+    "cedar",
+    "nova",
+    "bright",
+    "delta",
+    "summit",
+    "harbor",
+    "pixel",
+    "atlas",
+    "ember",
+    "lumen",
+    "vector",
+    "orbit",
+    "crest",
+    "maple",
+    "quartz",
+    "river",
+    "solar",
+)
 _LEVEL_P = (0.55, 0.25, 0.12, 0.06, 0.02)
 _FUNCTION_P = (0.03, 0.14, 0.09, 0.08, 0.14, 0.18, 0.08, 0.03, 0.04, 0.06, 0.08, 0.05)
 # Buyer type -> (mean days per stage, probability of stalling per stage). Enterprise buys slowly,
@@ -78,7 +158,8 @@ class _Writers:
     def write(self, name: str, lines: list[str], folder: str = "ingest") -> None:
         key = (folder, name)
         if key not in self._files:
-            self._files[key] = open(self._out / folder / f"{name}.jsonl", "w", encoding="utf-8")
+            # Open while the generator writes, closed by close().
+            self._files[key] = open(self._out / folder / f"{name}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         if lines:
             self._files[key].write("\n".join(lines) + "\n")
         label = name if folder == "ingest" else f"{folder}/{name}"
@@ -112,7 +193,9 @@ class _World:
         self.company_size = sizes
         self.company_industry = rng.integers(0, len(INDUSTRIES), n_companies)
         self.company_employees = (sizes * rng.uniform(20, 120, n_companies)).astype(np.int64)
-        self.domains = [f"{_WORDS[i % len(_WORDS)]}{_WORDS[(i * 7 + 3) % len(_WORDS)]}{i}.example" for i in range(n_companies)]
+        self.domains = [
+            f"{_WORDS[i % len(_WORDS)]}{_WORDS[(i * 7 + 3) % len(_WORDS)]}{i}.example" for i in range(n_companies)
+        ]
         # Tenants are the largest companies: sellers with many employees observed.
         self.tenant_companies = np.argsort(-sizes, kind="stable")[: cfg.tenants]
         self.tenant_ids = [f"{self.domains[c].split('.')[0]}" for c in self.tenant_companies]
@@ -169,10 +252,19 @@ def generate(cfg: GeneratorConfig, out: str | Path, *, progress: bool = False) -
         _write_deals(world, cfg, rng, writers, progress)
     finally:
         writers.close()
-    report = GenerationReport(out=str(out), config=asdict(cfg), counts=dict(sorted(writers.counts.items())),
-                              seconds=round(time.perf_counter() - started, 2))
-    manifest = {**asdict(report), "tenants": world.tenant_ids, "as_of": int(AS_OF), "window_start": WINDOW_START,
-                "stages": STAGES}
+    report = GenerationReport(
+        out=str(out),
+        config=asdict(cfg),
+        counts=dict(sorted(writers.counts.items())),
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    manifest = {
+        **asdict(report),
+        "tenants": world.tenant_ids,
+        "as_of": int(AS_OF),
+        "window_start": WINDOW_START,
+        "stages": STAGES,
+    }
     (out / "ground_truth" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return report
 
@@ -191,28 +283,61 @@ def _write_people(world: _World, cfg: GeneratorConfig, writers: _Writers, progre
             level, function = TITLE_LEVELS[world.level[i]], FUNCTIONS[world.function[i]]
             tenant = world.tenant_ids[tenant_idx] if tenant_idx >= 0 else world.tenant_ids[i % cfg.tenants]
             if tenant_idx >= 0:
-                members.append(_j({"kind": "member", "tenant": tenant, "email": email,
-                                   "role": "rep" if function == "sales" else "member",
-                                   "title_level": level, "function": function}))
+                members.append(
+                    _j(
+                        {
+                            "kind": "member",
+                            "tenant": tenant,
+                            "email": email,
+                            "role": "rep" if function == "sales" else "member",
+                            "title_level": level,
+                            "function": function,
+                        }
+                    )
+                )
             # Job history: seen by the tenant whose member this is, or (for buyers) by some tenant's enrichment.
             start_current = WINDOW_START - int((i * 2654435761) % (900 * DAY))
             for slot, past in enumerate(world.past[i]):
                 if past >= 0:
                     end = start_current - slot * 400 * DAY
-                    jobs.append(_j({"kind": "employment", "tenant": tenant, "email": email,
-                                    "company": world.domains[past], "from": end - 700 * DAY, "to": end,
-                                    "title_level": TITLE_LEVELS[max(0, world.level[i] - 1)], "function": function,
-                                    "company_industry": INDUSTRIES[world.company_industry[past]],
-                                    "company_size": int(world.company_employees[past])}))
-            jobs.append(_j({"kind": "employment", "tenant": tenant, "email": email, "company": world.domains[c],
-                            "from": start_current, "title_level": level, "function": function,
-                            "company_industry": INDUSTRIES[world.company_industry[c]],
-                            "company_size": int(world.company_employees[c])}))
+                    jobs.append(
+                        _j(
+                            {
+                                "kind": "employment",
+                                "tenant": tenant,
+                                "email": email,
+                                "company": world.domains[past],
+                                "from": end - 700 * DAY,
+                                "to": end,
+                                "title_level": TITLE_LEVELS[max(0, world.level[i] - 1)],
+                                "function": function,
+                                "company_industry": INDUSTRIES[world.company_industry[past]],
+                                "company_size": int(world.company_employees[past]),
+                            }
+                        )
+                    )
+            jobs.append(
+                _j(
+                    {
+                        "kind": "employment",
+                        "tenant": tenant,
+                        "email": email,
+                        "company": world.domains[c],
+                        "from": start_current,
+                        "title_level": level,
+                        "function": function,
+                        "company_industry": INDUSTRIES[world.company_industry[c]],
+                        "company_size": int(world.company_employees[c]),
+                    }
+                )
+            )
         writers.write("members", members)
         writers.write("employment", jobs)
 
 
-def _write_ties(world: _World, cfg: GeneratorConfig, rng: np.random.Generator, writers: _Writers, progress: bool) -> None:
+def _write_ties(
+    world: _World, cfg: GeneratorConfig, rng: np.random.Generator, writers: _Writers, progress: bool
+) -> None:
     """Members' ties: 40% colleagues, 25% former colleagues, 35% contacts in a homophilous industry.
     Each tie has a strength (interaction rate), a reciprocity and an active span; 2% are planted
     strong ties (frequent, two-way, still active at the end) recorded in the ground truth."""
@@ -251,28 +376,57 @@ def _write_ties(world: _World, cfg: GeneratorConfig, rng: np.random.Generator, w
         stamps = _iso(ts)
         tenant_of = world.member_tenant[src[tie]]
         lines = [
-            _j({"kind": "interaction", "tenant": world.tenant_ids[t], "id": f"n{lo}-{j}", "type": _KINDS[k],
-                "ts": str(s), "from": world.email(x), "to": [world.email(y)]})
-            for j, (t, k, s, x, y) in enumerate(zip(tenant_of.tolist(), kinds.tolist(), stamps.tolist(), a.tolist(), b.tolist()))
+            _j(
+                {
+                    "kind": "interaction",
+                    "tenant": world.tenant_ids[t],
+                    "id": f"n{lo}-{j}",
+                    "type": _KINDS[k],
+                    "ts": str(s),
+                    "from": world.email(x),
+                    "to": [world.email(y)],
+                }
+            )
+            for j, (t, k, s, x, y) in enumerate(
+                zip(tenant_of.tolist(), kinds.tolist(), stamps.tolist(), a.tolist(), b.tolist())
+            )
         ]
         writers.write("interactions", lines)
-        writers.write("strong_ties", [
-            _j({"tenant": world.tenant_ids[world.member_tenant[x]], "a": world.email(x), "b": world.email(y)})
-            for x, y in zip(src[strong].tolist(), dst[strong].tolist())], folder="ground_truth")
+        writers.write(
+            "strong_ties",
+            [
+                _j({"tenant": world.tenant_ids[world.member_tenant[x]], "a": world.email(x), "b": world.email(y)})
+                for x, y in zip(src[strong].tolist(), dst[strong].tolist())
+            ],
+            folder="ground_truth",
+        )
 
 
 _KINDS = ("email", "meeting", "call", "message")
 
 
-def _write_deals(world: _World, cfg: GeneratorConfig, rng: np.random.Generator, writers: _Writers, progress: bool) -> None:
+def _write_deals(
+    world: _World, cfg: GeneratorConfig, rng: np.random.Generator, writers: _Writers, progress: bool
+) -> None:
     n_deals = max(cfg.tenants * 5, int(cfg.people * cfg.deals_per_100_people / 100))
-    reps_by_tenant = [np.flatnonzero((world.member_tenant == t) & (world.function == FUNCTIONS.index("sales")))
-                      for t in range(cfg.tenants)]
+    reps_by_tenant = [
+        np.flatnonzero((world.member_tenant == t) & (world.function == FUNCTIONS.index("sales")))
+        for t in range(cfg.tenants)
+    ]
     reps_by_tenant = [r if r.size else np.flatnonzero(world.member_tenant == t) for t, r in enumerate(reps_by_tenant)]
-    buyers = np.flatnonzero(world.member_tenant < 0)  # people at non-tenant companies: larger accounts come up more often
+    buyers = np.flatnonzero(
+        world.member_tenant < 0
+    )  # people at non-tenant companies: larger accounts come up more often
     for lo, hi in _chunks(n_deals, 2000, "deals", progress):
-        out: dict[str, list[str]] = {"deals": [], "deal_contacts": [], "interactions": [], "signals": [],
-                                     "employment": [], "deals_truth": [], "signals_truth": []}
+        out: dict[str, list[str]] = {
+            "deals": [],
+            "deal_contacts": [],
+            "interactions": [],
+            "signals": [],
+            "employment": [],
+            "deals_truth": [],
+            "signals_truth": [],
+        }
         for d in range(lo, hi):
             _one_deal(d, world, cfg, rng, reps_by_tenant, buyers, out)
         for name in ("deals", "deal_contacts", "interactions", "signals", "employment"):
@@ -281,8 +435,9 @@ def _write_deals(world: _World, cfg: GeneratorConfig, rng: np.random.Generator, 
         writers.write("signals", out["signals_truth"], folder="ground_truth")
 
 
-def _crm_stages(observed: list[int], created: int, hygiene: float,
-                rng: np.random.Generator) -> tuple[list[str], list[int]]:
+def _crm_stages(
+    observed: list[int], created: int, hygiene: float, rng: np.random.Generator
+) -> tuple[list[str], list[int]]:
     """The stage history a rep would have typed: with probability `hygiene` every change on time;
     otherwise either updates that stopped at an earlier stage, or a jump to a wrong stage."""
     current = len(observed) - 1
@@ -297,8 +452,15 @@ def _crm_stages(observed: list[int], created: int, hygiene: float,
     return [STAGES[0], STAGES[wrong]], [created, created + (observed[-1] - created) // 2 + 1]
 
 
-def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Generator,
-              reps_by_tenant: list[np.ndarray], buyers: np.ndarray, out: dict[str, list[str]]) -> None:
+def _one_deal(
+    d: int,
+    world: _World,
+    cfg: GeneratorConfig,
+    rng: np.random.Generator,
+    reps_by_tenant: list[np.ndarray],
+    buyers: np.ndarray,
+    out: dict[str, list[str]],
+) -> None:
     t = d % cfg.tenants
     tenant = world.tenant_ids[t]
     rep = int(rng.choice(reps_by_tenant[t]))
@@ -338,7 +500,7 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
             dur *= 3
             win_p = max(0.05, win_p - 0.1)
         now += int(dur * DAY)
-        if rng.random() > (win_p ** 0.25):  # lost somewhere along the way
+        if rng.random() > (win_p**0.25):  # lost somewhere along the way
             outcome = "lost"
             break
         if s + 1 < len(STAGES):
@@ -351,10 +513,17 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
     crm_names, crm_starts = _crm_stages(observed, created, cfg.hygiene, rng)
     deal_id = f"D{d:07d}"
     owner = world.email(rep)
-    deal: dict[str, Any] = {"kind": "deal", "tenant": tenant, "id": deal_id, "account": world.domains[account],
-                            "owner": owner, "amount": round(float(rng.lognormal(10, 1)), 2), "created": int(created),
-                            "product": "platform" if rng.random() < 0.6 else "analytics",
-                            "stages": [{"stage": n, "ts": int(s)} for n, s in zip(crm_names, crm_starts)]}
+    deal: dict[str, Any] = {
+        "kind": "deal",
+        "tenant": tenant,
+        "id": deal_id,
+        "account": world.domains[account],
+        "owner": owner,
+        "amount": round(float(rng.lognormal(10, 1)), 2),
+        "created": int(created),
+        "product": "platform" if rng.random() < 0.6 else "analytics",
+        "stages": [{"stage": n, "ts": int(s)} for n, s in zip(crm_names, crm_starts)],
+    }
     if not is_open:
         deal["outcome"], deal["closed"] = outcome, int(close_ts)
     out["deals"].append(_j(deal))
@@ -363,13 +532,26 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
         _prior_tie(world, tenant, t, rep, champion, created, rng, out)
     listed = [c for c, role in contacts.items() if role != "economic_buyer" or rng.random() < 0.7]
     for c in listed:
-        out["deal_contacts"].append(_j({"kind": "deal_contact", "tenant": tenant, "deal": deal_id,
-                                        "email": world.email(c), "role": contacts[c]}))
+        out["deal_contacts"].append(
+            _j(
+                {
+                    "kind": "deal_contact",
+                    "tenant": tenant,
+                    "deal": deal_id,
+                    "email": world.email(c),
+                    "role": contacts[c],
+                }
+            )
+        )
     # Engagement that matches the true stage: who, how often, how senior, meetings vs emails.
     end = min(close_ts, AS_OF)
     n_ev = 0
-    joins = [[champion], others + ([economic_buyer] if eb_early else []),
-             [economic_buyer] if eb_engaged and not eb_early else [], [] if gatekeeper is None else [gatekeeper]]
+    joins = [
+        [champion],
+        others + ([economic_buyer] if eb_early else []),
+        [economic_buyer] if eb_engaged and not eb_early else [],
+        [] if gatekeeper is None else [gatekeeper],
+    ]
     for s, start in enumerate(observed if not crm_only else []):
         stop = min(observed[s + 1] if s + 1 < len(observed) else end, end)
         span_days = max(1, (stop - start) // DAY)
@@ -379,22 +561,50 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
         rate = (0.25, 0.4, 0.5, 0.6)[s] * (0.3 if STAGES[s] in stalled else 1.0)
         # The stage opens with a kickoff meeting with whoever joins now; then the stage's everyday traffic.
         kickoff = [(int(start + rng.random() * 2 * DAY), who, "meeting", sellers[-1]) for who in joining]
-        traffic = [(int(start + rng.random() * (stop - start)), people[int(rng.integers(0, len(people)))],
-                    "meeting" if rng.random() < (0.05, 0.3, 0.25, 0.2)[s] else "email",
-                    sellers[int(rng.integers(0, len(sellers)))]) for _ in range(int(rng.poisson(rate * span_days)))]
+        traffic = [
+            (
+                int(start + rng.random() * (stop - start)),
+                people[int(rng.integers(0, len(people)))],
+                "meeting" if rng.random() < (0.05, 0.3, 0.25, 0.2)[s] else "email",
+                sellers[int(rng.integers(0, len(sellers)))],
+            )
+            for _ in range(int(rng.poisson(rate * span_days)))
+        ]
         for ts, who, kind, seller in kickoff + traffic:
             if ts >= end:
                 continue
-            out["interactions"].append(_j({"kind": "interaction", "tenant": tenant, "id": f"{deal_id}-{n_ev}",
-                                           "type": kind, "ts": ts, "from": world.email(seller), "to": [world.email(who)],
-                                           "deal": deal_id}))
+            out["interactions"].append(
+                _j(
+                    {
+                        "kind": "interaction",
+                        "tenant": tenant,
+                        "id": f"{deal_id}-{n_ev}",
+                        "type": kind,
+                        "ts": ts,
+                        "from": world.email(seller),
+                        "to": [world.email(who)],
+                        "deal": deal_id,
+                    }
+                )
+            )
             n_ev += 1
             if kind == "email" and rng.random() < (0.5, 0.65, 0.7, 0.75)[s]:  # a reply, after a stage-dependent delay
                 reply = ts + int(rng.exponential((3.0, 1.5, 1.0, 0.8)[s]) * DAY)
                 if reply < end:
-                    out["interactions"].append(_j({"kind": "interaction", "tenant": tenant, "id": f"{deal_id}-{n_ev}",
-                                                   "type": "email", "ts": reply, "from": world.email(who),
-                                                   "to": [world.email(seller)], "deal": deal_id}))
+                    out["interactions"].append(
+                        _j(
+                            {
+                                "kind": "interaction",
+                                "tenant": tenant,
+                                "id": f"{deal_id}-{n_ev}",
+                                "type": "email",
+                                "ts": reply,
+                                "from": world.email(who),
+                                "to": [world.email(seller)],
+                                "deal": deal_id,
+                            }
+                        )
+                    )
                     n_ev += 1
     # Planted signals nobody on the deal sees: an ops/finance person at the account who is not a contact.
     planted = []
@@ -403,66 +613,162 @@ def _one_deal(d: int, world: _World, cfg: GeneratorConfig, rng: np.random.Genera
         who = bystanders[int(rng.integers(0, len(bystanders)))]
         ts = int(max(created, AS_OF - rng.random() * 30 * DAY))
         sid = f"S{deal_id}-poll"
-        out["signals"].append(_j({"kind": "signal", "tenant": tenant, "id": sid, "type": "poll_answer", "ts": ts,
-                                  "email": world.email(who), "topic": "contract_expiry",
-                                  "value": str(rng.choice(["0-3_months", "4-6_months", "10-12_months"]))}))
+        out["signals"].append(
+            _j(
+                {
+                    "kind": "signal",
+                    "tenant": tenant,
+                    "id": sid,
+                    "type": "poll_answer",
+                    "ts": ts,
+                    "email": world.email(who),
+                    "topic": "contract_expiry",
+                    "value": str(rng.choice(["0-3_months", "4-6_months", "10-12_months"])),
+                }
+            )
+        )
         planted.append({"signal": sid, "kind": "poll_answer", "why": "contract expiry answer by a non-contact"})
     if is_open and rng.random() < 0.3:
         sid = f"S{deal_id}-pricing"
-        out["signals"].append(_j({"kind": "signal", "tenant": tenant, "id": sid, "type": "page_visit",
-                                  "ts": int(AS_OF - rng.random() * 14 * DAY), "email": world.email(champion),
-                                  "topic": "pricing", "value": "pricing_page"}))
+        out["signals"].append(
+            _j(
+                {
+                    "kind": "signal",
+                    "tenant": tenant,
+                    "id": sid,
+                    "type": "page_visit",
+                    "ts": int(AS_OF - rng.random() * 14 * DAY),
+                    "email": world.email(champion),
+                    "topic": "pricing",
+                    "value": "pricing_page",
+                }
+            )
+        )
         planted.append({"signal": sid, "kind": "page_visit", "why": "champion visited pricing"})
     if is_open and rng.random() < 0.1:  # the champion leaves for another company
         left = int(AS_OF - rng.random() * 60 * DAY)
-        out["employment"].append(_j({"kind": "employment", "tenant": tenant, "email": world.email(champion),
-                                     "company": world.domains[account], "from": WINDOW_START - 400 * DAY,
-                                     "to": left, "title_level": TITLE_LEVELS[world.level[champion]],
-                                     "function": FUNCTIONS[world.function[champion]]}))
+        out["employment"].append(
+            _j(
+                {
+                    "kind": "employment",
+                    "tenant": tenant,
+                    "email": world.email(champion),
+                    "company": world.domains[account],
+                    "from": WINDOW_START - 400 * DAY,
+                    "to": left,
+                    "title_level": TITLE_LEVELS[world.level[champion]],
+                    "function": FUNCTIONS[world.function[champion]],
+                }
+            )
+        )
         planted.append({"signal": f"job_change:{deal_id}", "kind": "job_change", "why": "champion left the account"})
     if is_open and bystanders and rng.random() < 0.1:  # a new executive joins the account
         who = bystanders[int(rng.integers(0, len(bystanders)))]
-        out["employment"].append(_j({"kind": "employment", "tenant": tenant, "email": world.email(who),
-                                     "company": world.domains[account], "from": int(AS_OF - rng.random() * 45 * DAY),
-                                     "title_level": "vp", "function": FUNCTIONS[world.function[who]]}))
+        out["employment"].append(
+            _j(
+                {
+                    "kind": "employment",
+                    "tenant": tenant,
+                    "email": world.email(who),
+                    "company": world.domains[account],
+                    "from": int(AS_OF - rng.random() * 45 * DAY),
+                    "title_level": "vp",
+                    "function": FUNCTIONS[world.function[who]],
+                }
+            )
+        )
         planted.append({"signal": f"new_executive:{deal_id}", "kind": "new_executive", "why": "new VP at the account"})
     _background_signals(world, tenant, deal_id, staff, created, rng, out)
     for p in planted:
         out["signals_truth"].append(_j({"tenant": tenant, "deal": deal_id, **p}))
-    out["deals_truth"].append(_j({
-        "tenant": tenant, "deal": deal_id, "as_of": AS_OF, "true_stage": true_stage, "open": is_open,
-        "outcome": outcome if not is_open else None, "close_ts": int(close_ts),
-        "true_stage_starts": [{"stage": STAGES[i], "ts": int(s)} for i, s in enumerate(stage_start)],
-        "crm_stage": crm_names[-1], "crm_correct": crm_names[-1] == STAGES[len(observed) - 1],
-        "buyer_type": {"industry": industry, "enterprise": bool(enterprise)}, "stalled": stalled,
-        "warm_intro": warm_intro, "economic_buyer_engaged": eb_engaged, "economic_buyer_early": eb_early,
-        "crm_only": crm_only}))
+    out["deals_truth"].append(
+        _j(
+            {
+                "tenant": tenant,
+                "deal": deal_id,
+                "as_of": AS_OF,
+                "true_stage": true_stage,
+                "open": is_open,
+                "outcome": outcome if not is_open else None,
+                "close_ts": int(close_ts),
+                "true_stage_starts": [{"stage": STAGES[i], "ts": int(s)} for i, s in enumerate(stage_start)],
+                "crm_stage": crm_names[-1],
+                "crm_correct": crm_names[-1] == STAGES[len(observed) - 1],
+                "buyer_type": {"industry": industry, "enterprise": bool(enterprise)},
+                "stalled": stalled,
+                "warm_intro": warm_intro,
+                "economic_buyer_engaged": eb_engaged,
+                "economic_buyer_early": eb_early,
+                "crm_only": crm_only,
+            }
+        )
+    )
 
 
-def _prior_tie(world: _World, tenant: str, t: int, rep: int, champion: int, created: int, rng: np.random.Generator,
-               out: dict[str, list[str]]) -> None:
+def _prior_tie(
+    world: _World,
+    tenant: str,
+    t: int,
+    rep: int,
+    champion: int,
+    created: int,
+    rng: np.random.Generator,
+    out: dict[str, list[str]],
+) -> None:
     """Interactions, before the deal, between the champion and the rep or a colleague of the rep."""
     colleagues = np.flatnonzero(world.member_tenant == t)
     introducer = rep if rng.random() < 0.4 else int(rng.choice(colleagues))
     for k in range(int(rng.integers(3, 9))):
         ts = int(created - (30 + rng.random() * 270) * DAY)
         a, b = (introducer, champion) if rng.random() < 0.55 else (champion, introducer)
-        out["interactions"].append(_j({"kind": "interaction", "tenant": tenant, "id": f"intro-{created}-{champion}-{k}",
-                                       "type": "email" if rng.random() < 0.7 else "meeting", "ts": ts,
-                                       "from": world.email(a), "to": [world.email(b)]}))
+        out["interactions"].append(
+            _j(
+                {
+                    "kind": "interaction",
+                    "tenant": tenant,
+                    "id": f"intro-{created}-{champion}-{k}",
+                    "type": "email" if rng.random() < 0.7 else "meeting",
+                    "ts": ts,
+                    "from": world.email(a),
+                    "to": [world.email(b)],
+                }
+            )
+        )
 
 
-_BACKGROUND_SIGNALS = (("webinar_attended", "industry_trends", "attended"), ("content_download", "whitepaper", "roi_guide"),
-                       ("poll_answer", "event_rating", "4_of_5"), ("page_visit", "blog", "blog_post"))
+_BACKGROUND_SIGNALS = (
+    ("webinar_attended", "industry_trends", "attended"),
+    ("content_download", "whitepaper", "roi_guide"),
+    ("poll_answer", "event_rating", "4_of_5"),
+    ("page_visit", "blog", "blog_post"),
+)
 
 
-def _background_signals(world: _World, tenant: str, deal_id: str, staff: np.ndarray, created: int,
-                        rng: np.random.Generator, out: dict[str, list[str]]) -> None:
+def _background_signals(
+    world: _World,
+    tenant: str,
+    deal_id: str,
+    staff: np.ndarray,
+    created: int,
+    rng: np.random.Generator,
+    out: dict[str, list[str]],
+) -> None:
     """Everyday signals by people at the account that say little about the deal: the noise that a
     planted signal has to rise above."""
     for k in range(int(rng.poisson(2.0))):
         kind, topic, value = _BACKGROUND_SIGNALS[int(rng.integers(0, len(_BACKGROUND_SIGNALS)))]
         ts = int(created + rng.random() * (AS_OF - created))
-        out["signals"].append(_j({"kind": "signal", "tenant": tenant, "id": f"S{deal_id}-bg{k}", "type": kind,
-                                  "ts": ts, "email": world.email(int(rng.choice(staff))), "topic": topic,
-                                  "value": value}))
+        out["signals"].append(
+            _j(
+                {
+                    "kind": "signal",
+                    "tenant": tenant,
+                    "id": f"S{deal_id}-bg{k}",
+                    "type": kind,
+                    "ts": ts,
+                    "email": world.email(int(rng.choice(staff))),
+                    "topic": topic,
+                    "value": value,
+                }
+            )
+        )

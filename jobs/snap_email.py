@@ -5,8 +5,9 @@ table) into relgraph's public ingest format, the way a user would bring their ow
         ../shared/data/email-eu-core-temporal-departments.tsv OUT_DIR
 
 People get synthetic addresses (`u<ID>@eu-core.example`), departments become employers (so
-shared employers exist; the 21 people whose department is ambiguous get none), the anonymized origin becomes 2020-01-01 and everything is
-one tenant's data (`eucore`), since one institution's mail server saw it all."""
+shared employers exist; the 21 people whose department is ambiguous get none), the anonymized
+origin becomes 2020-01-01 and everything is one tenant's data (`eucore`), since one institution's
+mail server saw it all."""
 
 from __future__ import annotations
 
@@ -44,12 +45,33 @@ def convert(emails: Path, departments: Path, out: Path) -> dict[str, int]:
     with open(out / "employment.jsonl", "w", encoding="utf-8") as f:
         for person in people:
             if person in department:
-                f.write(json.dumps({"kind": "employment", "tenant": TENANT, "email": address(person),
-                                    "company": f"d{department[person]}.eu-core.example", "from": ORIGIN}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "kind": "employment",
+                            "tenant": TENANT,
+                            "email": address(person),
+                            "company": f"d{department[person]}.eu-core.example",
+                            "from": ORIGIN,
+                        }
+                    )
+                    + "\n"
+                )
     with open(out / "interactions.jsonl", "w", encoding="utf-8") as f:
         for seconds, src, dst in lines:
-            f.write(json.dumps({"kind": "interaction", "tenant": TENANT, "type": "email", "ts": ORIGIN + seconds,
-                                "from": address(src), "to": [address(dst)]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "kind": "interaction",
+                        "tenant": TENANT,
+                        "type": "email",
+                        "ts": ORIGIN + seconds,
+                        "from": address(src),
+                        "to": [address(dst)],
+                    }
+                )
+                + "\n"
+            )
     return {"people": len(people), "emails": len(lines), "with_department": sum(p in department for p in people)}
 
 

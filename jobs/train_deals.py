@@ -13,57 +13,85 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import roc_auc_score
 
+from core.errors import ConfigError, InvalidInputError
 from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
-from gnn.deal_model import DealModel, DealModelConfig, DealTensors, predict, stack
+from gnn.deal_model import DealModel, DealModelConfig, DealTensors, loss, predict, stack
 from gnn.deal_scoring import clamp_log_days, interval
-from gnn.deal_training import deal_train_worker
-from gnn.deals import (COMPANY_FEATURES, DAY, DEFAULT_STAGES, PERSON_FEATURES, TABULAR_FEATURES, Deal, DealData,
-                       deal_features, feature_schema, schema_hash, snapshot_times, stage_label)
+from gnn.deals import (
+    COMPANY_FEATURES,
+    DAY,
+    DEFAULT_STAGES,
+    PERSON_FEATURES,
+    TABULAR_FEATURES,
+    deal_feature_schema,
+    deal_features,
+    deal_schema_hash,
+    snapshot_times,
+    stage_label,
+)
+from gnn.model_kinds import DEAL as MODEL_KIND
 from gnn.registry import ModelRegistry, ModelVersion
-from jobs.train import check_settings, fit_on_ray, init_ray, plot_curves
-from relgraph.errors import ConfigError, InvalidInputError
+from graph.deal_bundle import Deal, DealBundle
+from jobs.runner import (
+    RunSettings,
+    check_settings,
+    fit_on_ray,
+    plot_curves,
+    report,
+    restore_checkpoint,
+    start_worker,
+)
 
-MODEL_NAME = "deal"
 MIN_CLOSED_DEALS = 20
+# Epochs are short (a second or less), and a Ray checkpoint costs about as much: one every few epochs.
+CHECKPOINT_EVERY = 5
 
 
 @dataclass(frozen=True, kw_only=True)
-class DealTrainConfig:
-    workers: int = 1
-    epochs: int = 60
-    batch_size: int = 256
-    learning_rate: float = 3e-3
-    hidden: int = 64
+class DealSettings:
+    """A deal-model training run: how it runs, and the model's own settings."""
+
+    run: RunSettings = field(default_factory=lambda: RunSettings(epochs=60))
     dropout: float = 0.1
     weight_decay: float = 1e-5
-    validation_share: float = 0.2
     test_share: float = 0.3  # the latest-closing share of closed deals, held out
     stages: tuple[str, ...] = DEFAULT_STAGES
-    seed: int = 0
-    max_failures: int = 1
 
     def __post_init__(self) -> None:
-        check_settings(self, counts=("workers", "epochs", "batch_size", "hidden"),
-                       shares=("validation_share", "test_share"))
+        check_settings(self, counts=(), shares=("test_share",))
         if len(self.stages) < 2 or len(set(self.stages)) != len(self.stages):
             raise ConfigError(f"stages must name at least two distinct stages in order, got {list(self.stages)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.run.to_dict(),
+            "dropout": self.dropout,
+            "weight_decay": self.weight_decay,
+            "test_share": self.test_share,
+            "stages": list(self.stages),
+        }
 
 
 class GroundTruth:
     """The generator's true stage history of each deal (DESIGN §6), used only to evaluate."""
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self._starts = {(r["tenant"], r["deal"]): ([s["stage"] for s in r["true_stage_starts"]],
-                                                   np.array([s["ts"] for s in r["true_stage_starts"]], dtype=np.int64))
-                        for r in rows}
+        self._starts = {
+            (r["tenant"], r["deal"]): (
+                [s["stage"] for s in r["true_stage_starts"]],
+                np.array([s["ts"] for s in r["true_stage_starts"]], dtype=np.int64),
+            )
+            for r in rows
+        }
 
     def stage_at(self, deal: Deal, t: int) -> str | None:
         known = self._starts.get((deal.tenant, deal.deal_id))
@@ -90,7 +118,7 @@ class Snapshots:
     tensors: DealTensors
 
 
-def _snapshots(data: DealData, pairs: list[tuple[Deal, int]], stages: tuple[str, ...]) -> Snapshots:
+def _snapshots(data: DealBundle, pairs: list[tuple[Deal, int]], stages: tuple[str, ...]) -> Snapshots:
     features = [deal_features(data, d, t) for d, t in pairs]
     stage_y = [stage_label(d, t, stages) for d, t in pairs]
     win_y = [float(d.outcome == "won") if d.closed >= 0 else -1.0 for d, _ in pairs]
@@ -109,17 +137,19 @@ class DealSplit:
     open: list[Deal]
 
 
-def split_deals(data: DealData, config: DealTrainConfig, as_of: int) -> DealSplit:
+def split_deals(data: DealBundle, settings: DealSettings, as_of: int) -> DealSplit:
     closed = sorted((d for d in data.deals if 0 <= d.closed <= as_of), key=lambda d: (d.closed, d.tenant, d.deal_id))
     if len(closed) < MIN_CLOSED_DEALS:
-        raise InvalidInputError(f"the deal model needs at least {MIN_CLOSED_DEALS} closed deals (won or lost, with "
-                                f"'closed'); this data has {len(closed)}")
-    cut = int(round(len(closed) * (1 - config.test_share)))
+        raise InvalidInputError(
+            f"the deal model needs at least {MIN_CLOSED_DEALS} closed deals (won or lost, with "
+            f"'closed'); this data has {len(closed)}"
+        )
+    cut = round(len(closed) * (1 - settings.test_share))
     cutoff = closed[cut].closed
     learn, test = closed[:cut], closed[cut:]
     # Validation (early stopping, calibration, intervals) is the latest-closing part of the rest, so
     # it looks like the test deals: closed later, often after a longer road.
-    n_val = max(1, int(len(learn) * config.validation_share))
+    n_val = max(1, int(len(learn) * settings.run.validation_share))
     train, validation = learn[:-n_val], learn[-n_val:]
     if not any(d.outcome == "won" for d in train) or not any(d.outcome == "lost" for d in train):
         raise InvalidInputError("the training deals need both won and lost outcomes")
@@ -134,38 +164,63 @@ class DealReport:
     version: ModelVersion | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run, "version": self.version.name if self.version else None, "seconds": self.seconds,
-                **{k: self.manifest[k] for k in ("headline", "metrics", "sizes", "data_window", "calibration")}}
+        return {
+            "run": self.run,
+            "version": self.version.name if self.version else None,
+            "seconds": self.seconds,
+            **{k: self.manifest[k] for k in ("headline", "metrics", "sizes", "data_window", "calibration")},
+        }
 
 
-def train_deal_model(data: DealData, config: DealTrainConfig, *, as_of: int, runs_dir: Path,
-                     registry: ModelRegistry | None, scope: dict[str, Any], truth: GroundTruth | None = None,
-                     resume: bool = False, progress: bool = False) -> DealReport:
+def train_deal_model(
+    data: DealBundle,
+    settings: DealSettings,
+    *,
+    as_of: int,
+    runs_dir: Path,
+    registry: ModelRegistry | None,
+    scope: dict[str, Any],
+    truth: GroundTruth | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> DealReport:
     """Train, evaluate and (with a registry) store a deal model on `data` observed at `as_of`."""
     began = time.perf_counter()
-    split = split_deals(data, config, as_of)
-    stages = config.stages
+    config = settings.run
+    split = split_deals(data, settings, as_of)
+    stages = settings.stages
 
     def at(deals: list[Deal]) -> list[tuple[Deal, int]]:
         return [(d, t) for d in deals for t in snapshot_times(d, as_of)]
 
     train, val, test = (_snapshots(data, at(ds), stages) for ds in (split.train, split.validation, split.test))
     if int((train.tensors.stage_y >= 0).sum()) == 0:
-        raise InvalidInputError(f"no trusted stage history to learn stages from: no won deal records every stage "
-                                f"({', '.join(stages)}) in order; pass the dataset's stages with --stages")
-    model_config = DealModelConfig(tabular=len(TABULAR_FEATURES), person=len(PERSON_FEATURES),
-                                   company=len(COMPANY_FEATURES), stages=len(stages), hidden=config.hidden,
-                                   dropout=config.dropout)
-    init_ray(config.workers)
-    import ray
-
-    loop_config = {"data": ray.put({"train": asdict(train.tensors), "val": asdict(val.tensors)}),
-                   "model": model_config.to_dict(), "seed": config.seed, "epochs": config.epochs,
-                   "batch_size": config.batch_size, "learning_rate": config.learning_rate,
-                   "weight_decay": config.weight_decay, "progress": progress}
-    run, state, train_seconds = fit_on_ray(deal_train_worker, loop_config, run_prefix=MODEL_NAME,
-                                           workers=config.workers, max_failures=config.max_failures,
-                                           runs_dir=runs_dir, resume=resume)
+        raise InvalidInputError(
+            f"no trusted stage history to learn stages from: no won deal records every stage "
+            f"({', '.join(stages)}) in order; pass the dataset's stages with --stages"
+        )
+    model_config = DealModelConfig(
+        tabular=len(TABULAR_FEATURES),
+        person=len(PERSON_FEATURES),
+        company=len(COMPANY_FEATURES),
+        stages=len(stages),
+        hidden=config.hidden,
+        dropout=settings.dropout,
+    )
+    loop_config = {
+        "model": model_config.to_dict(),
+        "weight_decay": settings.weight_decay,
+    }
+    run, state, train_seconds = fit_on_ray(
+        _train_worker,
+        loop_config,
+        data={"train": asdict(train.tensors), "val": asdict(val.tensors)},
+        run_prefix=MODEL_KIND.name,
+        settings=config,
+        runs_dir=runs_dir,
+        resume=resume,
+        progress=progress,
+    )
     model = DealModel(model_config)
     model.load_state_dict(state["best"]["model"])
 
@@ -178,29 +233,113 @@ def train_deal_model(data: DealData, config: DealTrainConfig, *, as_of: int, run
     metrics, curve = _evaluate(model, platt, intervals, gbm, train, test, data, split, stages, as_of, truth)
     headline = _headline(metrics)
     manifest = {
-        "model": MODEL_NAME, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run": run,
-        "feature_schema": feature_schema(stages), "schema_hash": schema_hash(stages),
-        "model_config": model_config.to_dict(), "hyperparameters": {**asdict(config), "stages": list(stages)},
-        "seed": config.seed, "best_epoch": state["best"]["epoch"],
+        "model": MODEL_KIND.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run": run,
+        "feature_schema": deal_feature_schema(stages),
+        "schema_hash": deal_schema_hash(stages),
+        "model_config": model_config.to_dict(),
+        "hyperparameters": settings.to_dict(),
+        "seed": config.seed,
+        "best_epoch": state["best"]["epoch"],
         "data_window": {**scope, "as_of": as_of, "test_cutoff": split.cutoff},
-        "sizes": {"deals": len(data.deals), "train_deals": len(split.train), "validation_deals": len(split.validation),
-                  "test_deals": len(split.test), "open_deals": len(split.open), "train_snapshots": len(train.tensors),
-                  "train_stage_labels": int((train.tensors.stage_y >= 0).sum()), "test_snapshots": len(test.tensors),
-                  "closed_deals_by_tenant": _by_tenant(split.train + split.validation + split.test)},
+        "sizes": {
+            "deals": len(data.deals),
+            "train_deals": len(split.train),
+            "validation_deals": len(split.validation),
+            "test_deals": len(split.test),
+            "open_deals": len(split.open),
+            "train_snapshots": len(train.tensors),
+            "train_stage_labels": int((train.tensors.stage_y >= 0).sum()),
+            "test_snapshots": len(test.tensors),
+            "closed_deals_by_tenant": _by_tenant(split.train + split.validation + split.test),
+        },
         "calibration": {"method": "platt", "a": platt[0], "b": platt[1], "brier": curve["brier"], "ece": curve["ece"]},
-        "intervals": intervals, "reliability": curve, "history": state["history"], "metrics": metrics,
-        "headline": headline, "train_seconds": train_seconds}
+        "intervals": intervals,
+        "reliability": curve,
+        "history": state["history"],
+        "metrics": metrics,
+        "headline": headline,
+        "train_seconds": train_seconds,
+    }
     version = None
     if registry is not None:
+
         def extras(folder: Path) -> None:
             (folder / "card.md").write_text(model_card(manifest))
             plot_reliability(curve, folder / "reliability.png", "deal model: win probability (test split)")
             plot_curves(state["history"], folder / "curves.png")
 
-        version = registry.write(MODEL_NAME, manifest, {"config": model_config.to_dict(), "weights": model.state_dict(),
-                                                        "platt": list(platt), "intervals": intervals,
-                                                        "stages": list(stages)}, extras)
+        version = registry.write(
+            MODEL_KIND.name,
+            manifest,
+            {
+                "config": model_config.to_dict(),
+                "weights": model.state_dict(),
+                "platt": list(platt),
+                "intervals": intervals,
+                "stages": list(stages),
+            },
+            extras,
+        )
     return DealReport(run=run, seconds=time.perf_counter() - began, manifest=manifest, version=version)
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    """Ray Train's `train_loop_per_worker` for the deal model: mini-batches of this rank's shard of
+    the training snapshots (DDP keeps the replicas equal); rank 0 computes the validation loss each
+    epoch and, every CHECKPOINT_EVERY epochs and at the end, checkpoints the model, the optimizer
+    and the best state so far, which is what the run returns (early stopping by validation loss,
+    without cutting the run short)."""
+    import ray.train.torch
+
+    worker = start_worker(config)
+    train, val = DealTensors(**worker.data["train"]), DealTensors(**worker.data["val"])
+    model = DealModel(DealModelConfig(**config["model"]))
+    model.fit_scaling(train)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"], weight_decay=config["weight_decay"])
+    best: dict[str, Any] = {"val_loss": float("inf"), "epoch": 0, "model": model.state_dict()}
+    start, history = 0, []
+    state = restore_checkpoint(model, optimizer)
+    if state is not None:
+        start, history, best = state["epoch"] + 1, state["history"], state["best"]
+    trained = ray.train.torch.prepare_model(model)
+    shard = worker.shard(len(train))
+    for epoch in range(start, config["epochs"]):
+        began = time.perf_counter()
+        model.train()
+        generator = torch.Generator().manual_seed(config["seed"] * 1000 + epoch)
+        shuffled = shard[torch.randperm(shard.shape[0], generator=generator)]
+        losses = []
+        for i in range(0, shuffled.shape[0], config["batch_size"]):
+            optimizer.zero_grad()
+            value = loss(trained, train.batch(shuffled[i : i + config["batch_size"]]))
+            value.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            losses.append(value.item())
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": sum(losses) / max(len(losses), 1),
+            "seconds": time.perf_counter() - began,
+        }
+        if worker.rank != 0:
+            report(metrics)
+            continue
+        model.eval()
+        with torch.no_grad():
+            metrics["val_loss"] = float(loss(model, val))
+        history.append(metrics)
+        worker.record_epoch(metrics)
+        if metrics["val_loss"] < best["val_loss"]:
+            best = {
+                "val_loss": metrics["val_loss"],
+                "epoch": epoch + 1,
+                "model": {k: v.clone() for k, v in model.state_dict().items()},
+            }
+        if (epoch + 1) % CHECKPOINT_EVERY and epoch + 1 < config["epochs"]:
+            report(metrics)
+            continue
+        report(metrics, model, optimizer, {"epoch": epoch, "history": history, "best": best})
 
 
 def _by_tenant(deals: list[Deal]) -> dict[str, int]:
@@ -217,8 +356,10 @@ def _interval_residuals(train: Snapshots, val: Snapshots, predicted_log_days: np
     wide an interval, since all that is known of it is its dates and amount. Predictions are clamped
     to the longest time to close seen in training (`clamp_log_days`)."""
     train_days = train.tensors.log_days_y.numpy()
-    out = {"marginal_log_days": [float(np.quantile(train_days[~np.isnan(train_days)], q)) for q in (0.1, 0.9)],
-           "max_log_days": [float(np.nanmax(train_days))]}
+    out = {
+        "marginal_log_days": [float(np.quantile(train_days[~np.isnan(train_days)], q)) for q in (0.1, 0.9)],
+        "max_log_days": [float(np.nanmax(train_days))],
+    }
     truth = val.tensors.log_days_y.numpy()
     known = ~np.isnan(truth)
     engaged = val.tensors.tabular[:, TABULAR_FEATURES.index("has_interactions")].numpy() > 0
@@ -240,7 +381,8 @@ class _GradientBoosted:
         self.win = HistGradientBoostingClassifier(random_state=seed).fit(x[win >= 0], win[win >= 0])
         self.stage = HistGradientBoostingClassifier(random_state=seed).fit(x[stage >= 0], stage[stage >= 0])
         self.days = HistGradientBoostingRegressor(loss="absolute_error", random_state=seed).fit(
-            x[~np.isnan(days)], days[~np.isnan(days)])
+            x[~np.isnan(days)], days[~np.isnan(days)]
+        )
         self.platt = (1.0, 0.0)
 
     def win_logit(self, x: np.ndarray) -> np.ndarray:
@@ -262,9 +404,19 @@ class _GradientBoosted:
         return predicted
 
 
-def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str, list[float]], gbm: _GradientBoosted,
-              train: Snapshots, test: Snapshots, data: DealData, split: DealSplit, stages: tuple[str, ...], as_of: int,
-              truth: GroundTruth | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(
+    model: DealModel,
+    platt: tuple[float, float],
+    intervals: dict[str, list[float]],
+    gbm: _GradientBoosted,
+    train: Snapshots,
+    test: Snapshots,
+    data: DealBundle,
+    split: DealSplit,
+    stages: tuple[str, ...],
+    as_of: int,
+    truth: GroundTruth | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     x = test.tensors.tabular.numpy()
     stage_probs, logits, raw_log_days = predict(model, test.tensors)
     log_days = clamp_log_days(intervals, raw_log_days)
@@ -272,11 +424,18 @@ def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str,
     model_win, gbm_win = apply_platt(logits, *platt), gbm.win_probability(x)
     curve = reliability(model_win, win_y)
     gbm_curve = reliability(gbm_win, win_y)
-    metrics: dict[str, Any] = {"win": {
-        "snapshots": int(win_y.size), "won_share": float(win_y.mean()),
-        "model": {"auc": float(roc_auc_score(win_y, model_win)), "brier": curve["brier"], "ece": curve["ece"]},
-        "gradient_boosting": {"auc": float(roc_auc_score(win_y, gbm_win)), "brier": gbm_curve["brier"],
-                              "ece": gbm_curve["ece"]}}}
+    metrics: dict[str, Any] = {
+        "win": {
+            "snapshots": int(win_y.size),
+            "won_share": float(win_y.mean()),
+            "model": {"auc": float(roc_auc_score(win_y, model_win)), "brier": curve["brier"], "ece": curve["ece"]},
+            "gradient_boosting": {
+                "auc": float(roc_auc_score(win_y, gbm_win)),
+                "brier": gbm_curve["brier"],
+                "ece": gbm_curve["ece"],
+            },
+        }
+    }
 
     true_days = np.expm1(test.tensors.log_days_y.numpy())
     engaged = x[:, TABULAR_FEATURES.index("has_interactions")] > 0
@@ -284,10 +443,13 @@ def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str,
     truth_log = test.tensors.log_days_y.numpy()
     metrics["days_to_close"] = {
         "snapshots": int(true_days.size),
-        "mae_days": {"model": float(np.mean(np.abs(np.expm1(log_days) - true_days))),
-                     "gradient_boosting": float(np.mean(np.abs(np.expm1(gbm.days.predict(x)) - true_days))),
-                     "median": float(np.mean(np.abs(np.nanmedian(np.expm1(train.tensors.log_days_y.numpy())) - true_days)))},
-        "p10_p90_coverage": float(np.mean((truth_log >= np.array(low)) & (truth_log <= np.array(high))))}
+        "mae_days": {
+            "model": float(np.mean(np.abs(np.expm1(log_days) - true_days))),
+            "gradient_boosting": float(np.mean(np.abs(np.expm1(gbm.days.predict(x)) - true_days))),
+            "median": float(np.mean(np.abs(np.nanmedian(np.expm1(train.tensors.log_days_y.numpy())) - true_days))),
+        },
+        "p10_p90_coverage": float(np.mean((truth_log >= np.array(low)) & (truth_log <= np.array(high)))),
+    }
 
     model_stage, gbm_stage = np.argmax(stage_probs, 1), gbm.stage_index(x)
     crm = np.array([_index(test.deals[i].crm_stage_at(t), stages) for i, t in enumerate(test.times)])
@@ -304,8 +466,10 @@ def _evaluate(model: DealModel, platt: tuple[float, float], intervals: dict[str,
         open_probs, _, _ = predict(model, open_tensors)
         true_open = np.array([_index(truth.stage_at(d, as_of), stages) for d in split.open])
         crm_open = np.array([_index(d.crm_stage_at(as_of), stages) for d in split.open])
-        metrics["stage_open_deals"] = {"source": "ground truth", **_accuracies(
-            true_open, np.argmax(open_probs, 1), gbm.stage_index(open_tensors.tabular.numpy()), crm_open)}
+        metrics["stage_open_deals"] = {
+            "source": "ground truth",
+            **_accuracies(true_open, np.argmax(open_probs, 1), gbm.stage_index(open_tensors.tabular.numpy()), crm_open),
+        }
     return metrics, curve
 
 
@@ -318,49 +482,80 @@ def _accuracies(true: np.ndarray, model: np.ndarray, gbm: np.ndarray, crm: np.nd
     n = int(known.sum())
     if n == 0:
         return {"evaluated": 0}
-    return {"evaluated": n, "accuracy": {"model": float(np.mean(model[known] == true[known])),
-                                         "gradient_boosting": float(np.mean(gbm[known] == true[known])),
-                                         "crm_reported": float(np.mean(crm[known] == true[known]))}}
+    return {
+        "evaluated": n,
+        "accuracy": {
+            "model": float(np.mean(model[known] == true[known])),
+            "gradient_boosting": float(np.mean(gbm[known] == true[known])),
+            "crm_reported": float(np.mean(crm[known] == true[known])),
+        },
+    }
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     win = metrics["win"]
     stage = metrics.get("stage_open_deals") or metrics["stage"]
     accuracy = stage.get("accuracy", {})
-    return {"win_auc": win["model"]["auc"], "win_brier": win["model"]["brier"],
-            "gbm_win_auc": win["gradient_boosting"]["auc"], "gbm_win_brier": win["gradient_boosting"]["brier"],
-            "beats_gbm_auc_and_brier": win["model"]["auc"] > win["gradient_boosting"]["auc"]
-            and win["model"]["brier"] < win["gradient_boosting"]["brier"],
-            "stage_accuracy": accuracy.get("model"), "crm_stage_accuracy": accuracy.get("crm_reported"),
-            "stage_accuracy_on": "open deals at the end" if "stage_open_deals" in metrics else "test snapshots",
-            "days_mae": metrics["days_to_close"]["mae_days"]["model"]}
+    return {
+        "win_auc": win["model"]["auc"],
+        "win_brier": win["model"]["brier"],
+        "gbm_win_auc": win["gradient_boosting"]["auc"],
+        "gbm_win_brier": win["gradient_boosting"]["brier"],
+        "beats_gbm_auc_and_brier": win["model"]["auc"] > win["gradient_boosting"]["auc"]
+        and win["model"]["brier"] < win["gradient_boosting"]["brier"],
+        "stage_accuracy": accuracy.get("model"),
+        "crm_stage_accuracy": accuracy.get("crm_reported"),
+        "stage_accuracy_on": "open deals at the end" if "stage_open_deals" in metrics else "test snapshots",
+        "days_mae": metrics["days_to_close"]["mae_days"]["model"],
+    }
 
 
 def model_card(manifest: dict[str, Any]) -> str:
     h, m, sizes, window = manifest["headline"], manifest["metrics"], manifest["sizes"], manifest["data_window"]
     win = m["win"]
-    lines = [f"# Deal model (run {manifest['run']})", "",
-             "Estimates, for an open deal at a time t, the probability of each stage, the calibrated probability of "
-             "winning and the days to close with a p10-p90 interval, from engagement before t (who engages, how "
-             "senior, how often, replies, meetings, signals from the account) and the people and ties around the "
-             "deal. It never reads the CRM stage.", "",
-             f"- Data: {sizes['deals']:,} deals; trained on {sizes['train_deals']:,} closed deals "
-             f"({sizes['train_snapshots']:,} snapshots, {sizes['train_stage_labels']:,} with a trusted stage), "
-             f"tested on the {sizes['test_deals']:,} deals closed from {_day(window['test_cutoff'])} on.",
-             f"- Feature schema `{manifest['schema_hash']}`, seed {manifest['seed']}, best epoch {manifest['best_epoch']}.",
-             "", "## Win probability (test split)", "", "| model | AUC | Brier | ECE |", "|---|---|---|---|"]
+    lines = [
+        f"# Deal model (run {manifest['run']})",
+        "",
+        "Estimates, for an open deal at a time t, the probability of each stage, the calibrated probability of "
+        "winning and the days to close with a p10-p90 interval, from engagement before t (who engages, how "
+        "senior, how often, replies, meetings, signals from the account) and the people and ties around the "
+        "deal. It never reads the CRM stage.",
+        "",
+        f"- Data: {sizes['deals']:,} deals; trained on {sizes['train_deals']:,} closed deals "
+        f"({sizes['train_snapshots']:,} snapshots, {sizes['train_stage_labels']:,} with a trusted stage), "
+        f"tested on the {sizes['test_deals']:,} deals closed from {_day(window['test_cutoff'])} on.",
+        f"- Feature schema `{manifest['schema_hash']}`, seed {manifest['seed']}, best epoch {manifest['best_epoch']}.",
+        "",
+        "## Win probability (test split)",
+        "",
+        "| model | AUC | Brier | ECE |",
+        "|---|---|---|---|",
+    ]
     for name in ("model", "gradient_boosting"):
         lines.append(f"| {name} | {win[name]['auc']:.4f} | {win[name]['brier']:.4f} | {win[name]['ece']:.4f} |")
-    lines += ["", "## Stage accuracy", "", "| on | evaluated | model | gradient boosting | CRM-reported |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Stage accuracy",
+        "",
+        "| on | evaluated | model | gradient boosting | CRM-reported |",
+        "|---|---|---|---|---|",
+    ]
     for on, source, evaluated, a in _stage_accuracies(m):
-        lines.append(f"| {on} ({source}) | {evaluated:,} | {a['model']:.3f} | {a['gradient_boosting']:.3f} "
-                     f"| {a['crm_reported']:.3f} |")
+        lines.append(
+            f"| {on} ({source}) | {evaluated:,} | {a['model']:.3f} | {a['gradient_boosting']:.3f} "
+            f"| {a['crm_reported']:.3f} |"
+        )
     d = m["days_to_close"]
-    lines += ["", f"## Days to close: MAE {d['mae_days']['model']:.1f} days (gradient boosting "
-              f"{d['mae_days']['gradient_boosting']:.1f}, median {d['mae_days']['median']:.1f}); p10-p90 interval "
-              f"covers {d['p10_p90_coverage']:.0%} of test snapshots.", "",
-              f"The model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in both AUC "
-              f"and Brier score for win probability.", ""]
+    lines += [
+        "",
+        f"## Days to close: MAE {d['mae_days']['model']:.1f} days (gradient boosting "
+        f"{d['mae_days']['gradient_boosting']:.1f}, median {d['mae_days']['median']:.1f}); p10-p90 interval "
+        f"covers {d['p10_p90_coverage']:.0%} of test snapshots.",
+        "",
+        f"The model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in both AUC "
+        f"and Brier score for win probability.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -378,18 +573,28 @@ def _day(ts: int) -> str:
 
 def render_report(r: dict[str, Any]) -> str:
     m, h = r["metrics"], r["headline"]
-    lines = [f"run {r['run']}" + (f" -> registered as {r['version']}" if r.get("version") else "") + f" ({r['seconds']:.0f} s)",
-             f"{'win probability':<22} {'AUC':>7} {'Brier':>7} {'ECE':>7}"]
+    lines = [
+        f"run {r['run']}"
+        + (f" -> registered as {r['version']}" if r.get("version") else "")
+        + f" ({r['seconds']:.0f} s)",
+        f"{'win probability':<22} {'AUC':>7} {'Brier':>7} {'ECE':>7}",
+    ]
     for name in ("model", "gradient_boosting"):
         w = m["win"][name]
         lines.append(f"{name:<22} {w['auc']:>7.4f} {w['brier']:>7.4f} {w['ece']:>7.4f}")
     for on, source, evaluated, a in _stage_accuracies(m):
-        lines.append(f"stage accuracy, {on} ({evaluated}, {source}): model {a['model']:.3f}, "
-                     f"gradient boosting {a['gradient_boosting']:.3f}, CRM {a['crm_reported']:.3f}")
+        lines.append(
+            f"stage accuracy, {on} ({evaluated}, {source}): model {a['model']:.3f}, "
+            f"gradient boosting {a['gradient_boosting']:.3f}, CRM {a['crm_reported']:.3f}"
+        )
     d = m["days_to_close"]
-    lines.append(f"days-to-close MAE: model {d['mae_days']['model']:.1f}, gradient boosting "
-                 f"{d['mae_days']['gradient_boosting']:.1f}, median {d['mae_days']['median']:.1f}; "
-                 f"p10-p90 coverage {d['p10_p90_coverage']:.0%}")
-    lines.append(f"model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in AUC and "
-                 f"Brier; calibration Brier {r['calibration']['brier']:.4f}, ECE {r['calibration']['ece']:.4f}")
+    lines.append(
+        f"days-to-close MAE: model {d['mae_days']['model']:.1f}, gradient boosting "
+        f"{d['mae_days']['gradient_boosting']:.1f}, median {d['mae_days']['median']:.1f}; "
+        f"p10-p90 coverage {d['p10_p90_coverage']:.0%}"
+    )
+    lines.append(
+        f"model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in AUC and "
+        f"Brier; calibration Brier {r['calibration']['brier']:.4f}, ECE {r['calibration']['ece']:.4f}"
+    )
     return "\n".join(lines)

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import json
 import math
+import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from relgraph.config import Config, load_config
-from relgraph.errors import ConfigError, RelgraphError
-from relgraph.secrets import api_key_pepper, network_key
+from core.config import Config, load_config
+from core.errors import ConfigError, RelgraphError
+from core.secrets import api_key_pepper, network_key
 
 
 def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
@@ -26,6 +27,7 @@ def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
 
 def to_json(data: Any) -> str:
     """Strict JSON: a number JSON cannot carry (NaN, infinity) becomes null."""
+
     def finite(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             return None
@@ -34,6 +36,7 @@ def to_json(data: Any) -> str:
         if isinstance(value, (list, tuple)):
             return [finite(v) for v in value]
         return value
+
     return json.dumps(finite(data), indent=2, default=str, allow_nan=False)
 
 
@@ -48,6 +51,7 @@ def _open_store(config: Config) -> Any:
 
 
 # -- commands ----------------------------------------------------------------------------------
+
 
 def cmd_neo4j(args: argparse.Namespace, config: Config) -> int:
     from graph.neo4j_server import ManagedNeo4j
@@ -67,8 +71,15 @@ def cmd_neo4j(args: argparse.Namespace, config: Config) -> int:
         print("Neo4j stopped" if server.stop() else "Neo4j was not running")
         return 0
     status = server.status()
-    _emit(status.to_dict(), args.json, lambda s: f"Neo4j {s['version']}: {'running' if s['running'] else 'stopped'}"
-          f" on {s['uri']}" + (f" (pid {s['pid']}, bolt {'answers' if s['bolt_answers'] else 'silent'})" if s['running'] else ""))
+    _emit(
+        status.to_dict(),
+        args.json,
+        lambda s: (
+            f"Neo4j {s['version']}: {'running' if s['running'] else 'stopped'}"
+            f" on {s['uri']}"
+            + (f" (pid {s['pid']}, bolt {'answers' if s['bolt_answers'] else 'silent'})" if s["running"] else "")
+        ),
+    )
     return 0 if status.running else 3
 
 
@@ -78,47 +89,65 @@ def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
 
     pseudo = Pseudonymizer(network_key(config))
     with _open_store(config) as store:
-        summary = ingest(store, args.paths, pseudo, strict=args.strict,
-                         batch_size=args.batch_size or config.ingest.batch_size)
+        summary = ingest(
+            store, args.paths, pseudo, strict=args.strict, batch_size=args.batch_size or config.ingest.batch_size
+        )
     _emit(summary.to_dict(), args.json, _render_ingest)
     return 0 if summary.rejected == 0 else 2
 
 
 def _render_ingest(s: dict[str, Any]) -> str:
-    lines = [f"read {s['records_read']} records from {s['files']} file(s): {s['accepted']} accepted, "
-             f"{s['rejected']} rejected" + (f" ({s['files_rejected']} file(s) refused whole: strict mode)" if s['files_rejected'] else ""),
-             f"created {s['nodes_created']} nodes and {s['relationships_created']} relationships "
-             f"({s['events_added']} events added, {s['events_already_present']} already present) in {s['seconds']} s, "
-             f"{s['events_per_s']:.0f} events/s"]
+    lines = [
+        f"read {s['records_read']} records from {s['files']} file(s): {s['accepted']} accepted, "
+        f"{s['rejected']} rejected"
+        + (f" ({s['files_rejected']} file(s) refused whole: strict mode)" if s["files_rejected"] else ""),
+        f"created {s['nodes_created']} nodes and {s['relationships_created']} relationships "
+        f"({s['events_added']} events added, {s['events_already_present']} already present) in {s['seconds']} s, "
+        f"{s['events_per_s']:.0f} events/s",
+    ]
     lines += [f"  {e['file']}:{e['line']}: {e['reason']}" for e in s["first_errors"]]
     return "\n".join(lines)
 
 
 def cmd_erase(args: argparse.Namespace, config: Config) -> int:
-    from gnn.interactions import purge_export_cache
+    from graph.export_cache import purge_export_cache
     from graph.operations import NETWORK, erase_person
     from graph.pseudonymize import Pseudonymizer
 
     if args.network == bool(args.tenant):
-        raise ConfigError("say whose data to erase: --tenant T (what that tenant holds) or --network (everything, "
-                          "a network operator's action)")
+        raise ConfigError(
+            "say whose data to erase: --tenant T (what that tenant holds) or --network (everything, "
+            "a network operator's action)"
+        )
     pid = Pseudonymizer(network_key(config)).pid(args.email)
     scope = NETWORK if args.network else _tenant_id(args.tenant)
     with _open_store(config) as store:
-        report = erase_person(store, pid, scope=scope, actor=f"cli:{os.environ.get('USER') or 'operator'}",
-                              retention_s=config.server.erasure_retention_s)
+        report = erase_person(
+            store,
+            pid,
+            scope=scope,
+            actor=f"cli:{os.environ.get('USER') or 'operator'}",
+            retention_s=config.server.erasure_retention_s,
+        )
     if report.found:
         purge_export_cache(config.export_cache_dir)
     where = "the whole network" if args.network else f"tenant {args.tenant}"
-    _emit(report.to_dict(), args.json, lambda r: (
-        f"erased person {r['pid']} from {where}: {r['nodes_deleted']} nodes, {r['activities_deleted']} events they "
-        f"took part in and {r['relationships_deleted']} relationships (audit record {r['erasure_id']}); running "
-        "servers drop them at their next refresh" if r["found"] else f"nothing to erase: {where} holds no such person"))
+    _emit(
+        report.to_dict(),
+        args.json,
+        lambda r: (
+            f"erased person {r['pid']} from {where}: {r['nodes_deleted']} nodes, {r['activities_deleted']} events they "
+            f"took part in and {r['relationships_deleted']} relationships (audit record {r['erasure_id']}); running "
+            "servers drop them at their next refresh"
+            if r["found"]
+            else f"nothing to erase: {where} holds no such person"
+        ),
+    )
     return 0
 
 
 def _tenant_id(value: str) -> str:
-    from graph.records import is_tenant_id
+    from core.vocabulary import is_tenant_id
 
     if not is_tenant_id(value):
         raise ConfigError(f"{value[:40]!r} is not a tenant id (lower-case letters, digits, _ and -, at most 64)")
@@ -168,13 +197,27 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
     from jobs.generate import GeneratorConfig, generate
 
     try:
-        report = generate(GeneratorConfig(people=args.people, tenants=args.tenants, seed=args.seed, hygiene=args.hygiene,
-                                          deals_per_100_people=args.deals_per_100_people),
-                          args.out, progress=sys.stderr.isatty())
+        report = generate(
+            GeneratorConfig(
+                people=args.people,
+                tenants=args.tenants,
+                seed=args.seed,
+                hygiene=args.hygiene,
+                deals_per_100_people=args.deals_per_100_people,
+            ),
+            args.out,
+            progress=sys.stderr.isatty(),
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    _emit(report.__dict__, args.json, lambda r: f"generated {r['config']['people']} people in {r['seconds']} s into "
-          f"{r['out']}: " + ", ".join(f"{k} {v}" for k, v in r["counts"].items()))
+    _emit(
+        report.__dict__,
+        args.json,
+        lambda r: (
+            f"generated {r['config']['people']} people in {r['seconds']} s into "
+            f"{r['out']}: " + ", ".join(f"{k} {v}" for k, v in r["counts"].items())
+        ),
+    )
     return 0
 
 
@@ -188,31 +231,44 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     elif args.what == "warm-paths":
         from jobs.bench_serving import run_warm_paths_benchmark
 
-        result = run_warm_paths_benchmark(config, people=args.people, queries=args.queries,
-                                          cypher_queries=args.cypher_queries, network_key=key)
+        result = run_warm_paths_benchmark(
+            config, people=args.people, queries=args.queries, cypher_queries=args.cypher_queries, network_key=key
+        )
     elif args.what == "train":
         from jobs.bench_train import run_train_benchmark
-        from jobs.train import TrainConfig, ray_output_to_stderr
+        from jobs.train_link import LinkSettings
 
-        with ray_output_to_stderr():
-            result = run_train_benchmark(config, people=args.people, workers=_worker_counts(args.workers),
-                                         epochs=args.epochs or TrainConfig().epochs, network_key=key)
+        result = run_train_benchmark(
+            config,
+            people=args.people,
+            workers=_worker_counts(args.workers),
+            epochs=args.epochs or LinkSettings().run.epochs,
+            network_key=key,
+        )
     elif args.what == "deals":
         from jobs.bench_deals import render_deals_benchmark, run_deals_benchmark
-        from jobs.train import ray_output_to_stderr
-        from jobs.train_deals import DealTrainConfig
+        from jobs.train_deals import DealSettings
 
-        with ray_output_to_stderr():
-            result = run_deals_benchmark(config, people=args.people, hygiene=_hygiene_levels(args.hygiene),
-                                         network_key=key, train_config=DealTrainConfig(**({"epochs": args.epochs} if args.epochs else {})),
-                                         requests=args.requests, plot=args.plot)
+        settings = DealSettings()
+        if args.epochs:
+            settings = dataclasses.replace(settings, run=dataclasses.replace(settings.run, epochs=args.epochs))
+        result = run_deals_benchmark(
+            config,
+            people=args.people,
+            hygiene=_hygiene_levels(args.hygiene),
+            network_key=key,
+            settings=settings,
+            requests=args.requests,
+            plot=args.plot,
+        )
         _emit(result, args.json, render_deals_benchmark)
         return 0
     else:
         from jobs.bench_serving import run_grpc_benchmark
 
-        result = run_grpc_benchmark(config, people=args.people, seconds=args.seconds, concurrency=args.concurrency,
-                                    network_key=key)
+        result = run_grpc_benchmark(
+            config, people=args.people, seconds=args.seconds, concurrency=args.concurrency, network_key=key
+        )
     _emit(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0
 
@@ -237,140 +293,111 @@ def _worker_counts(text: str) -> list[int]:
     return counts
 
 
-def _train_config(args: argparse.Namespace) -> Any:
+def _run_settings(args: argparse.Namespace, default: Any) -> Any:
+    """A kind's default run settings with what the command line sets."""
+    overrides = {
+        k: v for k, v in (("workers", args.workers), ("epochs", args.epochs), ("seed", args.seed)) if v is not None
+    }
+    return dataclasses.replace(default, **overrides)
+
+
+def _link_settings(args: argparse.Namespace) -> Any:
     from gnn.linkpred import LinkTask
-    from jobs.train import TrainConfig
+    from jobs.train_link import LinkSettings
 
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
-    return TrainConfig(workers=args.workers, task=LinkTask(horizon_days=args.horizon_days),
-                       **overrides)
+    return LinkSettings(run=_run_settings(args, LinkSettings().run), task=LinkTask(horizon_days=args.horizon_days))
 
 
-def _deal_train_config(args: argparse.Namespace) -> Any:
-    from jobs.train_deals import DealTrainConfig
+def _deal_settings(args: argparse.Namespace) -> Any:
+    from jobs.train_deals import DealSettings
 
-    overrides: dict[str, Any] = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
-    if args.stages:
-        overrides["stages"] = tuple(s.strip() for s in args.stages.split(",") if s.strip())
-    return DealTrainConfig(workers=args.workers, **overrides)
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip()) if args.stages else DealSettings().stages
+    return DealSettings(run=_run_settings(args, DealSettings().run), stages=stages)
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from gnn.buyer_process import CohortMinimum
     from gnn.registry import ModelRegistry
-    from jobs.train import ray_output_to_stderr
+    from graph.neo4j_reader import Neo4jReader
+    from jobs.trainers import TRAINERS, TrainingRequest
 
     registry = ModelRegistry(config.models_dir)
-    results: dict[str, Any] = {}
-    with _open_store(config) as store, ray_output_to_stderr():
-        if args.model in ("link", "all"):
-            results["link"] = _train_link(args, config, store, registry)
-        if args.model in ("deal", "buyer", "all"):
-            results.update(_train_deal_models(args, store, registry, config))
+    kinds = list(TRAINERS) if args.model == "all" else [args.model]
+    with _open_store(config) as store:
+        request = TrainingRequest(
+            reader=Neo4jReader(store, progress=sys.stderr.isatty()),
+            registry=registry,
+            runs_dir=config.runs_dir,
+            cache_dir=config.export_cache_dir,
+            tenant=_tenant_id(args.tenant) if args.tenant else None,
+            since=args.since,
+            until=args.until,
+            link=_link_settings(args),
+            deal=_deal_settings(args),
+            cohort_minimum=CohortMinimum(config.server.min_cohort_deals, config.server.min_cohort_tenants),
+            resume=args.resume,
+            progress=sys.stderr.isatty(),
+        )
+        results = {kind: TRAINERS[kind].train(request) for kind in kinds}
+    if args.promote:
+        for kind, report in results.items():
+            registry.promote(kind, report["version"])
     if args.model == "all":
-        _emit(results, args.json, lambda r: "\n\n".join(_RENDERERS[m](r[m]) for m in r))
+        _emit(results, args.json, lambda r: "\n\n".join(TRAINERS[kind].render(r[kind]) for kind in r))
     else:
-        _emit(results[args.model], args.json, _RENDERERS[args.model])
+        _emit(results[args.model], args.json, TRAINERS[args.model].render)
     return 0
-
-
-def _train_link(args: argparse.Namespace, config: Config, store: Any, registry: Any) -> dict[str, Any]:
-    from gnn.interactions import ExportScope, export_interactions
-    from jobs.train import MODEL_NAME, train_link_model
-
-    scope = ExportScope(start=args.since, end=args.until, tenant=args.tenant)
-    log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
-    report = train_link_model(log, _train_config(args), runs_dir=config.runs_dir, registry=registry,
-                              scope=scope.to_dict(), resume=args.resume, progress=sys.stderr.isatty())
-    if args.promote and report.version is not None:
-        registry.promote(MODEL_NAME, report.version.name)
-    return report.to_dict()
-
-
-def _train_deal_models(args: argparse.Namespace, store: Any, registry: Any, config: Config) -> dict[str, Any]:
-    """The deal and/or buyer models from the deals of the tenants that share with the network (or
-    one `--tenant`), observed at `--until` or at the data's latest event."""
-    from gnn.deals import load_deal_data, observed_until
-    from graph import exports
-    from jobs.train_buyer import train_buyer_model
-    from jobs.train_deals import train_deal_model
-
-    tenants = [args.tenant] if args.tenant else [t["tenant"] for t in exports.tenants(store) if not t["network_opt_out"]]
-    data = load_deal_data(store, tenants)
-    as_of = args.until or observed_until(data)
-    scope = {"tenants": tenants, "as_of": as_of}
-    out: dict[str, Any] = {}
-    if args.model in ("deal", "all"):
-        train_config = _deal_train_config(args)
-        report = train_deal_model(data, train_config, as_of=as_of, runs_dir=config.runs_dir, registry=registry,
-                                  scope=scope, resume=args.resume, progress=sys.stderr.isatty())
-        if args.promote and report.version is not None:
-            registry.promote("deal", report.version.name)
-        out["deal"] = report.to_dict()
-    if args.model in ("buyer", "all"):
-        version = train_buyer_model(data, as_of=as_of, registry=registry, scope=scope,
-                                    min_deals=config.server.min_cohort_deals, min_tenants=config.server.min_cohort_tenants)
-        if args.promote:
-            registry.promote("buyer", version.name)
-        out["buyer"] = {"version": version.name, **version.manifest}
-    return out
-
-
-def _render_buyer(r: dict[str, Any]) -> str:
-    h, sizes = r["headline"], r["sizes"]
-    return (f"buyer-process model {r['version']}: {sizes['closed_deals']} closed deals from {sizes['tenants']} tenants "
-            f"({sizes['with_stage_history']} with a full stage history); win rate {h['win_rate']:.1%}, median "
-            f"{h['median_days_to_close']:.0f} days to close; cohorts served at the default k and m: "
-            f"{h['cohorts_served_at_defaults']}")
-
-
-def _render_link(r: dict[str, Any]) -> str:
-    from jobs.train import render_report
-
-    return render_report(r)
-
-
-def _render_deal(r: dict[str, Any]) -> str:
-    from jobs.train_deals import render_report
-
-    return render_report(r)
-
-
-_RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {"link": _render_link, "deal": _render_deal,
-                                                         "buyer": _render_buyer}
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     import torch
 
     from gnn.features import graph_at
-    from gnn.interactions import ExportScope, export_interactions
+    from graph.export_cache import cached_interaction_log
+    from graph.interaction_log import ExportScope
+    from graph.neo4j_reader import Neo4jReader
+    from graph.reader import ALL_TENANTS, TenantScope
 
-    scope = ExportScope(start=args.since, end=args.until, tenant=args.tenant)
+    tenants = TenantScope.of(_tenant_id(args.tenant)) if args.tenant else ALL_TENANTS
+    scope = ExportScope(tenants=tenants, start=args.since, end=args.until)
     with _open_store(config) as store:
-        log = export_interactions(store, scope, config.export_cache_dir, progress=sys.stderr.isatty())
+        log = cached_interaction_log(Neo4jReader(store, progress=sys.stderr.isatty()), scope, config.export_cache_dir)
     at = args.at if args.at is not None else (args.until if args.until is not None else int(time.time()))
     data = graph_at(log, at).to_hetero_data()
     torch.save({"data": data, "pids": log.pids.tolist(), "at": at, "scope": scope.to_dict()}, args.out)
-    _emit({"out": str(args.out), "at": at, "people": log.people, "interactions": log.interactions,
-           "edges": {"/".join(k): int(data[k].edge_index.shape[1]) for k in data.edge_types}}, args.json,
-          lambda r: f"{r['out']}: HeteroData at {r['at']} ({r['people']} people; " +
-          ", ".join(f"{k} {v}" for k, v in r["edges"].items()) + ")")
+    _emit(
+        {
+            "out": str(args.out),
+            "at": at,
+            "people": log.people,
+            "interactions": log.interactions,
+            "edges": {"/".join(k): int(data[k].edge_index.shape[1]) for k in data.edge_types},
+        },
+        args.json,
+        lambda r: (
+            f"{r['out']}: HeteroData at {r['at']} ({r['people']} people; "
+            + ", ".join(f"{k} {v}" for k, v in r["edges"].items())
+            + ")"
+        ),
+    )
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     from jobs.evaluate import evaluate_deals, evaluate_links
-    from jobs.train import ray_output_to_stderr
+    from jobs.trainers import TRAINERS
 
     key = network_key(config, create_local=True)
-    with ray_output_to_stderr():
-        if args.task == "links":
-            report = evaluate_links(config, args.dataset, _train_config(args), network_key=key,
-                                    progress=sys.stderr.isatty())
-        else:
-            report = evaluate_deals(config, args.dataset, _deal_train_config(args), network_key=key,  # type: ignore[assignment]
-                                    progress=sys.stderr.isatty())
-    _emit(report.to_dict(), args.json, _RENDERERS["link" if args.task == "links" else "deal"])
+    report: Any
+    if args.task == "links":
+        report = evaluate_links(
+            config, args.dataset, _link_settings(args), network_key=key, progress=sys.stderr.isatty()
+        )
+    else:
+        report = evaluate_deals(
+            config, args.dataset, _deal_settings(args), network_key=key, progress=sys.stderr.isatty()
+        )
+    _emit(report.to_dict(), args.json, TRAINERS["link" if args.task == "links" else "deal"].render)
     return 0
 
 
@@ -381,59 +408,116 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
     model = args.model
     if args.action == "list":
         rows = [v.summary() for v in registry.versions(model)]
-        _emit(rows, args.json, lambda rs: "\n".join(
-            f"{r['version']}{' *' if r['promoted'] else '  '} {r['created']}  schema {r['schema_hash']}  "
-            + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["metrics"].items())
-            for r in rs) or f"no {model} models yet: run `relgraph train --model {model}`")
+        _emit(
+            rows,
+            args.json,
+            lambda rs: (
+                "\n".join(
+                    f"{r['version']}{' *' if r['promoted'] else '  '} {r['created']}  schema {r['schema_hash']}  "
+                    + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["metrics"].items())
+                    for r in rs
+                )
+                or f"no {model} models yet: run `relgraph train --model {model}`"
+            ),
+        )
         return 0
     if not args.version:
         raise ConfigError(f"models {args.action} needs a VERSION (see `relgraph models list --model {model}`)")
-    version = registry.promote(model, args.version) if args.action == "promote" else registry.version(model, args.version)
+    version = (
+        registry.promote(model, args.version) if args.action == "promote" else registry.version(model, args.version)
+    )
     if args.action == "promote":
-        print(f"promoted {model} model {version.name}; servers pick it up "
-              + ("at their next snapshot refresh" if model == "link" else "at their next request"))
+        print(
+            f"promoted {model} model {version.name}; servers pick it up "
+            + ("at their next snapshot refresh" if model == "link" else "at their next request")
+        )
         return 0
-    _emit({**version.manifest, "path": str(version.path), "promoted": version.promoted}, args.json,
-          lambda m: (version.path / "card.md").read_text() + f"\nartifact: {m['path']}")
+    _emit(
+        {**version.manifest, "path": str(version.path), "promoted": version.promoted},
+        args.json,
+        lambda m: (version.path / "card.md").read_text() + f"\nartifact: {m['path']}",
+    )
     return 0
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from server.app import serve
 
-    server = dataclasses.replace(config.server, **{k: v for k, v in (("host", args.host), ("port", args.port),
-                                                                      ("metrics_port", args.metrics_port)) if v is not None})
+    server = dataclasses.replace(
+        config.server,
+        **{
+            k: v
+            for k, v in (("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port))
+            if v is not None
+        },
+    )
     serve(dataclasses.replace(config, server=server))
     return 0
 
 
 def cmd_keys(args: argparse.Namespace, config: Config) -> int:
     from graph import tenancy
+    from graph.neo4j_reader import Neo4jReader
+    from graph.reader import ALL_TENANTS, TenantScope
     from server.auth import create_api_key
 
     with _open_store(config) as store:
         if args.action == "create":
             if not args.tenant or not args.role:
                 raise ConfigError("keys create needs --tenant and --role")
-            key, record = create_api_key(store, api_key_pepper(config, create_local=True), tenant=_tenant_id(args.tenant),
-                                         role=args.role, scopes=args.scope, label=args.label)
-            _emit({"key": key, "key_id": record.key_id, "tenant": record.tenant, "role": record.role,
-                   "scopes": list(record.scopes)}, args.json,
-                  lambda r: f"{r['key']}\n(key {r['key_id']}: {r['role']} of tenant {r['tenant']}"
-                            + (f", scopes {' '.join(r['scopes'])}" if r["scopes"] else "") + "; shown only now)")
+            key, record = create_api_key(
+                store,
+                api_key_pepper(config, create_local=True),
+                tenant=_tenant_id(args.tenant),
+                role=args.role,
+                scopes=args.scope,
+                label=args.label,
+            )
+            _emit(
+                {
+                    "key": key,
+                    "key_id": record.key_id,
+                    "tenant": record.tenant,
+                    "role": record.role,
+                    "scopes": list(record.scopes),
+                },
+                args.json,
+                lambda r: (
+                    f"{r['key']}\n(key {r['key_id']}: {r['role']} of tenant {r['tenant']}"
+                    + (f", scopes {' '.join(r['scopes'])}" if r["scopes"] else "")
+                    + "; shown only now)"
+                ),
+            )
         elif args.action == "revoke":
             if not args.key_id:
                 raise ConfigError("keys revoke needs --key-id")
-            revoked = tenancy.revoke_key(store, args.key_id, tenant=args.tenant or tenancy.ALL_TENANTS)
+            revoked = tenancy.revoke_key(
+                store, args.key_id, TenantScope.of(args.tenant) if args.tenant else ALL_TENANTS
+            )
             print(f"revoked {args.key_id}" if revoked else f"no active key {args.key_id}")
             return 0 if revoked else 1
         else:
-            rows = [{"key_id": r.key_id, "tenant": r.tenant, "role": r.role, "scopes": list(r.scopes),
-                     "label": r.label, "created_at": r.created_at, "revoked": r.revoked}
-                    for r in tenancy.keys(store, args.tenant or tenancy.ALL_TENANTS)]
-            _emit(rows, args.json, lambda rs: "\n".join(
-                f"{r['key_id']}  {r['tenant']:<16} {r['role']:<8} {'revoked' if r['revoked'] else 'active':<8} "
-                f"{' '.join(r['scopes'])} {r['label']}" for r in rs))
+            rows = [
+                {
+                    "key_id": r.key_id,
+                    "tenant": r.tenant,
+                    "role": r.role,
+                    "scopes": list(r.scopes),
+                    "label": r.label,
+                    "created_at": r.created_at,
+                    "revoked": r.revoked,
+                }
+                for r in Neo4jReader(store).api_keys(TenantScope.of(args.tenant) if args.tenant else ALL_TENANTS)
+            ]
+            _emit(
+                rows,
+                args.json,
+                lambda rs: "\n".join(
+                    f"{r['key_id']}  {r['tenant']:<16} {r['role']:<8} {'revoked' if r['revoked'] else 'active':<8} "
+                    f"{' '.join(r['scopes'])} {r['label']}"
+                    for r in rs
+                ),
+            )
     return 0
 
 
@@ -441,10 +525,16 @@ def cmd_tenants(args: argparse.Namespace, config: Config) -> int:
     from graph.tenancy import set_sharing
 
     with _open_store(config) as store:
-        result = set_sharing(store, _tenant_id(args.tenant), share_identities=args.share_identities,
-                             network_opt_out=args.network_opt_out)
-    _emit(result, args.json, lambda r: f"tenant {args.tenant}: share_identities={r['share_identities']}, "
-          f"network_opt_out={r['network_opt_out']}")
+        result = set_sharing(
+            store, _tenant_id(args.tenant), share_identities=args.share_identities, network_opt_out=args.network_opt_out
+        )
+    _emit(
+        result,
+        args.json,
+        lambda r: (
+            f"tenant {args.tenant}: share_identities={r['share_identities']}, network_opt_out={r['network_opt_out']}"
+        ),
+    )
     return 0
 
 
@@ -455,14 +545,16 @@ def cmd_query(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
-    from jobs.demo import run_demo
+    from relgraph.demo import run_demo
 
-    return run_demo(config, people=args.people, tenants=args.tenants, seed=args.seed,
-                    key=network_key(config, create_local=True))
+    return run_demo(
+        config, people=args.people, tenants=args.tenants, seed=args.seed, key=network_key(config, create_local=True)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relgraph", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("neo4j", help="install, start, stop or inspect the managed local Neo4j")
@@ -472,8 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="validate, pseudonymize and load files in the public ingest format")
     p.add_argument("paths", nargs="+", help="files (.jsonl, .csv, optionally .gz) or folders of them")
-    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
-                   help="refuse a whole file if any record in it is invalid (default: on)")
+    p.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refuse a whole file if any record in it is invalid (default: on)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="records per write transaction")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_ingest)
@@ -482,8 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", required=True)
     scope = p.add_mutually_exclusive_group()
     scope.add_argument("--tenant", help="erase what this tenant holds about the person")
-    scope.add_argument("--network", action="store_true",
-                       help="erase the person everywhere (a network operator's action, audited)")
+    scope.add_argument(
+        "--network", action="store_true", help="erase the person everywhere (a network operator's action, audited)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_erase)
 
@@ -511,8 +608,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks that write measured numbers")
     p.add_argument("what", choices=("ingest", "warm-paths", "grpc", "train", "deals"))
     p.add_argument("--people", type=int, default=100_000)
-    p.add_argument("--baseline-events", type=int, default=2000,
-                   help="ingest: events ingested one transaction per event for the naive baseline")
+    p.add_argument(
+        "--baseline-events",
+        type=int,
+        default=2000,
+        help="ingest: events ingested one transaction per event for the naive baseline",
+    )
     p.add_argument("--queries", type=int, default=1000, help="warm-paths: queries answered from the snapshot")
     p.add_argument("--cypher-queries", type=int, default=200, help="warm-paths: of those, how many also in Cypher")
     p.add_argument("--seconds", type=float, default=20.0, help="grpc: how long to sustain the load")
@@ -526,13 +627,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_bench)
 
     def training_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP); RAY_ADDRESS selects a cluster")
+        p.add_argument("--workers", type=int, help="Ray Train workers (DDP; default 1); RAY_ADDRESS selects a cluster")
         p.add_argument("--epochs", type=int, help="training epochs (default: link 10, deal 60)")
         p.add_argument("--seed", type=int, help="random seed (default 0)")
-        p.add_argument("--horizon-days", type=float, default=30.0,
-                       help="link: predict a two-way interaction within this many days (default 30)")
-        p.add_argument("--stages", help="deal: the CRM's stage codes in order, comma-separated "
-                                        "(default discovery,evaluation,proposal,negotiation)")
+        p.add_argument(
+            "--horizon-days",
+            type=float,
+            default=30.0,
+            help="link: predict a two-way interaction within this many days (default 30)",
+        )
+        p.add_argument(
+            "--stages",
+            help="deal: the CRM's stage codes in order, comma-separated "
+            "(default discovery,evaluation,proposal,negotiation)",
+        )
         p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("train", help="train models on Ray, evaluate them and register the runs")
@@ -587,10 +695,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tenants", help="a tenant's sharing settings")
     p.add_argument("action", choices=("configure",))
     p.add_argument("tenant")
-    p.add_argument("--share-identities", action=argparse.BooleanOptionalAction, default=None,
-                   help="show this tenant's members by pseudonym in other tenants' warm paths")
-    p.add_argument("--network-opt-out", action=argparse.BooleanOptionalAction, default=None,
-                   help="use this tenant's relationships for its own answers only")
+    p.add_argument(
+        "--share-identities",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show this tenant's members by pseudonym in other tenants' warm paths",
+    )
+    p.add_argument(
+        "--network-opt-out",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="use this tenant's relationships for its own answers only",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_tenants)
 
@@ -607,14 +723,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. An error is one line and a non-zero exit: a RelgraphError says what to do
+    about it, an OSError what failed on which file or address; anything else is a bug, reported as
+    such. `--debug` shows the traceback."""
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        # PyTorch Geometric still compiles helpers with torch.jit.script; nothing a user can act on.
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     try:
         return int(args.run(args, load_config()))
-    except RelgraphError as exc:
-        print(f"relgraph: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, RelgraphError | OSError):
+            print(f"relgraph: error: {exc}", file=sys.stderr)
+        else:
+            print(
+                f"relgraph: internal error ({type(exc).__name__}: {exc}); run again with --debug for the "
+                "traceback, and report it",
+                file=sys.stderr,
+            )
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from relgraph.v1 import (admin_pb2_grpc, buyer_intelligence_pb2_grpc, ingest_pb2_grpc, warm_paths_pb2_grpc)
+from relgraph.v1 import admin_pb2_grpc, buyer_intelligence_pb2_grpc, ingest_pb2_grpc, warm_paths_pb2_grpc
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -29,7 +29,7 @@ class Client:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

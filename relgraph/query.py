@@ -8,7 +8,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -20,8 +20,13 @@ from relgraph.client import DEFAULT_SERVER, Client
 from relgraph.v1 import buyer_intelligence_pb2 as bi
 from relgraph.v1 import warm_paths_pb2 as wp
 
-_LEVELS = {"ic": wp.TITLE_LEVEL_IC, "manager": wp.TITLE_LEVEL_MANAGER, "director": wp.TITLE_LEVEL_DIRECTOR,
-           "vp": wp.TITLE_LEVEL_VP, "c_level": wp.TITLE_LEVEL_C_LEVEL}
+_LEVELS = {
+    "ic": wp.TITLE_LEVEL_IC,
+    "manager": wp.TITLE_LEVEL_MANAGER,
+    "director": wp.TITLE_LEVEL_DIRECTOR,
+    "vp": wp.TITLE_LEVEL_VP,
+    "c_level": wp.TITLE_LEVEL_C_LEVEL,
+}
 
 
 def add_query_parser(sub: Any, run: Any) -> None:
@@ -39,8 +44,11 @@ def add_query_parser(sub: Any, run: Any) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-email")
     target.add_argument("--target-company", help="company web domain")
-    p.add_argument("--role", choices=("economic_buyer", *_LEVELS),
-                   help="with --target-company: the economic buyer, or this seniority and above")
+    p.add_argument(
+        "--role",
+        choices=("economic_buyer", *_LEVELS),
+        help="with --target-company: the economic buyer, or this seniority and above",
+    )
     p.add_argument("--function", action="append", default=[], help="with --target-company: keep these functions")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--rep", help="only paths starting at this rep (email)")
@@ -57,8 +65,12 @@ def add_query_parser(sub: Any, run: Any) -> None:
     p.add_argument("--company", required=True, help="the buyer's web domain")
     p.add_argument("--amount", type=float, default=0.0, help="deal amount (narrows the cohort to its amount band)")
     p.add_argument("--product", default="", help="product code (narrows the cohort)")
-    p.add_argument("--engaged", action="append", default=[],
-                   help="stakeholder role already engaged, e.g. economic_buyer (repeatable)")
+    p.add_argument(
+        "--engaged",
+        action="append",
+        default=[],
+        help="stakeholder role already engaged, e.g. economic_buyer (repeatable)",
+    )
     common(p)
     p = kinds.add_parser("signals", help="signals that matter to a deal")
     p.add_argument("--deal", required=True)
@@ -89,7 +101,8 @@ def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
     if args.rpc == "buyer-process":
         return client.buyer_intelligence.PredictBuyerProcess, bi.PredictBuyerProcessRequest(
             company_domain=args.company,
-            profile=bi.DealProfile(amount=args.amount, product=args.product, engaged_roles=args.engaged))
+            profile=bi.DealProfile(amount=args.amount, product=args.product, engaged_roles=args.engaged),
+        )
     return client.buyer_intelligence.ListDealSignals, bi.ListDealSignalsRequest(deal_id=args.deal, limit=args.limit)
 
 
@@ -113,17 +126,23 @@ def _person(view: wp.PersonView) -> str:  # type: ignore[name-defined]
 
 
 def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
-    lines = [f"{len(response.paths)} path(s) to {response.targets} target(s); strengths: {response.strength_source}; "
-             f"snapshot age {response.snapshot_age_seconds:.1f} s"]
+    lines = [
+        f"{len(response.paths)} path(s) to {response.targets} target(s); strengths: {response.strength_source}; "
+        f"snapshot age {response.snapshot_age_seconds:.1f} s"
+    ]
     for i, path in enumerate(response.paths, start=1):
         lines.append(f"{i:>2}. strength {path.strength:.3g}  from {_person(path.source)}")
         for hop in path.hops:
             e = hop.evidence
             if e.observed_by_requester:
-                last = datetime.fromtimestamp(e.last_interaction.seconds, timezone.utc).date()
-                evidence = (f"{e.interaction_count} interactions, last {last}, two-way {e.two_way_share:.0%}"
-                            + (f", shared employers {', '.join(e.shared_employers)}" if e.shared_employers else
-                               f", {e.shared_employer_count} shared employer(s)" if e.shared_employer_count else ""))
+                last = datetime.fromtimestamp(e.last_interaction.seconds, UTC).date()
+                evidence = f"{e.interaction_count} interactions, last {last}, two-way {e.two_way_share:.0%}" + (
+                    f", shared employers {', '.join(e.shared_employers)}"
+                    if e.shared_employers
+                    else f", {e.shared_employer_count} shared employer(s)"
+                    if e.shared_employer_count
+                    else ""
+                )
             else:
                 evidence = "known through the network (evidence withheld)"
             lines.append(f"      → {_person(hop.person)}  [{e.strength:.3g}: {evidence}]")
@@ -131,15 +150,17 @@ def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
 
 
 def _day(ts: Any) -> str:
-    return str(datetime.fromtimestamp(ts.seconds, timezone.utc).date())
+    return str(datetime.fromtimestamp(ts.seconds, UTC).date())
 
 
 def render_deal_stage(r: bi.EstimateDealStageResponse) -> str:
     stages = ", ".join(f"{s.stage} {s.probability:.0%}" for s in r.stages)
-    lines = [f"estimated stage: {r.estimated_stage} ({stages}); CRM says {r.crm_stage or '(nothing)'}"
-             + (f" -> suggested update: {r.suggested_stage} (for the rep to approve)" if r.suggested_stage else ""),
-             f"win probability {r.win_probability:.0%}; expected close {_day(r.expected_close)} "
-             f"(p10 {_day(r.close_p10)}, p90 {_day(r.close_p90)}); model {r.model_version}"]
+    lines = [
+        f"estimated stage: {r.estimated_stage} ({stages}); CRM says {r.crm_stage or '(nothing)'}"
+        + (f" -> suggested update: {r.suggested_stage} (for the rep to approve)" if r.suggested_stage else ""),
+        f"win probability {r.win_probability:.0%}; expected close {_day(r.expected_close)} "
+        f"(p10 {_day(r.close_p10)}, p90 {_day(r.close_p90)}); model {r.model_version}",
+    ]
     lines += [f"  {e.contribution:+.3f}  {e.description}" for e in r.evidence]
     lines += [f"  missing: {m}" for m in r.missing_evidence]
     return "\n".join(lines)
@@ -147,25 +168,39 @@ def render_deal_stage(r: bi.EstimateDealStageResponse) -> str:
 
 def render_buyer_process(r: bi.PredictBuyerProcessResponse) -> str:
     cohort = ", ".join(x for x in (r.cohort.industry, r.cohort.size_band) if x) or "the whole network"
-    lines = [f"cohort {cohort}: {r.cohort_deals} closed deals from {r.cohort_tenants} tenants"
-             + (" (rolled up: the narrower cohort was too small)" if r.rolled_up else "")
-             + f"; expected close {_day(r.expected_close)}; model {r.model_version}"]
-    lines += [f"  {s.stage:<12} p10 {s.days.p10:5.1f}  p50 {s.days.p50:5.1f}  p90 {s.days.p90:5.1f} days; "
-              f"stalls {s.stall_probability:.0%}" for s in r.stages]
-    lines += [f"  driver: {d.description}: {d.effect_days:+.0f} days, {d.effect_win_probability:+.0%} win probability"
-              for d in r.drivers]
+    lines = [
+        f"cohort {cohort}: {r.cohort_deals} closed deals from {r.cohort_tenants} tenants"
+        + (" (rolled up: the narrower cohort was too small)" if r.rolled_up else "")
+        + f"; expected close {_day(r.expected_close)}; model {r.model_version}"
+    ]
+    lines += [
+        f"  {s.stage:<12} p10 {s.days.p10:5.1f}  p50 {s.days.p50:5.1f}  p90 {s.days.p90:5.1f} days; "
+        f"stalls {s.stall_probability:.0%}"
+        for s in r.stages
+    ]
+    lines += [
+        f"  driver: {d.description}: {d.effect_days:+.0f} days, {d.effect_win_probability:+.0%} win probability"
+        for d in r.drivers
+    ]
     return "\n".join(lines)
 
 
 def render_signals(r: bi.ListDealSignalsResponse) -> str:
     lines = [f"{len(r.signals)} signal(s), ranked by {r.model_version}"]
-    lines += [f"  {s.relevance:.2f}  {_day(s.time)}  {s.kind}/{s.topic}={s.value}  "
-              f"{s.who.description if s.who.description != 'Person at a company' else ''}: {s.why}" for s in r.signals]
+    lines += [
+        f"  {s.relevance:.2f}  {_day(s.time)}  {s.kind}/{s.topic}={s.value}  "
+        f"{s.who.description if s.who.description != 'Person at a company' else ''}: {s.why}"
+        for s in r.signals
+    ]
     return "\n".join(lines)
 
 
-_RENDER = {"warm-paths": render_warm_paths, "deal-stage": render_deal_stage, "buyer-process": render_buyer_process,
-           "signals": render_signals}
+_RENDER = {
+    "warm-paths": render_warm_paths,
+    "deal-stage": render_deal_stage,
+    "buyer-process": render_buyer_process,
+    "signals": render_signals,
+}
 
 
 def run_query(args: argparse.Namespace) -> int:
