@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from core.config import Config, load_config
 from graph.neo4j_server import ManagedNeo4j
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
 from graph.store import GraphStore, Query, connect
 from jobs.bench_common import free_port
 from jobs.generate import GeneratorConfig, generate
-from relgraph.config import Config, load_config
 
 TEST_KEY = "test-network-key-0123456789"
 _CLEAR = Query("test.clear", "MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n")
@@ -29,8 +29,9 @@ def neo4j_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
         yield dataclasses.replace(base, network_key=TEST_KEY)
         return
     home = tmp_path_factory.mktemp("neo4j-home")
-    config = dataclasses.replace(base, home=home, network_key=TEST_KEY,
-                                 managed_neo4j=dataclasses.replace(base.managed_neo4j, port=free_port()))
+    config = dataclasses.replace(
+        base, home=home, network_key=TEST_KEY, managed_neo4j=dataclasses.replace(base.managed_neo4j, port=free_port())
+    )
     server = ManagedNeo4j(config)
     server.start()
     try:
@@ -39,7 +40,7 @@ def neo4j_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
         server.stop()
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(neo4j_config: Config) -> Iterator[GraphStore]:
     """A store on an empty graph (schema applied)."""
     with connect(neo4j_config) as s:
@@ -48,7 +49,7 @@ def store(neo4j_config: Config) -> Iterator[GraphStore]:
         yield s
 
 
-@pytest.fixture()
+@pytest.fixture
 def cli_env(neo4j_config: Config) -> dict[str, str]:
     """Environment that points the `relgraph` command at the test Neo4j."""
     from graph.neo4j_server import ManagedNeo4j
@@ -57,8 +58,14 @@ def cli_env(neo4j_config: Config) -> dict[str, str]:
     uri = neo4j_config.neo4j.uri or server.uri
     password = neo4j_config.neo4j.password or server.password()
     assert password is not None
-    return {**os.environ, "NEO4J_URI": uri, "NEO4J_USER": neo4j_config.neo4j.user, "NEO4J_PASSWORD": password,
-            "RELGRAPH_NETWORK_KEY": TEST_KEY, "RELGRAPH_HOME": str(neo4j_config.home)}
+    return {
+        **os.environ,
+        "NEO4J_URI": uri,
+        "NEO4J_USER": neo4j_config.neo4j.user,
+        "NEO4J_PASSWORD": password,
+        "RELGRAPH_NETWORK_KEY": TEST_KEY,
+        "RELGRAPH_HOME": str(neo4j_config.home),
+    }
 
 
 @pytest.fixture(scope="session")

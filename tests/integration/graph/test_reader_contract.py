@@ -1,0 +1,92 @@
+"""The read seam's contract: the in-memory graph (graph/memory_reader.py), which unit tests of
+everything above the store run on, reads exactly what the Neo4j reader reads after the same
+records are ingested into Neo4j: every method, for the whole network and for each tenant's scope,
+before and after an erasure. (Watermarks are compared as what they order, not as values: Neo4j
+stamps its clock, the in-memory graph a counter.)"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from graph.ingest import ingest, read_records
+from graph.interaction_log import ExportScope
+from graph.memory_reader import NETWORK, InMemoryGraph
+from graph.neo4j_reader import Neo4jReader
+from graph.operations import erase_person
+from graph.pseudonymize import Pseudonymizer
+from graph.reader import ALL_TENANTS, GraphReader, TenantScope
+from graph.store import GraphStore
+
+pytestmark = pytest.mark.neo4j
+
+
+def _records(network: Path) -> list[dict[str, Any]]:
+    return [record for path in sorted((network / "ingest").glob("*.jsonl")) for _, record, _ in read_records(path)]
+
+
+def _plain(value: Any) -> Any:
+    """A value with arrays as lists and dataclasses as dicts, for equality."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
+    bundle = reader.deal_bundle(scope)
+    log = reader.interaction_log(ExportScope(tenants=scope))
+    some_pids = sorted(row.pid for row in reader.people(scope))[::7]
+    return {
+        "people": sorted(reader.people(scope)),
+        "people_by_pid": sorted(reader.people_by_pid(some_pids, scope)),
+        "knows": sorted(k._replace(updated_at=0) for k in reader.knows(scope)),
+        "knows_of": sorted(k._replace(updated_at=0) for k in reader.knows_of(some_pids, scope)),
+        "changed": sorted(c.pid for c in reader.people_changed(0, scope)),
+        "companies": sorted(reader.companies(scope)),
+        "tenants": sorted(reader.tenants(scope)),
+        "economic_buyers": sorted(reader.economic_buyers(scope)),
+        "company": [reader.company(c.cid, scope) for c in sorted(reader.companies(ALL_TENANTS))[:5]],
+        "deals": sorted((_plain(d) for d in bundle.deals), key=lambda d: (d["tenant"], d["deal_id"])),
+        "bundle": _plain({f: getattr(bundle, f) for f in ("jobs", "staff", "signals", "ties", "held_by")}),
+        "shared": sorted(bundle.shared),
+        "log": _plain(log),
+        "erased": sorted(e.pid for e in reader.erasures_since(0, scope)),
+    }
+
+
+def test_the_in_memory_graph_reads_what_neo4j_reads(
+    store: GraphStore, small_network: Path, pseudo: Pseudonymizer
+) -> None:
+    records = _records(small_network)
+    memory = InMemoryGraph(pseudo)
+    memory.ingest(records)
+    ingest(store, [small_network / "ingest"], pseudo, progress=False)
+    neo4j = Neo4jReader(store)
+    tenants = sorted(t.tenant for t in neo4j.tenants(ALL_TENANTS))
+    assert len(tenants) == 3
+    scopes = [ALL_TENANTS, *(TenantScope.of(t) for t in tenants), TenantScope.of(*tenants[:2])]
+
+    def compare() -> None:
+        for scope in scopes:
+            got, want = _reads(memory, scope), _reads(neo4j, scope)
+            for method in want:
+                assert got[method] == want[method], (scope, method)
+
+    compare()
+    # One person erased from one tenant's data, another from the whole network.
+    employees = sorted({r["email"] for r in records if r["kind"] == "employment"})
+    for email, scope in ((employees[0], tenants[0]), (employees[1], NETWORK)):
+        pid = pseudo.pid(email)
+        assert memory.erase(pid, scope)
+        assert erase_person(store, pid, scope=scope, actor="test", retention_s=3600).found
+    compare()

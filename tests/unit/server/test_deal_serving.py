@@ -1,0 +1,57 @@
+"""Deal answers over the in-memory graph and the serving state's promoted deal model (untrained:
+these tests hold the serving path, tenancy and the clock, not the model's quality)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.clock import FixedClock
+from core.errors import InvalidRequestError, NoModelError, NotFoundError
+from gnn.deals import DEFAULT_STAGES
+from gnn.registry import ModelRegistry
+from relgraph.v1 import buyer_intelligence_pb2 as pb
+from tests.support.serving import AS_OF, BUYER, OPS, Serving, serving, untrained_models, world
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Serving:
+    return serving(world(), FixedClock(AS_OF), untrained_models(tmp_path))
+
+
+def test_an_open_deal_is_estimated_against_what_the_crm_says(served: Serving) -> None:
+    answer = served.call("acme", "EstimateDealStage", pb.EstimateDealStageRequest(deal_id="D-1"))
+    assert [s.stage for s in answer.stages] == list(DEFAULT_STAGES)
+    assert sum(s.probability for s in answer.stages) == pytest.approx(1.0, abs=1e-5)
+    assert answer.crm_stage == "proposal" and answer.model_version == "deal/v0001"
+    assert answer.disagrees_with_crm == (answer.estimated_stage != "proposal")
+    assert AS_OF <= answer.close_p10.seconds <= answer.expected_close.seconds <= answer.close_p90.seconds
+    assert 0.0 <= answer.win_probability <= 1.0 and answer.evidence
+
+
+def test_a_deal_is_answered_only_to_its_own_tenant(served: Serving) -> None:
+    for tenant, deal in (("globex", "D-1"), ("acme", "D-404")):
+        with pytest.raises(NotFoundError, match="no such deal in your organisation's data"):
+            served.call(tenant, "EstimateDealStage", pb.EstimateDealStageRequest(deal_id=deal))
+        with pytest.raises(NotFoundError):
+            served.call(tenant, "ListDealSignals", pb.ListDealSignalsRequest(deal_id=deal))
+    with pytest.raises(InvalidRequestError, match="closed"):
+        served.call("acme", "EstimateDealStage", pb.EstimateDealStageRequest(deal_id="D-2"))
+
+
+def test_signals_come_only_from_people_the_tenant_may_see(served: Serving) -> None:
+    """globex recorded vp's poll answer about the same account; acme's deal never shows it."""
+    signals = served.call("acme", "ListDealSignals", pb.ListDealSignalsRequest(deal_id="D-1")).signals
+    assert [(s.kind, s.value, s.who.pid) for s in signals] == [
+        ("poll_answer", "10-12_months", served.warm_paths._pseudo.pid(OPS))
+    ]
+    assert signals[0].who.identified and signals[0].who.company_domain == BUYER
+
+
+def test_without_a_promoted_model_the_answer_says_how_to_get_one(tmp_path: Path) -> None:
+    served = serving(world(), FixedClock(AS_OF), ModelRegistry(tmp_path))
+    with pytest.raises(NoModelError, match="relgraph models promote"):
+        served.call("acme", "EstimateDealStage", pb.EstimateDealStageRequest(deal_id="D-1"))
+    with pytest.raises(NoModelError, match="no buyer model promoted"):
+        served.call("acme", "PredictBuyerProcess", pb.PredictBuyerProcessRequest(company_domain=BUYER))

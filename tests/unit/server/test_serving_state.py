@@ -1,0 +1,100 @@
+"""The serving state over the in-memory graph: an incremental refresh gives what a full build gives,
+a new tenant, an opt-out or an erasure reaches answers at the next refresh, and a promoted model
+that cannot serve never replaces one that can."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.clock import FixedClock
+from gnn.model_kinds import LINK
+from gnn.registry import ModelRegistry
+from graph.memory_reader import NETWORK
+from relgraph.v1 import warm_paths_pb2 as pb
+from server import snapshot as snapshots
+from tests.support.serving import ANN, AS_OF, CFO, OPS, VP, Serving, serving, untrained_models, world
+from tests.support.tenancy_model import snapshot_content
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Serving:
+    return serving(world(), FixedClock(AS_OF), ModelRegistry(tmp_path))
+
+
+def _paths(served: Serving, tenant: str, email: str, cross: bool = False) -> pb.FindWarmPathsResponse:
+    return served.call(tenant, "FindWarmPaths", pb.FindWarmPathsRequest(target_email=email, allow_cross_tenant=cross))
+
+
+def test_an_incremental_refresh_equals_a_full_build(served: Serving) -> None:
+    before = served.holder.current.snapshot
+    served.graph.ingest(
+        [
+            {"kind": "interaction", "tenant": "acme", "type": "call", "ts": "2026-05-25", "from": ANN, "to": [CFO]},
+            {"kind": "member", "tenant": "acme", "email": "cat@acme.example", "title": "VP Sales"},
+        ]
+    )
+    refreshed = served.holder.refresh().snapshot
+    assert refreshed is not before and refreshed.relationships == before.relationships + 1
+    assert snapshot_content(refreshed) == snapshot_content(snapshots.build(served.graph))
+    assert served.holder.refresh().snapshot.relationships == refreshed.relationships  # nothing new: nothing moves
+    assert len(_paths(served, "acme", CFO).paths[0].hops) == 1  # ann now reaches cfo directly
+
+
+def test_a_tenant_that_sorts_first_changes_no_other_tenants_answer(served: Serving) -> None:
+    """A new tenant renumbers nothing: acme's own relationships stay acme's (trust regression #2)."""
+    before = _paths(served, "acme", CFO, cross=True)
+    served.graph.ingest(
+        [
+            {"kind": "member", "tenant": "aaa", "email": "new@aaa.example"},
+            {
+                "kind": "interaction",
+                "tenant": "aaa",
+                "type": "meeting",
+                "ts": "2026-05-30",
+                "from": "new@aaa.example",
+                "to": [OPS],
+            },
+        ]
+    )
+    served.holder.refresh()
+    after = _paths(served, "acme", CFO, cross=True)
+    before.snapshot_age_seconds = after.snapshot_age_seconds = 0
+    assert after == before
+    newcomer = _paths(served, "aaa", CFO, cross=True)
+    assert newcomer.paths and all(p.source.own_member for p in newcomer.paths)
+
+
+def test_an_opt_out_applies_at_the_next_refresh_without_any_new_record(served: Serving) -> None:
+    assert _paths(served, "acme", VP, cross=True).paths
+    served.graph.set_sharing("globex", network_opt_out=True)
+    served.holder.refresh()
+    assert not _paths(served, "acme", VP, cross=True).paths
+    assert _paths(served, "globex", VP).paths  # globex's relationships still serve globex
+
+
+def test_an_erasure_reaches_answers_at_the_next_refresh(served: Serving) -> None:
+    ops = served.warm_paths._pseudo.pid(OPS)
+    assert any(ops in [h.person.pid for h in p.hops] for p in _paths(served, "acme", CFO).paths)
+    assert served.graph.erase(ops, NETWORK)
+    served.holder.refresh()
+    assert served.holder.current.snapshot.node(ops) is None
+    answer = _paths(served, "acme", CFO)
+    assert answer.paths and all(ops not in [h.person.pid for h in p.hops] for p in answer.paths)
+    assert _paths(served, "acme", OPS).targets == 0
+
+
+def test_a_promoted_model_that_cannot_serve_keeps_the_previous_one(tmp_path: Path) -> None:
+    registry = untrained_models(tmp_path)
+    served = serving(world(), FixedClock(AS_OF), registry)
+    assert served.holder.current.link is not None and served.holder.current.link.version == "v0001"
+    assert _paths(served, "acme", CFO).strength_source == "link-model-v0001"
+    bad = registry.write(LINK.name, {"schema_hash": "another-schema"}, {}, lambda folder: None)
+    registry.promote(LINK.name, bad.name)
+    served.holder.refresh()
+    assert served.holder.current.link is not None and served.holder.current.link.version == "v0001"
+    assert _paths(served, "acme", CFO).strength_source == "link-model-v0001"
+    (registry.root / LINK.name / "PROMOTED").unlink()
+    served.holder.refresh()
+    assert served.holder.current.link is None and _paths(served, "acme", CFO).strength_source == "heuristic-v1"
