@@ -36,10 +36,11 @@ def render(helm: str, chart: Path, values: list[Path], extra: list[str]) -> tupl
     lint = subprocess.run([helm, "lint", "--strict", str(chart), *args], capture_output=True, text=True)
     if lint.returncode != 0:
         problems.append(f"helm lint {' '.join(args)}: {lint.stdout.strip()} {lint.stderr.strip()}")
-    out = subprocess.run([helm, "template", "relgraph", str(chart), "--namespace", "relgraph", *args],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [helm, "template", "relgraph", str(chart), "--namespace", "relgraph", *args], capture_output=True, text=True
+    )
     if out.returncode != 0:
-        return [], problems + [f"helm template {' '.join(args)}: {out.stderr.strip()}"]
+        return [], [*problems, f"helm template {' '.join(args)}: {out.stderr.strip()}"]
     return [d for d in yaml.safe_load_all(out.stdout) if d], problems
 
 
@@ -49,8 +50,9 @@ def crd_schemas(kuberay: Path) -> dict[tuple[str, str], dict[str, Any]]:
     for path in sorted((kuberay / "config" / "crd" / "bases").glob("ray.io_*.yaml")):
         crd = yaml.safe_load(path.read_text())
         for version in crd["spec"]["versions"]:
-            schemas[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = \
-                version["schema"]["openAPIV3Schema"]
+            schemas[(f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])] = version["schema"][
+                "openAPIV3Schema"
+            ]
     return schemas
 
 
@@ -70,7 +72,9 @@ def check_manifest(doc: dict[str, Any], crds: dict[tuple[str, str], dict[str, An
     if doc.get("kind") == "ConfigMap":  # the CronJob's RayJob template is a manifest too
         for file, text in (doc.get("data") or {}).items():
             if file.endswith(".yaml"):
-                embedded += [f"{name} {file}: {p}" for d in yaml.safe_load_all(text) if d for p in check_manifest(d, crds)]
+                embedded += [
+                    f"{name} {file}: {p}" for d in yaml.safe_load_all(text) if d for p in check_manifest(d, crds)
+                ]
     return embedded
 
 
@@ -85,8 +89,19 @@ def check_chart(helm: str, chart: Path, kuberay: Path) -> list[str]:
         docs, found = render(helm, chart, values, extra)
         problems += found
         kinds = {str(d.get("kind")) for d in docs}
-        if docs and not {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap",
-                         "NetworkPolicy", "CronJob"} <= kinds:
+        if (
+            docs
+            and not {
+                "Deployment",
+                "Service",
+                "HorizontalPodAutoscaler",
+                "PodDisruptionBudget",
+                "ConfigMap",
+                "NetworkPolicy",
+                "CronJob",
+            }
+            <= kinds
+        ):
             problems.append(f"values {values} {extra}: rendered kinds {sorted(kinds)} lack a required one")
         if "--set" in extra and "RayJob" not in kinds:
             problems.append("training.runOnInstall=true rendered no RayJob")
