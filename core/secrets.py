@@ -10,7 +10,6 @@ from pathlib import Path
 from core.config import Config
 from core.errors import ConfigError
 
-
 _announced: set[Path] = set()  # local secrets already warned about in this process
 
 
