@@ -1,6 +1,6 @@
 """The domain vocabulary every layer shares: record and event kinds, title levels and functions,
-deal-contact roles, the bounds of every time and number relgraph accepts, how a job title becomes a
-level and a function, and how a time is read. No I/O."""
+deal-contact roles, the bounds of every time and number relgraph accepts, and how a time is read
+(how a job title becomes a level and a function: core/titles.py). No I/O."""
 
 from __future__ import annotations
 
@@ -57,39 +57,6 @@ MAX_STAGE_CHANGES = 100
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_.:/+-]{0,63}\Z")
-
-
-# Title keywords (regular expressions, matched as whole words) -> level, checked in order: the
-# first match wins, so "VP of Sales Operations" is a vp, and "Director" is not a CTO.
-_LEVEL_WORDS: tuple[tuple[str, str], ...] = (
-    ("c_level", r"chief|ceo|cfo|cto|coo|cio|cmo|cro|president|founder|owner"),
-    ("vp", r"vp|svp|evp|vice president|head of"),
-    ("director", r"director"),
-    ("manager", r"manager|lead|supervisor"),
-)
-_FUNCTION_WORDS: tuple[tuple[str, str], ...] = (
-    ("procurement", r"procurement|purchasing|sourcing|buyer"),
-    ("finance", r"finance|financial|cfo|accounting|controller|treasur\w*"),
-    ("legal", r"legal|counsel|attorney|compliance"),
-    ("it", r"it|information technology|cio|infrastructure|security"),
-    ("engineering", r"engineer\w*|develop\w*|cto|software|r&d"),
-    ("operations", r"operations|ops|coo|supply chain|logistics"),
-    ("marketing", r"marketing|cmo|brand|growth"),
-    ("sales", r"sales|account executive|business development|cro|revenue"),
-    ("hr", r"hr|human resources|people|talent|recruit\w*"),
-    ("product", r"product"),
-    ("executive", r"ceo|president|founder|owner|chief"),
-)
-_LEVEL_RES = tuple((level, re.compile(rf"\b(?:{words})\b")) for level, words in _LEVEL_WORDS)
-_FUNCTION_RES = tuple((fn, re.compile(rf"\b(?:{words})\b")) for fn, words in _FUNCTION_WORDS)
-
-
-def normalize_title(title: str) -> tuple[str, str]:
-    """Map a free-text job title to (title_level, function); the text itself is never stored."""
-    text = title.lower()
-    level = next((lvl for lvl, pattern in _LEVEL_RES if pattern.search(text)), "ic")
-    function = next((fn for fn, pattern in _FUNCTION_RES if pattern.search(text)), "other")
-    return level, function
 
 
 def size_band(employees: int) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from core.errors import RecordError
+from core.titles import normalize_title
 from core.vocabulary import (
     DEAL_CONTACT_ROLES,
     FUNCTIONS,
@@ -29,7 +30,6 @@ from core.vocabulary import (
     is_code,
     is_record_id,
     is_tenant_id,
-    normalize_title,
     parse_time,
     size_band,
 )
