@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -203,6 +204,36 @@ _RENDER = {
 }
 
 
+def response_json(response: Message) -> str:
+    """A response as JSON with every field: empty lists, zeros and empty strings included (protobuf
+    leaves out default values) and an unset message as null, names as in the .proto, 64-bit
+    integers as numbers. Scripts need no special cases."""
+    as_dict = MessageToDict(
+        response,
+        always_print_fields_with_no_presence=True,
+        preserving_proto_field_name=True,
+        unquote_int64_if_possible=True,
+    )
+    return json.dumps(_with_unset_messages(response, as_dict), indent=2)
+
+
+def _with_unset_messages(message: Message, data: dict[str, Any]) -> dict[str, Any]:
+    for field in message.DESCRIPTOR.fields:
+        kind = field.message_type
+        if kind is None or kind.GetOptions().map_entry:
+            continue
+        well_known = kind.full_name.startswith("google.protobuf.")  # rendered as a value (e.g. a time)
+        if field.is_repeated:
+            if not well_known:
+                for item, item_data in zip(getattr(message, field.name), data[field.name]):
+                    _with_unset_messages(item, item_data)
+        elif not message.HasField(field.name):
+            data[field.name] = None
+        elif not well_known:
+            _with_unset_messages(getattr(message, field.name), data[field.name])
+    return data
+
+
 def run_query(args: argparse.Namespace) -> int:
     if not args.key:
         print("relgraph: error: an API key is needed: --key or RELGRAPH_KEY", file=sys.stderr)
@@ -215,7 +246,7 @@ def run_query(args: argparse.Namespace) -> int:
             print(describe_error(error), file=sys.stderr)
             return 1
     if args.json:
-        print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2))
+        print(response_json(response))
     else:
         print(_RENDER[args.rpc](response))
     return 0
