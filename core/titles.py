@@ -5,8 +5,8 @@ The rules, in the order they apply:
 1. Phrases, not substrings: the longest phrase in the table wins where phrases overlap, so
    "vice president" is a VP (not the "president" inside it), "chief of staff" is not a chief, and
    "account manager", "product owner" and "partner manager" are what they say.
-2. Someone else's rank does not count: a phrase after "to" or "for" ("Assistant to the CEO") gives
-   neither level nor function.
+2. Someone else's rank does not count: a phrase after "to", "for" or "office of" ("Assistant to the
+   CEO") gives neither level nor function.
 3. The holder's rank comes first. A title in parts ("VP, Sales", "Employee, Chief Operating
    Officer") takes its level from the first part that names one; a later part can raise it only
    when the first is an officer's rank (VP or above: "EVP, Chief Revenue Officer"), because in the
@@ -55,6 +55,10 @@ cpo                           | c_level  | -           |
 president                     | c_level  | executive   | general
 presidente                    | c_level  | executive   | general
 president directeur general   | c_level  | executive   | general
+proprietor                    | c_level  | executive   | general
+inhaber                       | c_level  | executive   | general
+gerant                        | c_level  | executive   | general
+socio                         | c_level  | executive   | general
 founder                       | c_level  | executive   | general
 cofounder                     | c_level  | executive   | general
 owner                         | c_level  | executive   | general
@@ -77,6 +81,7 @@ consejero delegado            | c_level  | executive   | general
 geschaftsfuhrer               | c_level  | executive   | general
 vice president                | vp       | -           |
 vicepresidente                | vp       | -           |
+vice presidente               | vp       | -           |
 vp                            | vp       | -           |
 svp                           | vp       | -           |
 evp                           | vp       | -           |
@@ -89,7 +94,9 @@ director                      | director | -           |
 directeur                     | director | -           |
 direttore                     | director | -           |
 diretor                       | director | -           |
+directora                     | director | -           |
 leiter                        | director | -           | suffix
+teamleiter                    | manager  | -           | suffix
 general manager               | director | executive   | general
 general and operations manager| director | operations  |
 manager                       | manager  | -           |
@@ -98,6 +105,9 @@ supervisor                    | manager  | -           |
 first line supervisor         | manager  | -           |
 lead                          | manager  | -           |
 team lead                     | manager  | -           |
+team leader                   | manager  | -           |
+leader                        | manager  | -           |
+chef                          | manager  | -           |
 tech lead                     | manager  | engineering |
 controller                    | manager  | finance     |
 treasurer                     | manager  | finance     |
@@ -138,6 +148,8 @@ public relations              | -        | marketing   |
 advertising                   | -        | marketing   |
 promotions                    | -        | marketing   |
 copywriter                    | -        | marketing   |
+content                       | -        | marketing   |
+demand generation             | -        | marketing   |
 seo                           | -        | marketing   |
 social media                  | -        | marketing   |
 graphic                       | -        | marketing   |
@@ -172,6 +184,15 @@ actuary                       | -        | finance     |
 trader                        | -        | finance     |
 trading                       | -        | finance     |
 fp and a                      | -        | finance     |
+accounts payable              | -        | finance     |
+accounts receivable           | -        | finance     |
+quantitative                  | -        | finance     |
+equity                        | -        | finance     |
+markets                       | -        | finance     |
+contable                      | -        | finance     |
+financeiro                    | -        | finance     |
+financiera                    | -        | finance     |
+amministrativo                | -        | finance     |
 operations                    | -        | operations  |
 operating                     | -        | operations  |
 ops                           | -        | operations  |
@@ -191,6 +212,17 @@ customer support              | -        | operations  |
 project                       | -        | operations  |
 program                       | -        | operations  |
 sustainability                | -        | operations  |
+projet                        | -        | operations  |
+proyecto                      | -        | operations  |
+shipping                      | -        | operations  |
+receiving                     | -        | operations  |
+inventory                     | -        | operations  |
+distribution                  | -        | operations  |
+maintenance                   | -        | operations  |
+machinist                     | -        | operations  |
+shift                         | -        | operations  |
+customer care                 | -        | operations  |
+kundenservice                 | -        | operations  |
 engineering                   | -        | engineering |
 software                      | -        | engineering |
 software                      | -        | engineering | prefix
@@ -203,6 +235,9 @@ data science                  | -        | engineering |
 research                      | -        | engineering |
 qa                            | -        | engineering |
 quality assurance             | -        | engineering |
+programmer                    | -        | engineering |
+scientific                    | -        | engineering |
+development                   | -        | engineering | role noun
 engineer                      | -        | engineering | role noun
 ingenieur                     | -        | engineering | role noun
 developer                     | -        | engineering | role noun
@@ -213,12 +248,15 @@ it                            | -        | it          |
 information technology        | -        | it          |
 information systems           | -        | it          |
 information security          | -        | it          |
+cybersecurity                 | -        | it          |
+penetration                   | -        | it          |
+reseau                        | -        | it          |
 security                      | -        | it          |
 network                       | -        | it          |
 infrastructure                | -        | it          |
 systems                       | -        | it          |
 database                      | -        | it          |
-computer                      | -        | it          |
+computer                      | -        | it          | role noun
 help desk                     | -        | it          |
 digital                       | -        | it          |
 legal                         | -        | legal       |
@@ -232,6 +270,12 @@ privacy                       | -        | legal       |
 contract                      | -        | legal       |
 contracts                     | -        | legal       |
 legal operations              | -        | legal       |
+litigation                    | -        | legal       |
+avvocato                      | -        | legal       |
+abogado                       | -        | legal       |
+avocat                        | -        | legal       |
+advogado                      | -        | legal       |
+rechtsanwalt                  | -        | legal       |
 procurement                   | -        | procurement |
 purchasing                    | -        | procurement |
 sourcing                      | -        | procurement |
@@ -245,6 +289,11 @@ einkauf                       | -        | procurement | prefix
 hr                            | -        | hr          |
 human resources               | -        | hr          |
 ressources humaines           | -        | hr          |
+recursos humanos              | -        | hr          |
+labor relations               | -        | hr          |
+labour relations              | -        | hr          |
+employee relations            | -        | hr          |
+total rewards                 | -        | hr          |
 personal                      | -        | hr          | prefix
 people                        | -        | hr          |
 people operations             | -        | hr          |
@@ -261,7 +310,8 @@ ux                            | -        | product     |
 
 # Abbreviations and spellings read as their full words before matching.
 _SPELLINGS = {"sr": "senior", "jr": "junior", "snr": "senior", "dir": "director", "co": ""}  # "": dropped
-_SUBORDINATE = frozenset({"to", "for"})  # what follows names someone else ("Assistant to the CEO")
+# What follows names someone else ("Assistant to the CEO", "Chief of Staff, Office of the CTO").
+_SUBORDINATE = (("to",), ("for",), ("office", "of"))
 _SEGMENT_BREAK = re.compile(r"\s*(?:,|;|\||\(|\)|\s[-–—]\s)\s*")
 
 
@@ -322,10 +372,12 @@ def _tokens(segment: str) -> list[str]:
 
 
 def _compound(token: str) -> list[_Rule]:
-    """The rules a compound word's parts match ("vertriebsleiter": sales, director)."""
-    found = [rule for stem, rule in _PREFIXES.items() if token.startswith(stem) and len(token) > len(stem)]
-    found += [rule for stem, rule in _SUFFIXES.items() if token.endswith(stem)]
-    return found
+    """The rules a compound word's parts match, the longest first part and the longest last part
+    ("vertriebsleiter": sales, director; "teamleiter": a manager, not a "leiter")."""
+    first = [stem for stem in _PREFIXES if token.startswith(stem) and len(token) > len(stem)]
+    last = [stem for stem in _SUFFIXES if token.endswith(stem)]
+    found = [_PREFIXES[max(first, key=len)]] if first else []
+    return found + ([_SUFFIXES[max(last, key=len)]] if last else [])
 
 
 def _matches(title: str) -> list[_Match]:
@@ -336,7 +388,7 @@ def _matches(title: str) -> list[_Match]:
         tokens = _tokens(segment)
         at = 0
         while at < len(tokens):
-            if tokens[at] in _SUBORDINATE:
+            if any(tuple(tokens[at : at + len(marker)]) == marker for marker in _SUBORDINATE):
                 break
             for length in range(min(_LONGEST, len(tokens) - at), 0, -1):
                 rule = _WORDS.get(tuple(tokens[at : at + length]))
