@@ -27,7 +27,7 @@ from jobs.train_link import LinkSettings, TrainReport, train_link_model
 
 
 @contextmanager
-def _ingested(config: Config, dataset: Path, network_key: str) -> Iterator[GraphStore]:
+def ingested_dataset(config: Config, dataset: Path, network_key: str) -> Iterator[GraphStore]:
     """A throwaway Neo4j holding `dataset`, ingested like any user data; refuses a dataset with bad files."""
     if not dataset.exists():
         raise ConfigError(f"--dataset {dataset}: no such file or folder")
@@ -52,7 +52,7 @@ def _ingested(config: Config, dataset: Path, network_key: str) -> Iterator[Graph
 def evaluate_links(
     config: Config, dataset: Path, settings: LinkSettings, *, network_key: str, progress: bool = False
 ) -> TrainReport:
-    with _ingested(config, dataset, network_key) as store:
+    with ingested_dataset(config, dataset, network_key) as store:
         log = Neo4jReader(store, progress=progress).interaction_log(ExportScope(tenants=ALL_TENANTS))
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-runs-") as runs:
         return train_link_model(
@@ -65,7 +65,7 @@ def evaluate_deals(
 ) -> DealReport:
     """The deal model against its baselines on `dataset` (a CRM export without interactions works
     too); stage accuracy against the true stages when the dataset has the generator's ground truth."""
-    with _ingested(config, dataset, network_key) as store:
+    with ingested_dataset(config, dataset, network_key) as store:
         data = Neo4jReader(store).deal_bundle(ALL_TENANTS)
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-runs-") as runs:
         return train_deal_model(

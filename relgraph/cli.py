@@ -19,6 +19,7 @@ from typing import Any
 from core.config import Config, load_config
 from core.errors import ConfigError, RelgraphError
 from core.secrets import api_key_pepper, network_key
+from core.vocabulary import parse_time
 
 
 def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
@@ -305,7 +306,8 @@ def _link_settings(args: argparse.Namespace) -> Any:
     from gnn.linkpred import LinkTask
     from jobs.train_link import LinkSettings
 
-    return LinkSettings(run=_run_settings(args, LinkSettings().run), task=LinkTask(horizon_days=args.horizon_days))
+    task = LinkTask(horizon_days=args.horizon_days) if args.horizon_days else LinkTask()
+    return LinkSettings(run=_run_settings(args, LinkSettings().run), task=task)
 
 
 def _deal_settings(args: argparse.Namespace) -> Any:
@@ -389,6 +391,8 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
 
     key = network_key(config, create_local=True)
     report: Any
+    if args.task == "paths":
+        return _evaluate_paths(args, config, key)
     if args.task == "links":
         report = evaluate_links(
             config, args.dataset, _link_settings(args), network_key=key, progress=sys.stderr.isatty()
@@ -398,6 +402,28 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
             config, args.dataset, _deal_settings(args), network_key=key, progress=sys.stderr.isatty()
         )
     _emit(report.to_dict(), args.json, TRAINERS["link" if args.task == "links" else "deal"].render)
+    return 0
+
+
+def _evaluate_paths(args: argparse.Namespace, config: Config, key: str) -> int:
+    from jobs.evaluate_paths import PathEvalSettings, evaluate_paths, render
+
+    if args.as_of is None:
+        raise ConfigError("evaluate paths needs --as-of: the time the questions are asked at")
+    try:
+        as_of = parse_time(args.as_of, "--as-of")
+    except RelgraphError as exc:
+        raise ConfigError(str(exc)) from exc
+    settings = PathEvalSettings(
+        as_of=as_of,
+        horizon_days=int(args.horizon_days or 90),
+        queries=args.queries,
+        k=args.k,
+        targets=args.targets,
+        seed=args.seed or 0,
+    )
+    report = evaluate_paths(config, args.dataset, settings, network_key=key, progress=sys.stderr.isatty())
+    _emit(report.to_dict(), args.json, lambda _: render(report))
     return 0
 
 
@@ -633,8 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--horizon-days",
             type=float,
-            default=30.0,
-            help="link: predict a two-way interaction within this many days (default 30)",
+            help="link: predict a two-way interaction within this many days (default 30); "
+            "paths: days after --as-of that confirm a path (default 90)",
         )
         p.add_argument(
             "--stages",
@@ -663,10 +689,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("evaluate", help="score the link or deal model against baselines on any ingest-format dataset")
-    p.add_argument("task", choices=("links", "deals"))
+    p = sub.add_parser(
+        "evaluate", help="score the link or deal model, or the warm-path ranking, against baselines on any dataset"
+    )
+    p.add_argument("task", choices=("links", "deals", "paths"))
     p.add_argument("--dataset", required=True, type=Path, help="files or a folder in the public ingest format")
     training_options(p)
+    p.add_argument("--as-of", help="paths: when the questions are asked (ISO 8601 or Unix seconds)")
+    p.add_argument("--queries", type=int, default=300, help="paths: questions asked (default 300)")
+    p.add_argument("--k", type=int, default=3, help="paths: paths per answer (default 3)")
+    p.add_argument(
+        "--targets",
+        choices=("auto", "vp+", "any"),
+        default="auto",
+        help="paths: who is asked for (default: vp+ when the dataset has titles, else any)",
+    )
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("models", help="list, show or promote registered models")
