@@ -3,7 +3,8 @@ from typing import Any
 import pytest
 
 from core.errors import RecordError
-from core.vocabulary import normalize_title, parse_time, size_band
+from core.titles import normalize_title
+from core.vocabulary import parse_time, size_band
 from graph.pseudonymize import Pseudonymizer
 from graph.records import parse_record
 
