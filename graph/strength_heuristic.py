@@ -1,32 +1,31 @@
 """The relationship-strength heuristic used until a relationship-strength model is promoted:
-frequency x recency x reciprocity, each in [0, 1]. Defined once, here, with its two
-implementations (NumPy for the serving snapshot, a Cypher expression for the query twin) side by
-side so they cannot drift apart:
+frequency x recency, each in [0, 1]. Defined once, here, with its two implementations (NumPy for
+the serving snapshot, a Cypher expression for the query twin) side by side so they cannot drift
+apart:
 
-    strength = (1 - exp(-count / FREQUENCY_SCALE))
-             * 2 ** (-age_days / HALF_LIFE_DAYS)
-             * (0.5 + 0.5 * min(1, 2 * two_way / count))
+    strength = (1 - exp(-count / FREQUENCY_SCALE)) * 2 ** (-age_days / HALF_LIFE_DAYS)
 
-`age_days` counts from the last interaction to the scoring time (never negative); `two_way` is
-min(contacts one way, contacts the other way), so a perfectly balanced tie has share 1."""
+`age_days` counts from the last interaction to the scoring time (never negative). The constants
+were chosen by `relgraph evaluate paths` on the SNAP email network and a generated network
+(README, "Warm-path ranking against what happened"): a 30-day half-life and a slow frequency
+saturation rank the introductions that really happen next best; a reciprocity factor (heuristic-v1
+halved one-way ties) made the ranking worse on both, so two-way share is evidence, not score."""
 
 from __future__ import annotations
 
 import numpy as np
 
-NAME = "heuristic-v1"
-FREQUENCY_SCALE = 5.0
-HALF_LIFE_DAYS = 180.0
+NAME = "heuristic-v2"
+FREQUENCY_SCALE = 20.0
+HALF_LIFE_DAYS = 30.0
 _LN2 = 0.6931471805599453
 
 
-def heuristic_strength(count: np.ndarray, two_way: np.ndarray, last_ts: np.ndarray, as_of: int) -> np.ndarray:
+def heuristic_strength(count: np.ndarray, last_ts: np.ndarray, as_of: int) -> np.ndarray:
     """Strength per relationship (float64), from its evidence arrays."""
-    count = count.astype(np.float64)
     age_days = np.maximum(0, as_of - last_ts.astype(np.int64)) / 86400.0
-    share = np.minimum(1.0, 2.0 * two_way / np.maximum(count, 1.0))
-    result: np.ndarray = (
-        (1.0 - np.exp(-count / FREQUENCY_SCALE)) * np.exp(-_LN2 * age_days / HALF_LIFE_DAYS) * (0.5 + 0.5 * share)
+    result: np.ndarray = (1.0 - np.exp(-count.astype(np.float64) / FREQUENCY_SCALE)) * np.exp(
+        -_LN2 * age_days / HALF_LIFE_DAYS
     )
     return result
 
@@ -36,7 +35,5 @@ def cypher_strength(rel: str) -> str:
     return (
         f"((1.0 - exp(-toFloat({rel}.count) / {FREQUENCY_SCALE})) "
         f"* exp(-{_LN2} * (CASE WHEN $as_of > {rel}.last_ts THEN $as_of - {rel}.last_ts ELSE 0 END) / 86400.0 "
-        f"/ {HALF_LIFE_DAYS}) "
-        f"* (0.5 + 0.5 * CASE WHEN 2.0 * {rel}.two_way / {rel}.count > 1.0 THEN 1.0 "
-        f"ELSE 2.0 * {rel}.two_way / {rel}.count END))"
+        f"/ {HALF_LIFE_DAYS}))"
     )

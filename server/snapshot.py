@@ -197,9 +197,7 @@ class Snapshot:
         if self.edge_strength is not None:
             model: np.ndarray = self.edge_strength[edges].astype(np.float64)
             return model
-        return heuristic.heuristic_strength(
-            self.edge_count[edges], self.edge_two_way[edges], self.edge_last_ts[edges], as_of
-        )
+        return heuristic.heuristic_strength(self.edge_count[edges], self.edge_last_ts[edges], as_of)
 
 
 def _owners(indptr: np.ndarray) -> np.ndarray:

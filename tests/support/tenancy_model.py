@@ -261,11 +261,7 @@ class World:
 
 
 def strength(edge: Edge, as_of: int) -> float:
-    return float(
-        heuristic.heuristic_strength(np.array([edge.count]), np.array([edge.two_way]), np.array([edge.last_ts]), as_of)[
-            0
-        ]
-    )
+    return float(heuristic.heuristic_strength(np.array([edge.count]), np.array([edge.last_ts]), as_of)[0])
 
 
 def snapshot_content(snap: snapshots.Snapshot) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 
 from core.config import Config
 from core.vocabulary import TITLE_LEVELS
+from graph import strength_heuristic as heuristic
 from graph.neo4j_reader import Neo4jReader
 from graph.operations import NETWORK, erase_person
 from graph.pseudonymize import Pseudonymizer
@@ -383,7 +384,7 @@ class TenancyMachine(RuleBasedStateMachine):
             tenant, targets, sources, max_hops=request.max_hops, cross=request.allow_cross_tenant, as_of=AS_OF
         )
         assert len(response.paths) == min(request.k, len(ranked))
-        assert response.strength_source == "heuristic-v1"
+        assert response.strength_source == heuristic.NAME
         expected = [(score, tuple(world.view(tenant, e, named=e == named) for e in seq)) for score, seq, _ in ranked]
         got = [
             (path.strength, tuple(_view(v) for v in [path.source, *(hop.person for hop in path.hops)]))

@@ -11,6 +11,7 @@ import pytest
 from core.clock import FixedClock
 from gnn.model_kinds import LINK
 from gnn.registry import ModelRegistry
+from graph import strength_heuristic as heuristic
 from graph.memory_reader import NETWORK
 from relgraph.v1 import warm_paths_pb2 as pb
 from server import snapshot as snapshots
@@ -97,4 +98,4 @@ def test_a_promoted_model_that_cannot_serve_keeps_the_previous_one(tmp_path: Pat
     assert _paths(served, "acme", CFO).strength_source == "link-model-v0001"
     (registry.root / LINK.name / "PROMOTED").unlink()
     served.holder.refresh()
-    assert served.holder.current.link is None and _paths(served, "acme", CFO).strength_source == "heuristic-v1"
+    assert served.holder.current.link is None and _paths(served, "acme", CFO).strength_source == heuristic.NAME

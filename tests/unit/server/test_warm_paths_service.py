@@ -12,6 +12,7 @@ import pytest
 from core.clock import FixedClock
 from core.errors import InvalidRequestError
 from gnn.registry import ModelRegistry
+from graph import strength_heuristic as heuristic
 from relgraph.v1 import warm_paths_pb2 as pb
 from tests.support.serving import ANN, AS_OF, BOB, CFO, OPS, VP, Serving, serving, world
 
@@ -28,7 +29,7 @@ def _people(path: pb.WarmPath) -> list[str]:
 def test_paths_start_from_own_members_strongest_first_with_their_evidence(served: Serving) -> None:
     pid = served.warm_paths._pseudo.pid
     answer = served.call("acme", "FindWarmPaths", pb.FindWarmPathsRequest(target_email=CFO))
-    assert answer.targets == 1 and answer.strength_source == "heuristic-v1"
+    assert answer.targets == 1 and answer.strength_source == heuristic.NAME
     assert [_people(p) for p in answer.paths] == [[pid(ANN), pid(OPS), pid(CFO)], [pid(BOB), pid(CFO)]]
     strengths = [p.strength for p in answer.paths]
     assert strengths == sorted(strengths, reverse=True)
