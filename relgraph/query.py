@@ -132,7 +132,7 @@ def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
         f"snapshot age {response.snapshot_age_seconds:.1f} s"
     ]
     for i, path in enumerate(response.paths, start=1):
-        lines.append(f"{i:>2}. strength {path.strength:.3g}  from {_person(path.source)}")
+        lines.append(f"{i:>2}. {_strength(path.score, path.band, path.strength)}  from {_person(path.source)}")
         for hop in path.hops:
             e = hop.evidence
             if e.observed_by_requester:
@@ -146,8 +146,15 @@ def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
                 )
             else:
                 evidence = "known through the network (evidence withheld)"
-            lines.append(f"      → {_person(hop.person)}  [{e.strength:.3g}: {evidence}]")
+            lines.append(f"      → {_person(hop.person)}  [{_strength(e.score, e.band, e.strength)}: {evidence}]")
     return "\n".join(lines)
+
+
+def _strength(score: int, band: int, strength: float) -> str:
+    """ "strong 87/100 (0.0051)": the score and band a rep reads, then the strength it comes from."""
+    if not band:
+        return f"strength {strength:.3g}"
+    return f"{wp.StrengthBand.Name(band).removeprefix('STRENGTH_BAND_').lower()} {score}/100 ({strength:.2g})"
 
 
 def _day(ts: Any) -> str:

@@ -38,6 +38,7 @@ from server import snapshot as snapshots
 from server.link_strengths import with_link_strengths
 from server.metrics import Metrics
 from server.snapshot import Snapshot
+from server.strength_scale import StrengthScale, strength_scale
 
 log = logging.getLogger("relgraph.server")
 _Model = TypeVar("_Model")
@@ -51,6 +52,7 @@ class ServingState:
     models: dict[str, Any] = field(default_factory=dict)  # kind name -> the loaded promoted version
     why_not: dict[str, str] = field(default_factory=dict)  # kind name -> why none serves
     store_reachable: bool = True
+    scale: StrengthScale = field(default_factory=StrengthScale)  # the snapshot's strengths as 0-100 scores
 
     def model(self, kind: ModelKind[_Model]) -> _Model:
         """The serving model of `kind`; NoModelError (FAILED_PRECONDITION) saying why there is none."""
@@ -101,6 +103,7 @@ class ServingStateHolder:
         self._lock = threading.Lock()  # serializes refreshes; readers just take the reference
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._scaled: tuple[tuple[object, ...], StrengthScale] | None = None  # (what it was computed from, the scale)
         self.current = self._next(ServingState(snapshots.build(reader)))
         self._publish(self.current)
 
@@ -136,9 +139,13 @@ class ServingStateHolder:
         models, why_not = dict(state.models), dict(state.why_not)
         for kind in MODEL_KINDS.values():
             self._pick_up(kind, models, why_not)
-        return replace(
-            state, snapshot=self._scored(state.snapshot, models.get(LINK.name)), models=models, why_not=why_not
-        )
+        snap = self._scored(state.snapshot, models.get(LINK.name))
+        # The scale follows the strengths, so it is rebuilt when the arrays they come from change (a
+        # refresh that changed nothing keeps them; between changes, recency moves every percentile alike).
+        basis = (snap.edge_count, snap.edge_last_ts, snap.edge_strength)
+        if self._scaled is None or any(a is not b for a, b in zip(basis, self._scaled[0])):
+            self._scaled = (basis, strength_scale(snap, self._clock.now()))
+        return replace(state, snapshot=snap, models=models, why_not=why_not, scale=self._scaled[1])
 
     def _pick_up(self, kind: ModelKind[Any], models: dict[str, Any], why_not: dict[str, str]) -> None:
         promoted = self._registry.promoted_name(kind.name)

@@ -25,6 +25,7 @@ from relgraph.v1 import common_pb2, warm_paths_pb2, warm_paths_pb2_grpc
 from server.auth import AuthContext, current_auth
 from server.snapshot import Snapshot
 from server.state import ServingStateHolder
+from server.strength_scale import StrengthScale, band
 from server.visibility import shared_employers, snapshot_view
 from server.warm_paths import DEFAULT_MAX_WORK, MAX_HOPS, FoundPath, PathSearch, find_paths
 
@@ -35,6 +36,11 @@ _TITLE_LEVELS = frozenset(warm_paths_pb2.TitleLevel.values())
 # Economic buyer by title: VP or above in executive or finance.
 _ECONOMIC_LEVELS = (TITLE_LEVELS.index("vp"), TITLE_LEVELS.index("c_level"))
 _ECONOMIC_FUNCTIONS = (FUNCTIONS.index("executive"), FUNCTIONS.index("finance"))
+_PROTO_BAND = {
+    "strong": warm_paths_pb2.STRENGTH_BAND_STRONG,
+    "medium": warm_paths_pb2.STRENGTH_BAND_MEDIUM,
+    "weak": warm_paths_pb2.STRENGTH_BAND_WEAK,
+}
 
 
 def deadline_of(context: grpc.ServicerContext) -> float | None:
@@ -65,7 +71,8 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         self, request: warm_paths_pb2.FindWarmPathsRequest, context: grpc.ServicerContext
     ) -> warm_paths_pb2.FindWarmPathsResponse:
         auth = current_auth()
-        snap = self._holder.current.snapshot
+        state = self._holder.current
+        snap = state.snapshot
         query, stand_in = self._resolve(snap, auth, request)
         deadline = deadline_of(context)
         if stand_in is None:
@@ -84,11 +91,17 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             strength_source=snap.strength_source,
         )
         for path in paths:
-            self._add_path(snap, response.paths.add(strength=path.strength), path, query, named)
+            self._add_path(snap, state.scale, response.paths.add(strength=path.strength), path, query, named)
         return response
 
     def _add_path(
-        self, snap: Snapshot, out: warm_paths_pb2.WarmPath, path: FoundPath, query: PathSearch, named: frozenset[int]
+        self,
+        snap: Snapshot,
+        scale: StrengthScale,
+        out: warm_paths_pb2.WarmPath,
+        path: FoundPath,
+        query: PathSearch,
+        named: frozenset[int],
     ) -> None:
         out.source.CopyFrom(person_view(snap, path.nodes[0], query.tenant))
         for i, edge in enumerate(path.edges):
@@ -97,6 +110,9 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             hop.person.CopyFrom(person_view(snap, b, query.tenant, named))
             evidence = hop.evidence
             evidence.strength = float(snap.strength(np.array([edge]), query.as_of)[0])
+            score = scale.score(evidence.strength, query.tenant)
+            if score is not None:
+                evidence.score, evidence.band = score, _PROTO_BAND[band(score)]
             evidence.observed_by_requester = int(snap.edge_tenant[edge]) == query.tenant
             if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
                 # Both people of the tenant's own relationship are held by it, so their employers show.
@@ -107,6 +123,9 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
                 evidence.two_way_share = min(1.0, 2.0 * int(snap.edge_two_way[edge]) / max(count, 1))
                 evidence.shared_employer_count = len(employers)
                 evidence.shared_employers.extend(employers)
+        if out.hops[0].evidence.band:  # scored: the tenant has a scale
+            out.score = min(hop.evidence.score for hop in out.hops)
+            out.band = _PROTO_BAND[band(out.score)]
 
     def _resolve(
         self, snap: Snapshot, auth: AuthContext, request: warm_paths_pb2.FindWarmPathsRequest

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.clock import FixedClock
@@ -14,6 +15,7 @@ from core.errors import InvalidRequestError
 from gnn.registry import ModelRegistry
 from graph import strength_heuristic as heuristic
 from relgraph.v1 import warm_paths_pb2 as pb
+from server.strength_scale import band
 from tests.support.serving import ANN, AS_OF, BOB, CFO, OPS, VP, Serving, serving, world
 
 
@@ -59,7 +61,10 @@ def test_another_tenants_relationship_lends_strength_and_shows_nothing(served: S
     *own, lent = best.hops
     assert all(h.evidence.observed_by_requester for h in own)
     assert not lent.evidence.observed_by_requester and lent.evidence.strength > 0
-    assert lent.evidence == pb.HopEvidence(strength=lent.evidence.strength)  # nothing but the strength
+    # Nothing but the strength, and its score on acme's own scale.
+    assert lent.evidence == pb.HopEvidence(
+        strength=lent.evidence.strength, score=lent.evidence.score, band=lent.evidence.band
+    )
     # acme named vp itself, so vp's pseudonym shows, but not vp's employer: acme holds no record of it.
     assert lent.person.identified and lent.person.pid and lent.person.company_domain == ""
     assert lent.person.title_level == "vp"
@@ -77,3 +82,22 @@ def test_bad_requests_name_every_bad_field(served: Serving) -> None:
     with pytest.raises(InvalidRequestError) as refused:
         served.call("acme", "FindWarmPaths", pb.FindWarmPathsRequest(target_email="not an email", k=0, max_hops=4))
     assert {field for field, _ in refused.value.violations} == {"target_email", "k", "max_hops"}
+
+
+def test_scores_read_strengths_on_the_tenants_own_scale(served: Serving) -> None:
+    """Each hop scores as the percentile of its strength among acme's own relationships; a path as
+    its weakest hop; bands from the documented thresholds."""
+    answer = served.call("acme", "FindWarmPaths", pb.FindWarmPathsRequest(target_email=CFO))
+    own = served.holder.current.snapshot
+    acme = own.tenants.index["acme"]
+    strengths = own.strength(np.flatnonzero(own.edge_tenant == acme), AS_OF)
+    for path in answer.paths:
+        for hop in path.hops:
+            share_below = 100 * float(np.mean(strengths < hop.evidence.strength))
+            assert abs(hop.evidence.score - share_below) <= 100 / len(strengths) + 1
+            assert hop.evidence.band == _BAND[band(hop.evidence.score)]
+        assert path.score == min(h.evidence.score for h in path.hops) and path.band == _BAND[band(path.score)]
+    assert band(75) == "strong" and band(74) == band(40) == "medium" and band(39) == "weak"
+
+
+_BAND = {"strong": pb.STRENGTH_BAND_STRONG, "medium": pb.STRENGTH_BAND_MEDIUM, "weak": pb.STRENGTH_BAND_WEAK}
