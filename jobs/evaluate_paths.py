@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.config import Config
-from core.errors import ConfigError, NoModelError, RecordError
+from core.errors import ConfigError, InvalidInputError, NoModelError, RecordError
 from core.vocabulary import MAX_TIME, MIN_TIME, TITLE_LEVELS
 from gnn.features import graph_at, pair_keys
 from gnn.model_kinds import LINK
@@ -44,6 +44,7 @@ from jobs.evaluate import ingested_dataset
 from server import snapshot as snapshots
 from server.link_strengths import with_link_strengths
 from server.snapshot import Snapshot, edge_endpoints
+from server.strength_scale import BANDS, band, strength_scale
 from server.warm_paths import MAX_HOPS, FoundPath, PathSearch, find_paths
 
 TARGETS = ("auto", "vp+", "any")
@@ -92,8 +93,9 @@ class PathEvalReport:
     k: int
     questions: int
     answered: int
-    served: str  # what the served ranking used: "heuristic-v1" or "link-model-vNNNN"
+    served: str  # what the served ranking used: "heuristic-v2" or "link-model-vNNNN"
     scores: dict[str, RankingScore]  # "served" first, then the baselines
+    bands: dict[str, tuple[int, float]]  # served paths' hops by band: (hops, share that interacted)
 
     @property
     def coverage(self) -> float:
@@ -174,13 +176,15 @@ def evaluate_world(
         answered=len(answered),
         served=snap.strength_source,
         scores={name: _score(snap, [paths[i] for i in answered], world.later) for name, paths in answers.items()},
+        bands=_bands(snap, settings, questions, answers["served"], world.later),
     )
 
 
 def _split(dataset: Path, settings: PathEvalSettings, pseudo: Pseudonymizer, tmp: Path) -> tuple[set[bytes], bool]:
     """Write every record but the interactions at or after `as_of` to tmp/before (members added when
-    the dataset has none); return the pairs that interacted within the horizon after `as_of` (as
-    pair keys of pseudonyms), and whether the dataset named its members itself."""
+    the dataset has none; the first bad record stops it, named by file and line); return the pairs
+    that interacted within the horizon after `as_of` (as pair keys of pseudonyms), and whether the
+    dataset named its members itself."""
     if not dataset.exists():
         raise ConfigError(f"--dataset {dataset}: no such file or folder")
     end = settings.as_of + settings.horizon_days * _DAY
@@ -190,22 +194,20 @@ def _split(dataset: Path, settings: PathEvalSettings, pseudo: Pseudonymizer, tmp
     (tmp / "before").mkdir()
     with open(tmp / "before" / "records.jsonl", "w", encoding="utf-8") as out:
         for path in input_files([dataset]):
-            for _, record, default_kind in read_records(path):
-                if isinstance(record, RecordError):
-                    continue  # unreadable lines: the dataset's own ingest reports them
-                kind = record.get("kind") or default_kind
+            for line, record, default_kind in read_records(path):
+                try:
+                    if isinstance(record, RecordError):
+                        raise record
+                    kind, tenant, row = parse_record(record, pseudo, default_kind)
+                except RecordError as exc:
+                    raise InvalidInputError(f"{path}:{line}: {exc}; fix the dataset and rerun") from exc
                 has_members |= kind == "member"
                 if kind == "interaction":
-                    try:
-                        _, tenant, row = parse_record(record, pseudo, default_kind)
-                    except RecordError:
-                        row = None  # ingest refuses it and says why
-                    if row is not None and row["ts"] >= settings.as_of:
+                    if row["ts"] >= settings.as_of:
                         if row["ts"] < end:
                             later.update(_pair(row["from"], to) for to in row["to"])
                         continue
-                    if row is not None:
-                        people.setdefault(tenant, set()).update(_emails(record))
+                    people.setdefault(tenant, set()).update(_emails(record))
                 out.write(json.dumps({**record, "kind": kind}) + "\n")
         if not has_members:
             for tenant, emails in sorted(people.items()):
@@ -278,7 +280,7 @@ def _questions(snap: Snapshot, settings: PathEvalSettings, own_data: bool) -> li
             break
         tenant, members = askers[rng.integers(len(askers))]
         source, target = int(members[rng.integers(members.size)]), int(candidates[rng.integers(candidates.size)])
-        _, neighbors = snap.edges_of(source)
+        neighbors, _ = snap.edges_of(source)
         if target == source or target in neighbors or (own_data and snap.member_mask(tenant)[target]):
             continue
         questions.append((tenant, source, target))
@@ -324,6 +326,27 @@ def _score(snap: Snapshot, answers: list[list[FoundPath]], later: set[bytes]) ->
     )
 
 
+def _bands(
+    snap: Snapshot,
+    settings: PathEvalSettings,
+    questions: list[tuple[int, int, int]],
+    answers: list[list[FoundPath]],
+    later: set[bytes],
+) -> dict[str, tuple[int, float]]:
+    """Every hop of the served answers by the band its score puts it in (the asking tenant's scale),
+    with the share of them that interacted within the horizon: the bands' calibration."""
+    scale = strength_scale(snap, settings.as_of)
+    hits: dict[str, list[bool]] = {name: [] for _, name in BANDS}
+    for (tenant, _, _), paths in zip(questions, answers):
+        for path in paths:
+            strengths = snap.strength(np.array(path.edges), settings.as_of)
+            for (a, b), strength in zip(itertools.pairwise(path.nodes), strengths):
+                score = scale.score(float(strength), tenant)
+                if score is not None:
+                    hits[band(score)].append(_pair(snap.pid(a), snap.pid(b)) in later)
+    return {name: (len(h), float(np.mean(h)) if h else 0.0) for name, h in hits.items()}
+
+
 def render(report: PathEvalReport) -> str:
     day = datetime.fromtimestamp(report.as_of, UTC).date()
     lines = [
@@ -338,4 +361,8 @@ def render(report: PathEvalReport) -> str:
             f"{score.hop_confirmed:>9.3f} {score.mean_hops:>10.2f}"
         )
     lines.append(report.verdict())
+    lines.append(
+        "served hops by band, share that interacted within the horizon: "
+        + ", ".join(f"{name} {share:.1%} of {hops}" for name, (hops, share) in report.bands.items())
+    )
     return "\n".join(lines)
