@@ -50,7 +50,6 @@ from server.warm_paths import MAX_HOPS, FoundPath, PathSearch, find_paths
 TARGETS = ("auto", "vp+", "any")
 _VP = TITLE_LEVELS.index("vp")
 _DAY = 86_400
-_RECENCY_SCALE_DAYS = 30.0  # the recency-weighted baseline's time constant, as in `evaluate links`
 
 
 @dataclass(frozen=True, kw_only=True)
