@@ -140,9 +140,9 @@ class ServingStateHolder:
         for kind in MODEL_KINDS.values():
             self._pick_up(kind, models, why_not)
         snap = self._scored(state.snapshot, models.get(LINK.name))
-        # The scale follows the strengths, so it is rebuilt when the arrays they come from change (a
+        # The scale follows the strengths and their tenants, so it is rebuilt when those arrays change (a
         # refresh that changed nothing keeps them; between changes, recency moves every percentile alike).
-        basis = (snap.edge_count, snap.edge_last_ts, snap.edge_strength)
+        basis = (snap.edge_tenant, snap.edge_count, snap.edge_last_ts, snap.edge_strength)
         if self._scaled is None or any(a is not b for a, b in zip(basis, self._scaled[0])):
             self._scaled = (basis, strength_scale(snap, self._clock.now()))
         return replace(state, snapshot=snap, models=models, why_not=why_not, scale=self._scaled[1])
