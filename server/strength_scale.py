@@ -26,17 +26,23 @@ BANDS = ((75, "strong"), (40, "medium"), (0, "weak"))  # (lowest score, band), s
 
 @dataclass(frozen=True)
 class StrengthScale:
-    """Per tenant (snapshot index), the 0th..100th percentiles of its own relationships' strengths."""
+    """Per tenant (snapshot index), the 0th..100th percentiles of its own relationships' strengths
+    at `as_of`. Scores compare strengths taken at that same time: recency fades every heuristic
+    strength by the same factor, so a score does not drift between rebuilds, and a rebuild (which
+    any tenant's new data can cause) does not move it."""
 
     percentiles: dict[int, np.ndarray] = field(default_factory=dict)
+    as_of: int = 0
 
     def score(self, strength: float, tenant: int) -> int | None:
-        """The share of `tenant`'s relationships (in percent, 0-100) this strength is above; None
-        when the tenant has none."""
+        """The share of `tenant`'s relationships (in percent, 0-100) this strength (taken at
+        `as_of`) is above, ties counting half; None when the tenant has none or it is not a number."""
         scale = self.percentiles.get(tenant)
-        if scale is None:
+        if scale is None or not np.isfinite(strength):
             return None
-        return int(np.clip(np.searchsorted(scale, strength, side="left"), 0, 100))
+        below = np.searchsorted(scale, strength, side="left")
+        at_most = np.searchsorted(scale, strength, side="right")
+        return int(np.clip(round((below + at_most) / 2), 0, 100))
 
 
 def band(score: int) -> str:
@@ -52,5 +58,6 @@ def strength_scale(snap: Snapshot, as_of: int) -> StrengthScale:
         {
             int(tenant): np.quantile(strengths[snap.edge_tenant == tenant], levels)
             for tenant in np.unique(snap.edge_tenant)
-        }
+        },
+        as_of,
     )

@@ -110,7 +110,7 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             hop.person.CopyFrom(person_view(snap, b, query.tenant, named))
             evidence = hop.evidence
             evidence.strength = float(snap.strength(np.array([edge]), query.as_of)[0])
-            score = scale.score(evidence.strength, query.tenant)
+            score = scale.score(float(snap.strength(np.array([edge]), scale.as_of)[0]), query.tenant)
             if score is not None:
                 evidence.score, evidence.band = score, _PROTO_BAND[band(score)]
             evidence.observed_by_requester = int(snap.edge_tenant[edge]) == query.tenant
