@@ -5,8 +5,8 @@ The rules, in the order they apply:
 1. Phrases, not substrings: the longest phrase in the table wins where phrases overlap, so
    "vice president" is a VP (not the "president" inside it), "chief of staff" is not a chief, and
    "account manager", "product owner" and "partner manager" are what they say.
-2. Someone else's rank does not count: a phrase after "to", "for" or "office of" ("Assistant to the
-   CEO") gives neither level nor function.
+2. Someone else's rank does not count: a phrase after "to", "for the" or "office of" ("Assistant to
+   the CEO") gives neither level nor function.
 3. The holder's rank comes first. A title in parts ("VP, Sales", "Employee, Chief Operating
    Officer") takes its level from the first part that names one; a later part can raise it only
    when the first is an officer's rank (VP or above: "EVP, Chief Revenue Officer"), because in the
@@ -71,6 +71,7 @@ chair                         | c_level  | executive   | general
 partner                       | c_level  | executive   | general
 business partner              | ic       | -           |
 partner manager               | manager  | sales       |
+partner marketing             | -        | marketing   |
 executive director            | c_level  | executive   | general
 managing director             | c_level  | executive   | general, vp when a function is named
 directeur general             | c_level  | executive   | general
@@ -134,6 +135,7 @@ ventas                        | -        | sales       |
 vertrieb                      | -        | sales       |
 vertrieb                      | -        | sales       | prefix
 channel                       | -        | sales       |
+go to market                  | -        | sales       |
 retail                        | -        | sales       |
 customer                      | -        | sales       |
 customer success              | -        | sales       |
@@ -267,7 +269,7 @@ paralegal                     | -        | legal       |
 compliance                    | -        | legal       |
 regulatory                    | -        | legal       |
 privacy                       | -        | legal       |
-contract                      | -        | legal       |
+contract                      | -        | legal       | role noun
 contracts                     | -        | legal       |
 legal operations              | -        | legal       |
 litigation                    | -        | legal       |
@@ -295,6 +297,8 @@ labour relations              | -        | hr          |
 employee relations            | -        | hr          |
 total rewards                 | -        | hr          |
 personal                      | -        | hr          | prefix
+personalization               | -        | -           |
+personalisation               | -        | -           |
 people                        | -        | hr          |
 people operations             | -        | hr          |
 talent                        | -        | hr          |
@@ -311,8 +315,8 @@ ux                            | -        | product     |
 # Abbreviations and spellings read as their full words before matching.
 _SPELLINGS = {"sr": "senior", "jr": "junior", "snr": "senior", "dir": "director", "co": ""}  # "": dropped
 # What follows names someone else ("Assistant to the CEO", "Chief of Staff, Office of the CTO").
-_SUBORDINATE = (("to",), ("for",), ("office", "of"))
-_SEGMENT_BREAK = re.compile(r"\s*(?:,|;|\||\(|\)|\s[-–—]\s)\s*")
+_SUBORDINATE = (("to",), ("for", "the"), ("office", "of"))
+_SEGMENT_BREAK = re.compile(r"[,;|()]|\s[-–—]\s")
 
 
 @dataclass(frozen=True)
