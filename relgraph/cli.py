@@ -416,7 +416,7 @@ def _evaluate_paths(args: argparse.Namespace, config: Config, key: str) -> int:
         raise ConfigError(str(exc)) from exc
     settings = PathEvalSettings(
         as_of=as_of,
-        horizon_days=int(args.horizon_days or 90),
+        horizon_days=90 if args.horizon_days is None else int(args.horizon_days),
         queries=args.queries,
         k=args.k,
         targets=args.targets,

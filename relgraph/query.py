@@ -152,7 +152,7 @@ def render_warm_paths(response: wp.FindWarmPathsResponse) -> str:
 
 def _strength(score: int, band: int, strength: float) -> str:
     """ "strong 87/100 (0.0051)": the score and band a rep reads, then the strength it comes from."""
-    if not band:
+    if band not in wp.StrengthBand.values() or not band:  # not scored, or a band newer than this client
         return f"strength {strength:.3g}"
     return f"{wp.StrengthBand.Name(band).removeprefix('STRENGTH_BAND_').lower()} {score}/100 ({strength:.2g})"
 
