@@ -42,8 +42,8 @@ from graph.reader import ALL_TENANTS
 from graph.records import parse_record
 from jobs.evaluate import ingested_dataset
 from server import snapshot as snapshots
-from server.link_strengths import with_link_strengths
-from server.snapshot import Snapshot, edge_endpoints
+from server.link_strengths import log_positions, with_link_strengths
+from server.snapshot import Snapshot
 from server.strength_scale import BANDS, band, strength_scale
 from server.warm_paths import MAX_HOPS, FoundPath, PathSearch, find_paths
 
@@ -246,10 +246,9 @@ def _count_strengths(snap: Snapshot) -> np.ndarray:
 
 def _recency_strengths(snap: Snapshot, log: InteractionLog, as_of: int) -> np.ndarray:
     graph = graph_at(log, as_of)
-    ends = [snap.pids[end] for end in edge_endpoints(snap)]
-    lo, hi = (np.minimum(np.searchsorted(log.pids, e), max(log.people - 1, 0)) for e in ends)
-    pos, found = graph.lookup(pair_keys(np.minimum(lo, hi), np.maximum(lo, hi), graph.n))
-    recency = np.where(found, graph.recency_30d[pos] if graph.keys.shape[0] else 0.0, 0.0)
+    lo, hi, present = log_positions(snap, log)
+    pos, found = graph.lookup(pair_keys(lo, hi, graph.n))
+    recency = np.where(found & present, graph.recency_30d[pos] if graph.keys.shape[0] else 0.0, 0.0)
     strength: np.ndarray = recency / (1.0 + recency)
     return strength
 

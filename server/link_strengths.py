@@ -23,10 +23,8 @@ def with_link_strengths(snap: Snapshot, scorer: LinkScorer, log: InteractionLog,
     tenant's interactions before `as_of` (opted-out tenants' included, for their own relationships)."""
     strength = np.zeros(snap.relationships, dtype=np.float32)
     if snap.relationships and log.interactions:
-        ends = [snap.pids[end] for end in edge_endpoints(snap)]
-        lo, hi = (np.minimum(np.searchsorted(log.pids, e), log.people - 1) for e in ends)
         # A relationship whose events all lie after `as_of` has people the log lacks: strength 0.
-        exported = (log.pids[lo] == ends[0]) & (log.pids[hi] == ends[1])
+        lo, hi, exported = log_positions(snap, log)
         log_tenant = {name: i for i, name in enumerate(log.tenants.tolist())}
         # Embeddings from the network: every tenant's interactions but those of opted-out tenants.
         network = [
@@ -49,3 +47,12 @@ def with_link_strengths(snap: Snapshot, scorer: LinkScorer, log: InteractionLog,
                 ).numpy()
             strength[edges] = scorer.probability(logits)
     return replace(snap, edge_strength=strength, strength_source=scorer.source)
+
+
+def log_positions(snap: Snapshot, log: InteractionLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per relationship of `snap`, its two people's node indices in `log` (lo < hi, as pids sort
+    alike) and whether the log holds both."""
+    ends = [snap.pids[end] for end in edge_endpoints(snap)]
+    lo, hi = (np.minimum(np.searchsorted(log.pids, e), max(log.people - 1, 0)) for e in ends)
+    present = (log.pids[lo] == ends[0]) & (log.pids[hi] == ends[1]) if log.people else np.zeros(len(lo), dtype=bool)
+    return lo, hi, present
