@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from core.errors import ConfigError
+from gnn.registry import ModelVersion
 
 CHECKPOINT_FILE = "state.pt"
 _DONE = "DONE"  # marks a run directory whose training finished (not resumable)
@@ -51,6 +52,26 @@ class RunSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunReport:
+    """What one training run produced, whatever the model; a model kind's report adds its own
+    timings after `seconds`."""
+
+    run: str
+    seconds: float  # all of it: preparation, Ray start-up, training, evaluation
+    manifest: dict[str, Any]
+    version: ModelVersion | None  # None when nothing was registered (evaluate)
+
+    def to_dict(self) -> dict[str, Any]:
+        timings = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("run", "manifest", "version")}
+        return {
+            "run": self.run,
+            "version": self.version.name if self.version else None,
+            **timings,
+            **{k: self.manifest[k] for k in ("headline", "metrics", "sizes", "data_window", "calibration")},
+        }
 
 
 def check_settings(settings: object, *, counts: tuple[str, ...], shares: tuple[str, ...]) -> None:

@@ -39,9 +39,10 @@ from gnn.deals import (
     stage_label,
 )
 from gnn.model_kinds import DEAL as MODEL_KIND
-from gnn.registry import ModelRegistry, ModelVersion
+from gnn.registry import ModelRegistry
 from graph.deal_bundle import Deal, DealBundle
 from jobs.runner import (
+    RunReport,
     RunSettings,
     check_settings,
     fit_on_ray,
@@ -156,20 +157,8 @@ def split_deals(data: DealBundle, settings: DealSettings, as_of: int) -> DealSpl
     return DealSplit(cutoff, train, validation, test, [d for d in data.deals if d.closed < 0 or d.closed > as_of])
 
 
-@dataclass(frozen=True)
-class DealReport:
-    run: str
-    seconds: float
-    manifest: dict[str, Any]
-    version: ModelVersion | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run,
-            "version": self.version.name if self.version else None,
-            "seconds": self.seconds,
-            **{k: self.manifest[k] for k in ("headline", "metrics", "sizes", "data_window", "calibration")},
-        }
+class DealReport(RunReport):
+    """A deal training run: nothing beyond what every run reports."""
 
 
 def train_deal_model(

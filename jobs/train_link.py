@@ -37,10 +37,10 @@ from gnn.linkpred import (
     validation_pairs,
 )
 from gnn.model_kinds import LINK as MODEL_KIND
-from gnn.registry import ModelRegistry, ModelVersion
+from gnn.registry import ModelRegistry
 from gnn.sampler import TorchNeighborSampler
 from graph.interaction_log import InteractionLog
-from jobs.runner import RunSettings, fit_on_ray, plot_curves, report, restore_checkpoint, start_worker
+from jobs.runner import RunReport, RunSettings, fit_on_ray, plot_curves, report, restore_checkpoint, start_worker
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,24 +55,10 @@ class LinkSettings:
         return {**self.run.to_dict(), "task": asdict(self.task), "num_neighbors": list(self.num_neighbors)}
 
 
-@dataclass(frozen=True)
-class TrainReport:
-    run: str
-    seconds: float  # all of it: preparation, Ray start-up, training, evaluation
+@dataclass(frozen=True, kw_only=True)
+class TrainReport(RunReport):
     train_seconds: float  # Ray Train's fit(), start-up included
     samples_per_second: float  # training pairs per second of the epochs themselves, all workers together
-    manifest: dict[str, Any]
-    version: ModelVersion | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run,
-            "version": self.version.name if self.version else None,
-            "seconds": self.seconds,
-            "train_seconds": self.train_seconds,
-            "samples_per_second": self.samples_per_second,
-            **{k: self.manifest[k] for k in ("headline", "metrics", "sizes", "data_window", "calibration")},
-        }
 
 
 def train_link_model(
