@@ -248,30 +248,43 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         )
     elif args.what == "deals":
         from jobs.bench_deals import render_deals_benchmark, run_deals_benchmark
-        from jobs.train_deals import DealSettings
 
-        settings = DealSettings()
-        if args.epochs:
-            settings = dataclasses.replace(settings, run=dataclasses.replace(settings.run, epochs=args.epochs))
         result = run_deals_benchmark(
             config,
             people=args.people,
             hygiene=_hygiene_levels(args.hygiene),
             network_key=key,
-            settings=settings,
+            settings=_bench_deal_settings(args),
             requests=args.requests,
             plot=args.plot,
         )
         _emit(result, args.json, render_deals_benchmark)
         return 0
     else:
-        from jobs.bench_serving import run_grpc_benchmark
+        from jobs.bench_grpc import render_grpc_benchmark, run_grpc_benchmark
 
         result = run_grpc_benchmark(
-            config, people=args.people, seconds=args.seconds, concurrency=args.concurrency, network_key=key
+            config,
+            people=args.people,
+            seconds=args.seconds,
+            concurrency=args.concurrency,
+            network_key=key,
+            settings=_bench_deal_settings(args),
         )
+        _emit(result, args.json, render_grpc_benchmark)
+        return 0
     _emit(result, args.json, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0
+
+
+def _bench_deal_settings(args: argparse.Namespace) -> Any:
+    """The deal model's default settings, with `--epochs` when given."""
+    from jobs.train_deals import DealSettings
+
+    settings = DealSettings()
+    if args.epochs:
+        settings = dataclasses.replace(settings, run=dataclasses.replace(settings.run, epochs=args.epochs))
+    return settings
 
 
 def _hygiene_levels(text: str) -> list[float]:
@@ -642,10 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--queries", type=int, default=1000, help="warm-paths: queries answered from the snapshot")
     p.add_argument("--cypher-queries", type=int, default=200, help="warm-paths: of those, how many also in Cypher")
-    p.add_argument("--seconds", type=float, default=20.0, help="grpc: how long to sustain the load")
-    p.add_argument("--concurrency", type=int, default=4, help="grpc: client processes")
+    p.add_argument("--seconds", type=float, default=10.0, help="grpc: how long each call is driven")
+    p.add_argument("--concurrency", type=int, default=8, help="grpc: concurrent streams (ghz's -c)")
     p.add_argument("--workers", default="1,2", help="train: Ray worker counts to compare, e.g. 1,2")
-    p.add_argument("--epochs", type=int, help="train, deals: epochs per run (default: as `relgraph train`)")
+    p.add_argument("--epochs", type=int, help="train, deals, grpc: epochs per run (default: as `relgraph train`)")
     p.add_argument("--hygiene", default="0.2,0.4,0.6,0.8,1.0", help="deals: CRM hygiene levels to sweep")
     p.add_argument("--requests", type=int, default=200, help="deals: requests per RPC for the latency numbers")
     p.add_argument("--plot", type=Path, help="deals: write the accuracy-vs-hygiene plot here (PNG)")
