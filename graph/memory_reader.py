@@ -27,6 +27,7 @@ from graph.reader import (
     ALL_TENANTS,
     ApiKeyRecord,
     CompanyRow,
+    DealChange,
     EconomicBuyer,
     Erasure,
     KnowsRow,
@@ -81,6 +82,7 @@ class InMemoryGraph:
         self.jobs: dict[tuple[str, str, str, int], dict[str, Any]] = {}  # (tenant, pid, cid, from) -> to, level, fn
         self.knows_logs: dict[tuple[str, str, str], _Knows] = {}  # (tenant, lo, hi)
         self.deals: dict[tuple[str, str], dict[str, Any]] = {}  # (tenant, deal id) -> attributes ({} for a stub)
+        self.deal_updated: dict[tuple[str, str], int] = {}  # (tenant, deal id) -> updated_at, as Deal.updated_at
         self.contacts: dict[tuple[str, str, str], str] = {}  # (tenant, deal id, pid) -> role
         self.activities: dict[tuple[str, str], _Activity] = {}  # (tenant, id)
         self.erasure_log: list[Erasure] = []
@@ -90,6 +92,10 @@ class InMemoryGraph:
     def _now(self) -> int:
         self._version += 1
         return next(self._clock)
+
+    def _touch_deal(self, tenant: str, deal_id: str) -> None:
+        self.deals.setdefault((tenant, deal_id), {})
+        self.deal_updated[(tenant, deal_id)] = self._now()
 
     def _person(self, pid: str, *, touched: bool) -> None:
         if pid not in self.persons or touched:
@@ -127,7 +133,7 @@ class InMemoryGraph:
         for row in last_per_key(rows["deal"], NATURAL_KEYS["deal"]):
             self._deal(row)
         for row in last_per_key(rows["deal_contact"], NATURAL_KEYS["deal_contact"]):
-            self.deals.setdefault((row["tenant"], row["deal_id"]), {})
+            self._touch_deal(row["tenant"], row["deal_id"])
             self._person(row["pid"], touched=True)
             self.contacts[(row["tenant"], row["deal_id"], row["pid"])] = row["role"]
         self._interactions(rows["interaction"])
@@ -144,6 +150,7 @@ class InMemoryGraph:
             k: row[k]
             for k in ("cid", "owner", "amount", "created", "product", "stage_names", "stage_ts", "closed", "outcome")
         }
+        self._touch_deal(*key)
 
     def _interactions(self, rows: list[dict[str, Any]]) -> None:
         for pid in sorted({r["from"] for r in rows} | {t for r in rows for t in r["to"]}):
@@ -160,7 +167,7 @@ class InMemoryGraph:
             )
             if activity.kind != "interaction" or activity.by != row["from"]:
                 continue  # an id names one event: another sender adds nothing to it
-            self.deals.setdefault((row["tenant"], row["deal"]), {})
+            self._touch_deal(row["tenant"], row["deal"])
             activity.deal = row["deal"]
             activity.with_ |= set(row["to"])
             for pid in (row["from"], *row["to"]):
@@ -170,7 +177,7 @@ class InMemoryGraph:
         for row in rows:
             self._person(row["pid"], touched=False)
             if row["deal"]:
-                self.deals.setdefault((row["tenant"], row["deal"]), {})
+                self._touch_deal(row["tenant"], row["deal"])
         for row in first_per_key(rows, ACTIVITY_KEY):
             key = (row["tenant"], row["id"])
             if key in self.activities:
@@ -344,6 +351,13 @@ class InMemoryGraph:
             held_by={pid: frozenset(self._holders(pid)) for pid in sorted(around) if pid in self.persons},
             shared=frozenset(pid for pid in around if any((t, pid) in self.members for t in sharing)),
         )
+
+    def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
+        return [
+            DealChange(t, d, at)
+            for (t, d), at in sorted(self.deal_updated.items())
+            if at > since_ms and scope.allows(t)
+        ]
 
     def _deal_row(self, tenant: str, deal_id: str) -> dict[str, Any]:
         deal = self.deals[(tenant, deal_id)]

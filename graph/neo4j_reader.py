@@ -19,6 +19,7 @@ from graph.reader import (
     ALL_TENANTS,
     ApiKeyRecord,
     CompanyRow,
+    DealChange,
     EconomicBuyer,
     Erasure,
     KnowsRow,
@@ -98,6 +99,14 @@ _PEOPLE_CHANGED = Query(
     """
 MATCH (p:Person) WHERE p.updated_at > $since
 RETURN p.pid AS pid, p.updated_at AS updated_at
+""",
+)
+
+_DEALS_CHANGED = Query(
+    "read.deals_changed",
+    """
+MATCH (d:Deal) WHERE d.updated_at > $since AND ($tenants IS NULL OR d.tenant_id IN $tenants)
+RETURN d.tenant_id AS tenant, d.deal_id AS deal_id, d.updated_at AS updated_at
 """,
 )
 
@@ -405,6 +414,10 @@ class Neo4jReader:
             held_by=held_by,
             shared=frozenset(shared),
         )
+
+    def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
+        rows = self._store.read(_DEALS_CHANGED, since=since_ms, tenants=scope.names())
+        return [DealChange(r["tenant"], r["deal_id"], r["updated_at"]) for r in rows]
 
     def interaction_log(self, scope: ExportScope) -> InteractionLog:
         opted_out = (

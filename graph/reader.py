@@ -61,6 +61,12 @@ class PersonChange(NamedTuple):
     updated_at: int  # ms
 
 
+class DealChange(NamedTuple):
+    tenant: str
+    deal_id: str
+    updated_at: int  # ms
+
+
 class Erasure(NamedTuple):
     pid: str
     at: int  # ms
@@ -146,6 +152,10 @@ class GraphReader(Protocol):
 
     def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
         """The scope's deals (only `deal_ids` when given) with everything around them."""
+        ...
+
+    def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
+        """Deals whose record, contacts, logged interactions or signals changed after `since_ms`."""
         ...
 
     def interaction_log(self, scope: ExportScope) -> InteractionLog:

@@ -54,6 +54,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "people changed since a snapshot refresh",
         ("CREATE INDEX person_updated IF NOT EXISTS FOR (p:Person) ON (p.updated_at)",),
     ),
+    Migration(
+        6,
+        "deals changed since the serving state's last refresh",
+        ("CREATE INDEX deal_updated IF NOT EXISTS FOR (d:Deal) ON (d.updated_at)",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -22,7 +22,9 @@ from graph.events import TWO_WAY_CODES, event_code
 from graph.store import GraphStore, Query
 
 # `Person.updated_at` (ms) marks a person whose attributes or tenants' records changed, so a
-# snapshot refresh re-reads exactly those people (KNOWS changes carry their own `updated_at`).
+# snapshot refresh re-reads exactly those people (KNOWS changes carry their own `updated_at`);
+# `Deal.updated_at` marks a deal whose record, contacts, logged interactions or signals changed, so
+# the serving state re-reads exactly those deals.
 MEMBERS = Query(
     "ingest.members",
     """
@@ -55,7 +57,8 @@ DEALS = Query(
 UNWIND $rows AS r
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal_id})
 SET d.amount = r.amount, d.created = r.created, d.product = r.product, d.stage_names = r.stage_names,
-    d.stage_ts = r.stage_ts, d.crm_stage = r.crm_stage, d.closed = r.closed, d.outcome = r.outcome
+    d.stage_ts = r.stage_ts, d.crm_stage = r.crm_stage, d.closed = r.closed, d.outcome = r.outcome,
+    d.updated_at = timestamp()
 MERGE (c:Company {cid: r.cid})
 MERGE (o:Person {pid: r.owner})
 SET o.updated_at = timestamp()
@@ -72,6 +75,7 @@ DEAL_CONTACTS = Query(
     """
 UNWIND $rows AS r
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal_id})
+SET d.updated_at = timestamp()
 MERGE (p:Person {pid: r.pid})
 SET p.updated_at = timestamp()
 MERGE (p)-[c:ON_DEAL {tenant_id: r.tenant}]->(d)
@@ -124,6 +128,7 @@ WHERE NOT EXISTS { (a)-[:BY]->(:Person) } OR EXISTS { (a)-[:BY]->(f) }
 MERGE (a)-[:BY {tenant_id: r.tenant}]->(f)
 SET f.updated_at = timestamp()
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal})
+SET d.updated_at = timestamp()
 MERGE (a)-[:ON {tenant_id: r.tenant}]->(d)
 WITH a, r
 UNWIND r.to AS t
@@ -150,6 +155,7 @@ MERGE (a)-[:BY {tenant_id: r.tenant}]->(p)
 SET p.updated_at = timestamp()
 WITH a, r WHERE r.deal <> ''
 MATCH (d:Deal {tenant_id: r.tenant, deal_id: r.deal})
+SET d.updated_at = timestamp()
 MERGE (a)-[:ON {tenant_id: r.tenant}]->(d)
 """,
 )

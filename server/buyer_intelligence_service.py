@@ -1,8 +1,9 @@
 """BuyerIntelligenceService: deal-stage estimates and buyer-process predictions from the serving
-state's deal and buyer models, and deal signals ranked by `gnn.signals`. Each call reads the deal's
-own tenant's data through the GraphReader (the tenant comes from the API key) and scores it with
-the same code the offline evaluation uses, at the serving clock's time. relgraph only suggests CRM
-updates; it never writes to a CRM."""
+state's deal and buyer models, and deal signals ranked by `gnn.signals`. A deal and what surrounds
+it come from the serving state's deal index, as the deal's own tenant sees them (the tenant comes
+from the API key), never from a Neo4j read per request; they are scored with the same code the
+offline evaluation uses, at the serving clock's time. relgraph only suggests CRM updates; it never
+writes to a CRM."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from core.clock import Clock
-from core.errors import DeadlineExceededError, InvalidRequestError, NotFoundError, RecordError
+from core.errors import InvalidRequestError, NotFoundError, RecordError
 from core.vocabulary import DEAL_CONTACT_ROLES, MAX_AMOUNT, MAX_TIME, MIN_TIME, SIZE_BANDS, is_code, is_record_id
 from gnn.buyer_process import CohortMinimum, amount_band
 from gnn.deals import DAY
@@ -41,15 +42,13 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         self._clock = clock  # answers are computed at its time
         self._minimum = minimum
 
-    def _open_deal(self, deal_id: str, context: grpc.ServicerContext) -> tuple[DealBundle, Deal, int]:
+    def _open_deal(self, deal_id: str) -> tuple[DealBundle, Deal, int]:
         """The requesting tenant's deal with what surrounds it, and the time to answer at."""
         _check_deal_id(deal_id)
-        tenant = current_auth().tenant
-        data = self._reader.deal_bundle(TenantScope.of(tenant), [deal_id])
-        _check_deadline(context)
-        deal = data.deal(tenant, deal_id)
-        if deal is None:
+        found = self._holder.current.deals.find(current_auth().tenant, deal_id)
+        if found is None:
             raise NotFoundError("no such deal in your organisation's data")
+        data, deal = found
         return data, deal, self._clock.now()
 
     def EstimateDealStage(
@@ -57,7 +56,7 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
     ) -> pb.EstimateDealStageResponse:
         _check_deal_id(request.deal_id)
         scorer = self._holder.current.deal
-        data, deal, as_of = self._open_deal(request.deal_id, context)
+        data, deal, as_of = self._open_deal(request.deal_id)
         if 0 <= deal.closed <= as_of:
             raise InvalidRequestError(
                 [("deal_id", f"the deal is closed ({deal.outcome}); estimates are for open deals")]
@@ -85,7 +84,7 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         limit = request.limit or DEFAULT_SIGNALS
         if not 1 <= limit <= MAX_SIGNALS:
             raise InvalidRequestError([("limit", f"must be between 1 and {MAX_SIGNALS} (0 means {DEFAULT_SIGNALS})")])
-        data, deal, as_of = self._open_deal(request.deal_id, context)
+        data, deal, as_of = self._open_deal(request.deal_id)
         response = pb.ListDealSignalsResponse(model_version=RANKER_VERSION)
 
         def visible(pid: str) -> bool:
@@ -168,12 +167,6 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
 def _check_deal_id(deal_id: str) -> None:
     if not is_record_id(deal_id):
         raise InvalidRequestError([("deal_id", "must be a CRM deal id ([A-Za-z0-9][A-Za-z0-9_.:-], at most 128)")])
-
-
-def _check_deadline(context: grpc.ServicerContext) -> None:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        raise DeadlineExceededError("the deadline passed while the deal was read")
 
 
 def _profile_violations(request: pb.PredictBuyerProcessRequest) -> list[tuple[str, str]]:

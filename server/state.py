@@ -1,11 +1,13 @@
-"""The serving state: the CSR snapshot of the graph and the promoted link, deal and buyer models,
-as one immutable value that every handler reads through one reference (`holder.current`), so an
-answer never mixes two refreshes. One background loop refreshes it: the snapshot incrementally
-every `refresh_interval_s` (fully every `full_rebuild_interval_s`, and after a long outage, when
-erasure tombstones may have been pruned), and each model kind's promotion picked up (a version
-trained on another feature schema, or one that cannot load, is refused and the previous one serves
-on). The link model's strengths are recomputed whenever the relationships, the tenants' opt-outs or
-the model change, at the serving clock's time.
+"""The serving state: the CSR snapshot of the graph, every tenant's deals with what surrounds them
+(server/deal_index.py) and the promoted link, deal and buyer models, as one immutable value that
+every handler reads through one reference (`holder.current`), so an answer never mixes two
+refreshes. One background loop refreshes it: the snapshot incrementally every `refresh_interval_s`
+(fully every `full_rebuild_interval_s`, and after a long outage, when erasure tombstones may have
+been pruned), the deals from what changed since (whole after an erasure or a change of a tenant's
+identity sharing), and each model kind's promotion picked up (a version trained on another feature
+schema, or one that cannot load, is refused and the previous one serves on). The link model's
+strengths are recomputed whenever the relationships, the tenants' opt-outs or the model change, at
+the serving clock's time.
 
 The loop survives any record and any failure: it logs, counts (`relgraph_snapshot_refresh_failures_total`)
 and tries again; while Neo4j is unreachable the last state serves and says so, and `healthy` turns
@@ -35,6 +37,7 @@ from graph.export_cache import purge_export_cache
 from graph.interaction_log import ExportScope
 from graph.reader import ALL_TENANTS, GraphReader
 from server import snapshot as snapshots
+from server.deal_index import DealIndex, read_deal_index, refresh_deal_index
 from server.link_strengths import with_link_strengths
 from server.metrics import Metrics
 from server.snapshot import Snapshot
@@ -49,6 +52,7 @@ class ServingState:
     """Everything an answer is computed from, as of one refresh."""
 
     snapshot: Snapshot
+    deals: DealIndex
     models: dict[str, Any] = field(default_factory=dict)  # kind name -> the loaded promoted version
     why_not: dict[str, str] = field(default_factory=dict)  # kind name -> why none serves
     store_reachable: bool = True
@@ -74,6 +78,16 @@ class ServingState:
     @property
     def buyer(self) -> BuyerProcessModel:
         return self.model(BUYER)
+
+
+def _shown_differently(before: Snapshot, after: Snapshot) -> bool:
+    """Whether people may be shown differently everywhere: an erasure was applied, or a tenant
+    changed whether it shares identities (the deal index is then read whole)."""
+
+    def sharing(snap: Snapshot) -> set[str]:
+        return {t for t, shares in zip(snap.tenants.ids, snap.tenants.share_identities) if shares}
+
+    return after.erasure_watermark_ms > before.erasure_watermark_ms or sharing(after) != sharing(before)
 
 
 class ServingStateHolder:
@@ -104,7 +118,8 @@ class ServingStateHolder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._scaled: tuple[tuple[object, ...], StrengthScale] | None = None  # (what it was computed from, the scale)
-        self.current = self._next(ServingState(snapshots.build(reader)))
+        snap = snapshots.build(reader)
+        self.current = self._next(ServingState(snap, self._read_deals(snap)))
         self._publish(self.current)
 
     # -- refreshing ---------------------------------------------------------------------------------
@@ -118,7 +133,12 @@ class ServingStateHolder:
                 if full and self._prune_tombstones is not None:
                     self._prune_tombstones()
                 snap = snapshots.build(self._reader) if full else snapshots.refresh(previous.snapshot, self._reader)
-                state = self._next(replace(previous, snapshot=snap, store_reachable=True))
+                deals = (
+                    self._read_deals(snap)
+                    if full or _shown_differently(previous.snapshot, snap)
+                    else refresh_deal_index(previous.deals, self._reader)
+                )
+                state = self._next(replace(previous, snapshot=snap, deals=deals, store_reachable=True))
             except StoreError as exc:
                 if previous.store_reachable:
                     log.warning("refresh failed, serving the last state: %s", exc)
@@ -133,6 +153,9 @@ class ServingStateHolder:
                 purge_export_cache(self._export_cache)
             self._publish(state)
             return state
+
+    def _read_deals(self, snap: Snapshot) -> DealIndex:
+        return read_deal_index(self._reader, people_ms=snap.people_watermark_ms, knows_ms=snap.watermark_ms)
 
     def _next(self, state: ServingState) -> ServingState:
         """`state` with every model kind's promoted version picked up and the link strengths applied."""

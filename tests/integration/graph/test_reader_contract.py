@@ -52,6 +52,7 @@ def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
         "knows": sorted(k._replace(updated_at=0) for k in reader.knows(scope)),
         "knows_of": sorted(k._replace(updated_at=0) for k in reader.knows_of(some_pids, scope)),
         "changed": sorted(c.pid for c in reader.people_changed(0, scope)),
+        "deals_changed": sorted((c.tenant, c.deal_id) for c in reader.deals_changed(0, scope)),
         "companies": sorted(reader.companies(scope)),
         "tenants": sorted(reader.tenants(scope)),
         "economic_buyers": sorted(reader.economic_buyers(scope)),

@@ -1,0 +1,131 @@
+"""The serving state's deal index (server/deal_index.py) over the in-memory graph: each tenant sees
+its deals as its own scoped read would, and a refresh reads only the deals that changed, yet gives
+what a full read gives."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gnn.signals import rank_signals
+from graph.deal_bundle import DealBundle
+from graph.ingest import read_records
+from graph.memory_reader import InMemoryGraph
+from graph.pseudonymize import Pseudonymizer
+from graph.reader import TenantScope
+from jobs.generate import AS_OF
+from server import snapshot as snapshots
+from server.deal_index import DealIndex, read_deal_index, refresh_deal_index
+
+
+class CountingReader(InMemoryGraph):
+    """The in-memory graph, counting the deals each `deal_bundle` read asks for."""
+
+    def __init__(self, pseudo: Pseudonymizer) -> None:
+        super().__init__(pseudo)
+        self.deals_read: list[int] = []
+
+    def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
+        bundle = super().deal_bundle(scope, deal_ids)
+        self.deals_read.append(len(bundle.deals))
+        return bundle
+
+
+def _records(network: Path) -> list[dict[str, Any]]:
+    return [record for path in sorted((network / "ingest").glob("*.jsonl")) for _, record, _ in read_records(path)]
+
+
+def _index(reader: InMemoryGraph) -> DealIndex:
+    snap = snapshots.build(reader)
+    return read_deal_index(reader, people_ms=snap.people_watermark_ms, knows_ms=snap.watermark_ms)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | frozenset | set):
+        items = [_plain(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, frozenset | set) else items
+    return value
+
+
+def _content(index: DealIndex) -> dict[str, Any]:
+    """What the index holds, independent of the order deals were read in."""
+    network = index.network
+    return {
+        "deals": sorted((_plain(d) for d in network.deals), key=lambda d: (d["tenant"], d["deal_id"])),
+        **{f: _plain(getattr(network, f)) for f in ("jobs", "staff", "signals", "ties", "held_by", "shared")},
+    }
+
+
+def test_each_tenant_sees_its_deals_as_its_own_scoped_read_would(small_network: Path, pseudo: Pseudonymizer) -> None:
+    graph = InMemoryGraph(pseudo)
+    graph.ingest(_records(small_network))
+    index = _index(graph)
+    deals = graph.deal_bundle(TenantScope(None)).deals
+    assert index.deals == len(deals) > 0
+    for deal in deals:
+        found = index.find(deal.tenant, deal.deal_id)
+        assert found is not None
+        view, served = found
+        scoped = graph.deal_bundle(TenantScope.of(deal.tenant), [deal.deal_id])
+        assert _plain(served) == _plain(scoped.deals[0])
+        for data in (view, scoped):  # only the tenant's own signals and ties
+            assert {t for t, _ in (*data.signals, *data.ties)} <= {deal.tenant}
+        assert rank_signals(view, deal, AS_OF, 100, lambda _: True) == rank_signals(
+            scoped, scoped.deals[0], AS_OF, 100, lambda _: True
+        )
+        others = {t for t in {d.tenant for d in deals} if t != deal.tenant}
+        assert all(index.find(t, deal.deal_id) is None or index.find(t, deal.deal_id)[1].tenant == t for t in others)
+
+
+def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
+    small_network: Path, pseudo: Pseudonymizer
+) -> None:
+    records = _records(small_network)
+    graph = CountingReader(pseudo)
+    graph.ingest(records)
+    index = _index(graph)
+    total = index.deals
+    assert refresh_deal_index(index, graph) is index  # nothing changed: nothing read
+
+    deal = next(r for r in records if r["kind"] == "deal")
+    staff = next(r for r in records if r["kind"] == "employment" and r["company"] == deal["account"])
+    changes = (
+        {**deal, "amount": 1234.5},  # the deal's own record
+        {  # someone at its account answers a poll
+            "kind": "signal",
+            "tenant": deal["tenant"],
+            "id": "S-new-1",
+            "type": "poll_answer",
+            "ts": AS_OF - 3600,
+            "email": staff["email"],
+            "topic": "contract_end",
+            "value": "10-12_months",
+        },
+        {  # a new person starts at the account
+            "kind": "employment",
+            "tenant": deal["tenant"],
+            "email": "new.hire@" + deal["account"],
+            "company": deal["account"],
+            "from": AS_OF - 86_400,
+            "title_level": "vp",
+            "function": "operations",
+        },
+    )
+    for change in changes:
+        graph.deals_read.clear()
+        graph.ingest([change])
+        index = refresh_deal_index(index, graph)
+        assert graph.deals_read and max(graph.deals_read) < total, change  # only deals around the change
+        assert _content(index) == _content(_index(graph)), change
+    _, served = index.find(deal["tenant"], deal["id"]) or (None, None)
+    assert served is not None and served.amount == 1234.5
