@@ -1,6 +1,8 @@
 """Interaction logs cached on disk, so retraining or re-scoring on unchanged data does not read the
 graph again: each is keyed by the log schema, the export scope and the reader's fingerprint of the
-graph (which any ingest, erasure or opt-out changes). Erasure empties the cache: logs hold pseudonyms."""
+graph (which any ingest, erasure or opt-out changes). Only the newest log of each scope is kept: a
+log of a graph that has since changed is never read again. Erasure empties the cache: logs hold
+pseudonyms."""
 
 from __future__ import annotations
 
@@ -16,18 +18,21 @@ def cached_interaction_log(reader: GraphReader, scope: ExportScope, cache_dir: P
     """`reader.interaction_log(scope)`, from the cache under `cache_dir` when the graph has not changed."""
     if cache_dir is None:
         return reader.interaction_log(scope)
-    key = hashlib.sha256(
-        json.dumps(
-            {"schema": LOG_SCHEMA, "scope": scope.to_dict(), "graph": reader.fingerprint()}, sort_keys=True
-        ).encode()
-    ).hexdigest()[:20]
-    path = cache_dir / f"{LOG_SCHEMA}-{key}.npz"
+    scope_key = _digest({"schema": LOG_SCHEMA, "scope": scope.to_dict()})
+    path = cache_dir / f"{LOG_SCHEMA}-{scope_key}-{_digest(reader.fingerprint())}.npz"
     if path.exists():
         return InteractionLog.load(path)
     log = reader.interaction_log(scope)
     path.parent.mkdir(parents=True, exist_ok=True)
     log.save(path)
+    for stale in cache_dir.glob(f"{LOG_SCHEMA}-{scope_key}-*.npz"):  # the same scope of an earlier graph
+        if stale != path:
+            stale.unlink(missing_ok=True)
     return log
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def purge_export_cache(cache_dir: Path) -> int:
