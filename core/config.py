@@ -15,6 +15,7 @@ files under the relgraph home, never from the repository.
 | RELGRAPH_API_KEY_PEPPER | secret mixed into stored API-key hashes | none (demo makes a local one) |
 | RELGRAPH_SERVER_HOST / RELGRAPH_SERVER_PORT | where `relgraph serve` listens | 127.0.0.1 / 50051 |
 | RELGRAPH_METRICS_HOST / RELGRAPH_METRICS_PORT | Prometheus metrics HTTP address (port 0: off) | 127.0.0.1 / 9464 |
+| RELGRAPH_LOG_LEVEL | `relgraph serve`'s log level: DEBUG adds a line per successful call | INFO |
 | RELGRAPH_AS_OF | time deal answers are computed at (epoch seconds or ISO 8601; replaying a dataset) | now |
 | RELGRAPH_MIN_COHORT_DEALS / RELGRAPH_MIN_COHORT_TENANTS | k and m of the minimum cohort (DESIGN §4) | 10 / 3 |
 """
@@ -83,6 +84,9 @@ class RateLimit:
             raise ConfigError("a rate limit needs per_second > 0 and burst >= 1")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -113,8 +117,12 @@ class ServerConfig:
     # The time answers are computed at (warm-path recency and deal answers), epoch seconds; 0 means
     # now. Set it to replay a dataset observed at a past time (the demo sets the generated world's).
     as_of: int = 0
+    # INFO logs failed calls, refreshes and model changes; DEBUG also one line per successful call.
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.min_cohort_deals < 1 or self.min_cohort_tenants < 1:
             raise ConfigError("min_cohort_deals and min_cohort_tenants must be at least 1")
         if self.erasure_retention_s < self.full_rebuild_interval_s:
@@ -215,6 +223,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ("RELGRAPH_SERVER_PORT", "port", int),
         ("RELGRAPH_METRICS_HOST", "metrics_host", str),
         ("RELGRAPH_METRICS_PORT", "metrics_port", int),
+        ("RELGRAPH_LOG_LEVEL", "log_level", str),
         ("RELGRAPH_MIN_COHORT_DEALS", "min_cohort_deals", int),
         ("RELGRAPH_MIN_COHORT_TENANTS", "min_cohort_tenants", int),
     ):

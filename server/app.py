@@ -167,9 +167,7 @@ def _assemble(config: Config, store: GraphStore, metrics: Metrics, clock: Clock)
         WarmPathsService(holder, pseudo, clock, max_work=settings.max_search_work), server
     )
     buyer_intelligence_pb2_grpc.add_BuyerIntelligenceServiceServicer_to_server(
-        BuyerIntelligenceService(
-            holder, reader, clock, CohortMinimum(settings.min_cohort_deals, settings.min_cohort_tenants)
-        ),
+        BuyerIntelligenceService(holder, clock, CohortMinimum(settings.min_cohort_deals, settings.min_cohort_tenants)),
         server,
     )
     ingest_pb2_grpc.add_IngestServiceServicer_to_server(
@@ -214,7 +212,7 @@ def _port_refused(host: str, port: int) -> ConfigError:
 
 def serve(config: Config) -> None:
     """Run a server until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=config.server.log_level, format="%(message)s")
     server, port = create_server(config)
     server.start()
     snap = server.holder.current.snapshot

@@ -20,7 +20,6 @@ from gnn.deals import DAY
 from gnn.signals import RANKER_VERSION, rank_signals
 from graph.deal_bundle import Deal, DealBundle
 from graph.pseudonymize import normalize_domain
-from graph.reader import GraphReader, TenantScope
 from relgraph.v1 import buyer_intelligence_pb2 as pb
 from relgraph.v1 import buyer_intelligence_pb2_grpc, common_pb2
 from server.auth import current_auth
@@ -36,9 +35,8 @@ def _timestamp(seconds: int) -> timestamp_pb2.Timestamp:
 
 
 class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServiceServicer):  # type: ignore[misc]
-    def __init__(self, holder: ServingStateHolder, reader: GraphReader, clock: Clock, minimum: CohortMinimum) -> None:
+    def __init__(self, holder: ServingStateHolder, clock: Clock, minimum: CohortMinimum) -> None:
         self._holder = holder
-        self._reader = reader
         self._clock = clock  # answers are computed at its time
         self._minimum = minimum
 
@@ -122,13 +120,18 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
                 violations.append(("cohort.size_band", f"must be empty or one of {', '.join(SIZE_BANDS)}"))
         if violations:
             raise InvalidRequestError(violations)
-        model = self._holder.current.buyer
+        state = self._holder.current
+        model = state.buyer
         if buyer == "company_domain":
             # Only a company the tenant's own records name: any other is answered like an unknown one.
-            company = self._reader.company(domain, TenantScope.of(current_auth().tenant))
-            if company is None:
+            if not state.deals.names_company(current_auth().tenant, domain):
                 raise NotFoundError("no such company in your organisation's data (name a cohort instead)")
-            cohort = {"industry": company.industry, "size_band": company.size_band}
+            companies = state.snapshot.companies
+            at = companies.index.get(domain)
+            cohort = {
+                "industry": companies.industry[at] if at is not None else "",
+                "size_band": companies.size_band[at] if at is not None else "",
+            }
         else:
             cohort = {"industry": request.cohort.industry, "size_band": request.cohort.size_band}
         answer = model.predict(

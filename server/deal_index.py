@@ -1,7 +1,8 @@
 """Every tenant's deals, with what surrounds them, held in memory so the deal RPCs answer without a
 Neo4j round trip: one `DealBundle` per tenant (its deals, the people at their accounts with their
 jobs, the signals the tenant ingested from them, their ties to the tenant's members, who holds
-them), the same data `GraphReader.deal_bundle` gives for one tenant's scope.
+them), the same data `GraphReader.deal_bundle` gives for one tenant's scope; and the companies each
+tenant's own records name (the buyers a tenant may ask `PredictBuyerProcess` about).
 
 The serving state's refresh keeps it current from what changed since the last refresh: deals
 whose own records changed (`Deal.updated_at`), deals around a person whose records or KNOWS
@@ -39,13 +40,14 @@ class DealIndex:
 
     network: DealBundle  # every tenant's deals and what surrounds them
     watermarks: Watermarks
+    named_companies: dict[str, frozenset[str]]  # tenant -> companies its own records name
     _by_key: dict[DealKey, Deal] = field(default_factory=dict, repr=False)
     _around: dict[str, frozenset[DealKey]] = field(default_factory=dict, repr=False)  # pid -> deals around them
     _at_account: dict[str, frozenset[DealKey]] = field(default_factory=dict, repr=False)  # company -> its deals
     _tenant_views: dict[str, DealBundle] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, network: DealBundle, watermarks: Watermarks) -> DealIndex:
+    def of(cls, network: DealBundle, watermarks: Watermarks, named_companies: dict[str, frozenset[str]]) -> DealIndex:
         around: dict[str, set[DealKey]] = defaultdict(set)
         at_account: dict[str, set[DealKey]] = defaultdict(set)
         for deal in network.deals:
@@ -56,6 +58,7 @@ class DealIndex:
         return cls(
             network,
             watermarks,
+            named_companies,
             {(d.tenant, d.deal_id): d for d in network.deals},
             {pid: frozenset(keys) for pid, keys in around.items()},
             {cid: frozenset(keys) for cid, keys in at_account.items()},
@@ -73,6 +76,10 @@ class DealIndex:
         if deal is None:
             return None
         return self._tenant_views[tenant], deal
+
+    def names_company(self, tenant: str, cid: str) -> bool:
+        """Whether the tenant's own records name the company (an account of its deals, an employer)."""
+        return cid in self.named_companies.get(tenant, frozenset())
 
     def affected_by(self, pids: Iterable[str], employers: Iterable[str]) -> set[DealKey]:
         """Deals around any of `pids`, or at one of the `employers` (companies where they work)."""
@@ -126,7 +133,7 @@ def read_deal_index(reader: GraphReader, *, people_ms: int, knows_ms: int) -> De
     """The whole index, read now; `people_ms` and `knows_ms`: the latest person and KNOWS changes
     already seen by the caller (the snapshot's), read before the deals so nothing between is missed."""
     deals_ms = max((c.updated_at for c in reader.deals_changed(0, ALL_TENANTS)), default=0)
-    return DealIndex.of(reader.deal_bundle(ALL_TENANTS), Watermarks(deals_ms, people_ms, knows_ms))
+    return DealIndex.of(reader.deal_bundle(ALL_TENANTS), Watermarks(deals_ms, people_ms, knows_ms), _named(reader))
 
 
 def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
@@ -145,10 +152,19 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
         people=max([seen.people, *(c.updated_at for c in changed_people)]),
         knows=max([seen.knows, *(k.updated_at for k in changed_knows)]),
     )
+    # Employment and deal records are what name companies; KNOWS changes name none.
+    named = _named(reader) if changed_deals or changed_people else index.named_companies
     if not affected:
-        return DealIndex.of(index.network, watermarks)
+        return DealIndex.of(index.network, watermarks, named)
     fresh = reader.deal_bundle(ALL_TENANTS, sorted({deal_id for _, deal_id in affected}))
-    return DealIndex.of(_merged(index.network, fresh), watermarks)
+    return DealIndex.of(_merged(index.network, fresh), watermarks, named)
+
+
+def _named(reader: GraphReader) -> dict[str, frozenset[str]]:
+    named: dict[str, set[str]] = defaultdict(set)
+    for tenant, cid in reader.named_companies(ALL_TENANTS):
+        named[tenant].add(cid)
+    return {tenant: frozenset(cids) for tenant, cids in named.items()}
 
 
 def _merged(network: DealBundle, fresh: DealBundle) -> DealBundle:

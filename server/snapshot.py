@@ -104,6 +104,7 @@ class Snapshot:
     strength_basis: str = ""
     _member_masks: dict[int, np.ndarray] = field(default_factory=dict, repr=False, init=False)
     _company_order: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
+    _sharing_people: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
 
     # -- sizes --------------------------------------------------------------------------------
 
@@ -157,6 +158,15 @@ class Snapshot:
             mask[_owners(self.member_indptr)[self.member_tenant == tenant]] = True
             self._member_masks[tenant] = mask
         return mask
+
+    def shares_identity(self, node: int) -> bool:
+        """Whether the person is a member of a tenant that opted in to share identities (a bool per
+        person, computed once per snapshot)."""
+        if not self._sharing_people:
+            sharing = np.zeros(self.people, dtype=bool)
+            sharing[_owners(self.member_indptr)[self.tenants.share_identities[self.member_tenant]]] = True
+            self._sharing_people.append(sharing)
+        return bool(self._sharing_people[0][node])
 
     def team_members(self, tenant: int, team: str) -> np.ndarray:
         keep = (self.member_tenant == tenant) & (self.member_team == team)

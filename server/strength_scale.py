@@ -34,15 +34,21 @@ class StrengthScale:
     percentiles: dict[int, np.ndarray] = field(default_factory=dict)
     as_of: int = 0
 
-    def score(self, strength: float, tenant: int) -> int | None:
-        """The share of `tenant`'s relationships (in percent, 0-100) this strength (taken at
-        `as_of`) is above, ties counting half; None when the tenant has none or it is not a number."""
+    def scores(self, strengths: np.ndarray, tenant: int) -> np.ndarray | None:
+        """Per strength (taken at `as_of`), the share of `tenant`'s relationships (in percent, 0-100)
+        it is above, ties counting half; -1 where it is not a number; None when the tenant has none."""
         scale = self.percentiles.get(tenant)
-        if scale is None or not np.isfinite(strength):
+        if scale is None:
             return None
-        below = np.searchsorted(scale, strength, side="left")
-        at_most = np.searchsorted(scale, strength, side="right")
-        return int(np.clip(round((below + at_most) / 2), 0, 100))
+        below = np.searchsorted(scale, strengths, side="left")
+        at_most = np.searchsorted(scale, strengths, side="right")
+        scored: np.ndarray = np.where(np.isfinite(strengths), np.clip(np.rint((below + at_most) / 2), 0, 100), -1)
+        return scored.astype(np.int64)
+
+    def score(self, strength: float, tenant: int) -> int | None:
+        """`scores` of one strength; None when the tenant has none or it is not a number."""
+        scored = self.scores(np.array([strength]), tenant)
+        return None if scored is None or scored[0] < 0 else int(scored[0])
 
 
 def band(score: int) -> str:

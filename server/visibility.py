@@ -91,12 +91,6 @@ def describe(level: str, function: str, band: str, industry: str) -> str:
 # -- the rule over the serving snapshot ---------------------------------------------------------
 
 
-def shares_identity(snap: Snapshot, node: int) -> bool:
-    """Whether the person is a member of a tenant that opted in to share identities."""
-    memberships = snap.memberships(node)
-    return bool(memberships.size) and bool(np.any(snap.tenants.share_identities[memberships]))
-
-
 def snapshot_view(snap: Snapshot, node: int, tenant: int, named: bool = False) -> PersonFacts:
     """The person `node` as `tenant` may see them; `named`: the request itself named them."""
     level = TITLE_LEVELS[snap.level[node]] if snap.level[node] >= 0 else ""
@@ -105,7 +99,7 @@ def snapshot_view(snap: Snapshot, node: int, tenant: int, named: bool = False) -
     return person_view(
         pid=snap.pid(node),
         held=snap.held_by(node, tenant),
-        shared=shares_identity(snap, node),
+        shared=snap.shares_identity(node),
         named=named,
         own_member=bool(np.any(snap.memberships(node) == tenant)),
         title_level=level,
@@ -117,4 +111,6 @@ def snapshot_view(snap: Snapshot, node: int, tenant: int, named: bool = False) -
 
 
 def shared_employers(snap: Snapshot, a: int, b: int) -> list[str]:
-    return [snap.companies.cids[c] for c in np.intersect1d(snap.employers(a), snap.employers(b))]
+    """Companies both people worked at, in company order (sets: a person has a handful of employers)."""
+    common = set(snap.employers(a).tolist()) & set(snap.employers(b).tolist())
+    return [snap.companies.cids[c] for c in sorted(common)]

@@ -161,6 +161,7 @@ class _Found:
         self._nodes: list[np.ndarray] = []
         self._edges: list[np.ndarray] = []
         self._score: list[np.ndarray] = []
+        self._ranked: list[FoundPath] | None = []  # None: paths were added since the last ranking
 
     def add(self, nodes: np.ndarray, edges: np.ndarray, score: np.ndarray) -> None:
         if not score.shape[0]:
@@ -168,14 +169,18 @@ class _Found:
         self._nodes.append(_pad(nodes))
         self._edges.append(_pad(edges))
         self._score.append(score)
+        self._ranked = None
+        if sum(s.shape[0] for s in self._score) < self.k:
+            return  # fewer than k paths in all: nothing to beat yet
         best = self.ranked()
         if len(best) == self.k:
             self.threshold = best[-1].strength
 
     def ranked(self) -> list[FoundPath]:
-        if not self._score:
-            return []
-        return _rank(np.concatenate(self._nodes), np.concatenate(self._edges), np.concatenate(self._score), self.k)
+        if self._ranked is None:
+            nodes, edges, score = (np.concatenate(parts) for parts in (self._nodes, self._edges, self._score))
+            self._ranked = _rank(nodes, edges, score, self.k)
+        return self._ranked
 
 
 def _pad(a: np.ndarray, width: int = MAX_HOPS + 1) -> np.ndarray:
@@ -211,17 +216,15 @@ def _rank_all(nodes: np.ndarray, edges: np.ndarray, score: np.ndarray, k: int) -
         rows = hops == h
         seq[rows, : h + 1] = nodes[rows, h::-1]
     order = np.lexsort([*(seq[:, c] for c in range(seq.shape[1] - 1, -1, -1)), hops, -score])
-    seq, edges, score, hops = seq[order], edges[order], score[order], hops[order]
-    _, first = np.unique(seq, axis=0, return_index=True)  # best-scored copy of each node sequence
-    keep = np.sort(first)[:k]
-    paths = []
-    for i in keep:
+    paths: list[FoundPath] = []
+    seen: set[tuple[int, ...]] = set()
+    for i in order.tolist():  # the best-scored copy of each node sequence, until k
         h = int(hops[i])
-        paths.append(
-            FoundPath(
-                nodes=tuple(int(x) for x in seq[i, : h + 1]),
-                edges=tuple(int(x) for x in edges[i, :h][::-1]),
-                strength=float(score[i]),
-            )
-        )
+        people = tuple(seq[i, : h + 1].tolist())
+        if people in seen:
+            continue
+        seen.add(people)
+        paths.append(FoundPath(nodes=people, edges=tuple(edges[i, :h][::-1].tolist()), strength=float(score[i])))
+        if len(paths) == k:
+            break
     return paths

@@ -90,42 +90,61 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             snapshot_age_seconds=self._holder.age_seconds(),
             strength_source=snap.strength_source,
         )
-        for path in paths:
-            self._add_path(snap, state.scale, response.paths.add(strength=path.strength), path, query, named)
+        self._add_paths(snap, state.scale, response, paths, query, named)
         return response
 
-    def _add_path(
+    def _add_paths(
         self,
         snap: Snapshot,
         scale: StrengthScale,
-        out: warm_paths_pb2.WarmPath,
-        path: FoundPath,
+        response: warm_paths_pb2.FindWarmPathsResponse,
+        paths: list[FoundPath],
         query: PathSearch,
         named: frozenset[int],
     ) -> None:
-        out.source.CopyFrom(person_view(snap, path.nodes[0], query.tenant))
-        for i, edge in enumerate(path.edges):
-            a, b = path.nodes[i], path.nodes[i + 1]
-            hop = out.hops.add()
-            hop.person.CopyFrom(person_view(snap, b, query.tenant, named))
-            evidence = hop.evidence
-            evidence.strength = float(snap.strength(np.array([edge]), query.as_of)[0])
-            score = scale.score(float(snap.strength(np.array([edge]), scale.as_of)[0]), query.tenant)
-            if score is not None:
-                evidence.score, evidence.band = score, _PROTO_BAND[band(score)]
-            evidence.observed_by_requester = int(snap.edge_tenant[edge]) == query.tenant
-            if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
-                # Both people of the tenant's own relationship are held by it, so their employers show.
-                count = int(snap.edge_count[edge])
-                employers = shared_employers(snap, a, b)
-                evidence.last_interaction.CopyFrom(timestamp_pb2.Timestamp(seconds=int(snap.edge_last_ts[edge])))
-                evidence.interaction_count = count
-                evidence.two_way_share = min(1.0, 2.0 * int(snap.edge_two_way[edge]) / max(count, 1))
-                evidence.shared_employer_count = len(employers)
-                evidence.shared_employers.extend(employers)
-        if out.hops[0].evidence.band:  # scored: the tenant has a scale
-            out.score = min(hop.evidence.score for hop in out.hops)
-            out.band = _PROTO_BAND[band(out.score)]
+        """The paths with people as the tenant may see them and each hop's evidence; strengths and
+        scores of every hop computed at once, each person's view once."""
+        edges = np.array([e for path in paths for e in path.edges], dtype=np.int64)
+        strengths = snap.strength(edges, query.as_of).tolist()
+        scored = scale.scores(snap.strength(edges, scale.as_of), query.tenant)
+        scores = [-1] * len(edges) if scored is None else scored.tolist()
+        views: dict[int, common_pb2.PersonView] = {}
+
+        def view(node: int) -> common_pb2.PersonView:
+            if node not in views:
+                views[node] = person_view(snap, node, query.tenant, named)
+            return views[node]
+
+        i = 0
+        for path in paths:
+            out = response.paths.add(strength=path.strength)
+            out.source.CopyFrom(view(path.nodes[0]))
+            for a, b, edge in zip(path.nodes, path.nodes[1:], path.edges):
+                hop = out.hops.add()
+                hop.person.CopyFrom(view(b))
+                self._add_evidence(snap, hop.evidence, a, b, edge, query.tenant)
+                hop.evidence.strength = strengths[i]
+                if scores[i] >= 0:
+                    hop.evidence.score, hop.evidence.band = scores[i], _PROTO_BAND[band(scores[i])]
+                i += 1
+            if out.hops[0].evidence.band:  # scored: the tenant has a scale
+                out.score = min(hop.evidence.score for hop in out.hops)
+                out.band = _PROTO_BAND[band(out.score)]
+
+    @staticmethod
+    def _add_evidence(
+        snap: Snapshot, evidence: warm_paths_pb2.HopEvidence, a: int, b: int, edge: int, tenant: int
+    ) -> None:
+        evidence.observed_by_requester = int(snap.edge_tenant[edge]) == tenant
+        if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
+            # Both people of the tenant's own relationship are held by it, so their employers show.
+            count = int(snap.edge_count[edge])
+            employers = shared_employers(snap, a, b)
+            evidence.last_interaction.CopyFrom(timestamp_pb2.Timestamp(seconds=int(snap.edge_last_ts[edge])))
+            evidence.interaction_count = count
+            evidence.two_way_share = min(1.0, 2.0 * int(snap.edge_two_way[edge]) / max(count, 1))
+            evidence.shared_employer_count = len(employers)
+            evidence.shared_employers.extend(employers)
 
     def _resolve(
         self, snap: Snapshot, auth: AuthContext, request: warm_paths_pb2.FindWarmPathsRequest

@@ -72,7 +72,7 @@ def serving(graph: InMemoryGraph, clock: Clock, registry: ModelRegistry) -> Serv
         graph,
         holder,
         WarmPathsService(holder, pseudo, clock),
-        BuyerIntelligenceService(holder, graph, clock, CohortMinimum(deals=1, tenants=1)),
+        BuyerIntelligenceService(holder, clock, CohortMinimum(deals=1, tenants=1)),
     )
 
 

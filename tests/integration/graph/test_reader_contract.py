@@ -56,7 +56,7 @@ def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
         "companies": sorted(reader.companies(scope)),
         "tenants": sorted(reader.tenants(scope)),
         "economic_buyers": sorted(reader.economic_buyers(scope)),
-        "company": [reader.company(c.cid, scope) for c in sorted(reader.companies(ALL_TENANTS))[:5]],
+        "named_companies": reader.named_companies(scope),
         "deals": sorted((_plain(d) for d in bundle.deals), key=lambda d: (d["tenant"], d["deal_id"])),
         "bundle": _plain({f: getattr(bundle, f) for f in ("jobs", "staff", "signals", "ties", "held_by")}),
         "shared": sorted(bundle.shared),

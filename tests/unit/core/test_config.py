@@ -35,3 +35,10 @@ def test_file_settings_with_unknown_keys_are_refused(tmp_path: Path) -> None:
 def test_short_network_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="RELGRAPH_NETWORK_KEY"):
         load_config({"RELGRAPH_NETWORK_KEY": "short"})
+
+
+def test_log_level_is_one_of_the_named_levels() -> None:
+    assert load_config({}).server.log_level == "INFO"
+    assert load_config({"RELGRAPH_LOG_LEVEL": "DEBUG"}).server.log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="log_level must be one of DEBUG, INFO, WARNING, ERROR"):
+        load_config({"RELGRAPH_LOG_LEVEL": "verbose"})
