@@ -309,12 +309,10 @@ class InMemoryGraph:
         }
         return sorted(found)
 
-    def company(self, cid: str, scope: TenantScope) -> CompanyRow | None:
-        attrs = self.company_attrs.get(cid)
-        named = any(scope.allows(t) and d.get("cid") == cid for (t, _), d in self.deals.items()) or any(
-            scope.allows(k[0]) and k[2] == cid for k in self.jobs
-        )
-        return CompanyRow(cid, attrs["industry"], attrs["size_band"]) if attrs is not None and named else None
+    def named_companies(self, scope: TenantScope) -> list[tuple[str, str]]:
+        accounts = {(t, d["cid"]) for (t, _), d in self.deals.items() if d.get("cid")}
+        employers = {(k[0], k[2]) for k in self.jobs}
+        return sorted((t, cid) for t, cid in accounts | employers if scope.allows(t))
 
     def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
         deals = [

@@ -170,12 +170,11 @@ MATCH (c:Company) RETURN c.cid AS cid, coalesce(c.industry, '') AS industry, coa
 )
 
 # A company as one tenant's own records know it: an account of its deals or an employer in its records.
-_COMPANY = Query(
-    "read.company",
+_NAMED_COMPANIES = Query(
+    "read.named_companies",
     """
-MATCH (c:Company {cid: $cid})
-WHERE $tenants IS NULL OR EXISTS { (c)<-[r:FOR|WORKED_AT]-() WHERE r.tenant_id IN $tenants }
-RETURN coalesce(c.industry, '') AS industry, coalesce(c.size_band, '') AS size_band
+MATCH ()-[r:FOR|WORKED_AT]->(c:Company) WHERE $tenants IS NULL OR r.tenant_id IN $tenants
+RETURN DISTINCT r.tenant_id AS tenant, c.cid AS cid
 """,
 )
 
@@ -363,9 +362,8 @@ class Neo4jReader:
 
     # -- answers, training and keys ----------------------------------------------------------------
 
-    def company(self, cid: str, scope: TenantScope) -> CompanyRow | None:
-        rows = self._store.read(_COMPANY, cid=cid, tenants=scope.names())
-        return CompanyRow(cid, rows[0]["industry"], rows[0]["size_band"]) if rows else None
+    def named_companies(self, scope: TenantScope) -> list[tuple[str, str]]:
+        return sorted((r["tenant"], r["cid"]) for r in self._store.read(_NAMED_COMPANIES, tenants=scope.names()))
 
     def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
         rows = self._store.read(_DEALS, tenants=scope.names(), deal_ids=None if deal_ids is None else list(deal_ids))

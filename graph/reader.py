@@ -145,9 +145,9 @@ class GraphReader(Protocol):
         ...
 
     # -- answers, training and keys ----------------------------------------------------------------
-    def company(self, cid: str, scope: TenantScope) -> CompanyRow | None:
-        """A company the scope's own records name (an account of its deals, an employer in its
-        records); None for any other, known or not."""
+    def named_companies(self, scope: TenantScope) -> list[tuple[str, str]]:
+        """(tenant, company id) of every company a tenant's own records name (an account of its
+        deals, an employer in its records), sorted."""
         ...
 
     def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
