@@ -110,6 +110,9 @@ class Driver:
     deals_without: int
 
 
+_MAX_KEPT_ANSWERS = 10_000  # distinct questions whose answers a model keeps (cohorts x profiles: few)
+
+
 @dataclass(frozen=True)
 class BuyerProcessAnswer:
     stages: list[StageForecast]
@@ -151,6 +154,8 @@ class BuyerProcessModel:
             if len(row) == len(self.stages):
                 self._stage_days[i] = row
         self._trusted = ~np.isnan(self._stage_days).any(axis=1)
+        # Answers are a pure function of the question and the (immutable) facts: kept, up to a bound.
+        self._answers: dict[tuple[Any, ...], BuyerProcessAnswer] = {}
         self._stall_limit = (
             STALL_FACTOR * np.nanmedian(self._stage_days[self._trusted], axis=0)
             if self._trusted.any()
@@ -169,6 +174,17 @@ class BuyerProcessModel:
         """Statistics for the narrowest level of `cohort` (industry, size_band, amount_band, product;
         "" = any) that rests on enough deals and tenants. Profile codes (amount band, product) are
         dropped first; with `roll_up` the size band and then the industry are dropped too."""
+        key = (tuple(sorted(cohort.items())), minimum, roll_up, eb_engaged_early)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._predict(cohort, minimum=minimum, roll_up=roll_up, eb_engaged_early=eb_engaged_early)
+            if len(self._answers) < _MAX_KEPT_ANSWERS:
+                self._answers[key] = answer
+        return answer
+
+    def _predict(
+        self, cohort: dict[str, str], *, minimum: CohortMinimum, roll_up: bool, eb_engaged_early: bool
+    ) -> BuyerProcessAnswer:
         levels = [dict(cohort)]
         for key in ("product", "amount_band", *(("size_band", "industry") if roll_up else ())):
             if levels[-1].get(key):

@@ -35,6 +35,7 @@ from graph.reader import (
     PersonRow,
     TenantRow,
     TenantScope,
+    Ties,
 )
 from graph.records import parse_record
 from graph.writes import ACTIVITY_KEY, NATURAL_KEYS, first_per_key, knows_updates, last_per_key
@@ -334,11 +335,7 @@ class InMemoryGraph:
         for (tenant, sid), a in sorted(self.activities.items()):
             if a.kind == "signal" and a.by in around and tenant in tenants:
                 signals[(tenant, a.by)].append(Signal(sid, a.by, a.type, a.topic, a.value, a.ts))
-        ties: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = defaultdict(list)
-        for (tenant, lo, hi), log in sorted(self.knows_logs.items()):
-            for pid, member in ((lo, hi), (hi, lo)):
-                if tenant in tenants and pid in buyer_side and (tenant, member) in self.members:
-                    ties[(tenant, pid)].append((member, np.sort(np.array(sorted(log.events), dtype=np.int64) >> 3)))
+        ties = self.ties_to_members(sorted(buyer_side), TenantScope.of(*tenants))
         sharing = {t for t, s in self.tenant_settings.items() if s["share_identities"]}
         return DealBundle(
             deals=deals,
@@ -349,6 +346,15 @@ class InMemoryGraph:
             held_by={pid: frozenset(self._holders(pid)) for pid in sorted(around) if pid in self.persons},
             shared=frozenset(pid for pid in around if any((t, pid) in self.members for t in sharing)),
         )
+
+    def ties_to_members(self, pids: Sequence[str], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
+        wanted = set(pids)
+        ties: dict[tuple[str, str], list[Ties]] = defaultdict(list)
+        for (tenant, lo, hi), log in sorted(self.knows_logs.items()):
+            for pid, member in ((lo, hi), (hi, lo)):
+                if scope.allows(tenant) and pid in wanted and (tenant, member) in self.members:
+                    ties[(tenant, pid)].append((member, np.sort(np.array(sorted(log.events), dtype=np.int64) >> 3)))
+        return dict(ties)
 
     def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
         return [

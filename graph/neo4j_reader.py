@@ -27,6 +27,7 @@ from graph.reader import (
     PersonRow,
     TenantRow,
     TenantScope,
+    Ties,
 )
 from graph.store import GraphStore, Query
 
@@ -391,11 +392,7 @@ class Neo4jReader:
                 signals[(row["tenant"], row["pid"])].append(
                     Signal(row["id"], row["pid"], row["kind"], row["topic"], row["value"], int(row["ts"]))
                 )
-        ties: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = defaultdict(list)
-        for chunk in _chunks(buyer_side, _BUNDLE_CHUNK):
-            for row in self._store.read(_TIES_TO_MEMBERS, pids=chunk, tenants=tenants):
-                times, _, _ = decode_events(np.asarray(row["events"], dtype=np.int64))
-                ties[(row["tenant"], row["pid"])].append((row["member"], np.sort(times)))
+        ties = self.ties_to_members(buyer_side, TenantScope.of(*tenants))
         held_by: dict[str, frozenset[str]] = {}
         shared: set[str] = set()
         for chunk in _chunks(around, _BUNDLE_CHUNK):
@@ -412,6 +409,17 @@ class Neo4jReader:
             held_by=held_by,
             shared=frozenset(shared),
         )
+
+    def ties_to_members(self, pids: Sequence[str], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
+        ties: dict[tuple[str, str], list[Ties]] = defaultdict(list)
+        tenants = scope.names()
+        if tenants is None:
+            tenants = [t.tenant for t in self.tenants(ALL_TENANTS)]
+        for chunk in _chunks(sorted(pids), _BUNDLE_CHUNK):
+            for row in self._store.read(_TIES_TO_MEMBERS, pids=chunk, tenants=tenants):
+                times, _, _ = decode_events(np.asarray(row["events"], dtype=np.int64))
+                ties[(row["tenant"], row["pid"])].append((row["member"], np.sort(times)))
+        return dict(ties)
 
     def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
         rows = self._store.read(_DEALS_CHANGED, since=since_ms, tenants=scope.names())

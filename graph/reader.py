@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
+import numpy as np
+
 from graph.deal_bundle import DealBundle
 from graph.interaction_log import ExportScope, InteractionLog
 from graph.scope import ALL_TENANTS, TenantScope
@@ -21,6 +23,7 @@ __all__ = [
     "ALL_TENANTS",
     "ApiKeyRecord",
     "CompanyRow",
+    "DealChange",
     "EconomicBuyer",
     "Erasure",
     "GraphReader",
@@ -29,6 +32,7 @@ __all__ = [
     "PersonRow",
     "TenantRow",
     "TenantScope",
+    "Ties",
 ]
 
 
@@ -59,6 +63,9 @@ class KnowsRow(NamedTuple):
 class PersonChange(NamedTuple):
     pid: str
     updated_at: int  # ms
+
+
+Ties = tuple[str, np.ndarray]  # (a tenant's member, the times they interacted with the person)
 
 
 class DealChange(NamedTuple):
@@ -152,6 +159,11 @@ class GraphReader(Protocol):
 
     def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
         """The scope's deals (only `deal_ids` when given) with everything around them."""
+        ...
+
+    def ties_to_members(self, pids: Sequence[str], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
+        """Per (tenant, pid) of `pids`, the person's KNOWS relationships logged by a tenant of `scope`
+        with that tenant's members, as (member, event times sorted): the ties a deal bundle holds."""
         ...
 
     def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:

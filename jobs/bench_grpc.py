@@ -30,7 +30,9 @@ from grpc_health.v1 import health_pb2
 
 from core.config import Config, RateLimit
 from core.errors import ConfigError
+from core.vocabulary import parse_time
 from gnn.registry import ModelRegistry
+from graph.ingest import ingest
 from graph.neo4j_reader import Neo4jReader
 from graph.pseudonymize import Pseudonymizer
 from graph.reader import ALL_TENANTS
@@ -39,11 +41,13 @@ from jobs.generate import AS_OF, GeneratorConfig
 from jobs.train_buyer import train_buyer_model
 from jobs.train_deals import DealSettings, train_deal_model
 from relgraph.v1 import buyer_intelligence_pb2, warm_paths_pb2
+from server.state import ServingStateHolder
 
 GHZ_VERSION = "v0.120.0"
 _GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz"
 _PEPPER = "bench-pepper-0123456789"
 _TARGETS = 500  # distinct requests per call, sent round robin
+_REFRESH_EVERY = 100  # one interaction in this many happens again before the refresh is timed
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ def run_grpc_benchmark(
             rss_before = process.memory_info().rss
             results = {call.label: _drive(ghz, address, call, seconds, concurrency) for call in calls}
             rss_after = process.memory_info().rss
+            refresh = _refresh_cost(graph, server.holder, Pseudonymizer(network_key))
         finally:
             server.stop()
     ceiling = results[calls[0].label]["requests_per_s"] or 1.0
@@ -135,6 +140,7 @@ def run_grpc_benchmark(
         "calls": results,
         "server_rss_mb_before": round(rss_before / 2**20, 1),
         "server_rss_mb_after": round(rss_after / 2**20, 1),
+        "refresh": refresh,
         "note": "the load generator shares the machine's cores with the server",
     }
 
@@ -216,6 +222,31 @@ def _calls(graph: BenchGraph, seed: int) -> list[Call]:
 
 def _sample(rng: random.Random, items: set[str]) -> list[str]:
     return rng.sample(sorted(items), min(_TARGETS, len(items)))
+
+
+def _refresh_cost(graph: BenchGraph, holder: ServingStateHolder, pseudo: Pseudonymizer) -> dict[str, Any]:
+    """Seconds of the serving state's refresh after 1% of the interactions happen again (new events
+    between the same people, a second later), against a full build of the same state."""
+    interactions = (graph.data / "ingest" / "interactions.jsonl").read_text().splitlines()
+    again = [json.loads(line) for line in interactions[::_REFRESH_EVERY]]
+    with tempfile.TemporaryDirectory(prefix="relgraph-bench-change-") as tmp:
+        change = Path(tmp) / "interactions.jsonl"
+        moved = [{**r, "id": f"{r['id']}-again", "ts": parse_time(r["ts"]) + 1} for r in again]
+        change.write_text("".join(json.dumps(r) + "\n" for r in moved))
+        ingest(graph.store, [change], pseudo, progress=False)
+    began = time.perf_counter()
+    holder.refresh()
+    incremental = time.perf_counter() - began
+    began = time.perf_counter()
+    holder.refresh(full=True)
+    full = time.perf_counter() - began
+    return {
+        "changed_interactions": len(again),
+        "of_interactions": len(interactions),
+        "incremental_s": round(incremental, 3),
+        "full_build_s": round(full, 3),
+        "incremental_of_full": round(incremental / full, 3),
+    }
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -353,4 +384,9 @@ def render_grpc_benchmark(r: dict[str, Any]) -> str:
             f"{c['p50_ms']:>8.2f} {c['p99_ms']:>8.2f} {c['errors']:>7}"
         )
     lines.append(f"server RSS {r['server_rss_mb_before']} MiB before the load, {r['server_rss_mb_after']} MiB after")
+    f = r["refresh"]
+    lines.append(
+        f"refresh after {f['changed_interactions']:,} of {f['of_interactions']:,} interactions happened again: "
+        f"{f['incremental_s']} s, against {f['full_build_s']} s for a full build ({f['incremental_of_full']:.1%})"
+    )
     return "\n".join(lines)

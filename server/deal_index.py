@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from graph.deal_bundle import Deal, DealBundle, Signal
-from graph.reader import ALL_TENANTS, GraphReader
+from graph.reader import ALL_TENANTS, GraphReader, TenantScope
 
 DealKey = tuple[str, str]  # (tenant, deal id)
 
@@ -81,10 +81,11 @@ class DealIndex:
         """Whether the tenant's own records name the company (an account of its deals, an employer)."""
         return cid in self.named_companies.get(tenant, frozenset())
 
-    def affected_by(self, pids: Iterable[str], employers: Iterable[str]) -> set[DealKey]:
-        """Deals around any of `pids`, or at one of the `employers` (companies where they work)."""
+    def affected_by(self, people: Iterable[str], employers: Iterable[str]) -> set[DealKey]:
+        """Deals around any of `people` (whose records changed), or at one of the `employers`
+        (where those people work)."""
         keys: set[DealKey] = set()
-        for pid in pids:
+        for pid in people:
             keys |= self._around.get(pid, frozenset())
         for cid in employers:
             keys |= self._at_account.get(cid, frozenset())
@@ -101,6 +102,11 @@ def _people_around(data: DealBundle, deal: Deal) -> set[str]:
         *deal.seller.tolist(),
         *data.staff.get(deal.cid, ()),
     } - {""}
+
+
+def _buyer_side_of(network: DealBundle) -> set[str]:
+    """The deals' listed contacts and the buyer side of their logged interactions: whose ties they read."""
+    return {p for deal in network.deals for p in (*deal.contacts, *deal.buyer.tolist())}
 
 
 def _tenant_views(network: DealBundle) -> dict[str, DealBundle]:
@@ -137,16 +143,37 @@ def read_deal_index(reader: GraphReader, *, people_ms: int, knows_ms: int) -> De
 
 
 def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
-    """`index` with what changed since it was read: only the deals those changes touch are read."""
+    """`index` with what changed since it was read: the deals whose records changed or around a
+    person whose records changed are read again whole; people whose relationships changed have
+    only their ties to the tenants' members read again."""
     seen = index.watermarks
     changed_deals = reader.deals_changed(seen.deals, ALL_TENANTS)
     changed_people = reader.people_changed(seen.people, ALL_TENANTS)
     changed_knows = reader.knows_changed(seen.knows, ALL_TENANTS)
     if not (changed_deals or changed_people or changed_knows):
         return index
-    pids = {c.pid for c in changed_people} | {p for k in changed_knows for p in (k.lo, k.hi)}
-    employers = {cid for person in reader.people_by_pid(sorted(pids), ALL_TENANTS) for cid in person.employers}
-    affected = index.affected_by(pids, employers) | {(c.tenant, c.deal_id) for c in changed_deals}
+    people = sorted({c.pid for c in changed_people})
+    employers = (
+        {cid for person in reader.people_by_pid(people, ALL_TENANTS) for cid in person.employers} if people else set()
+    )
+    whole = index.affected_by(people, employers) | {(c.tenant, c.deal_id) for c in changed_deals}
+    related = {p for k in changed_knows for p in (k.lo, k.hi)}
+    network = index.network
+    if whole:
+        fresh = reader.deal_bundle(ALL_TENANTS, sorted({deal_id for _, deal_id in whole}))
+        network = _merged(network, fresh)
+    tenants = {deal.tenant for deal in network.deals}
+    if tenants != {deal.tenant for deal in index.network.deals}:
+        # A tenant's first deal: every buyer-side person's ties with its members are new to the index.
+        return read_deal_index(reader, people_ms=seen.people, knows_ms=seen.knows)
+    buyer_side = _buyer_side_of(network)
+    # Ties are read for every buyer-side person and every tenant with deals: again for those whose
+    # relationships changed, and for the newly listed.
+    tied = sorted((related & buyer_side) | (buyer_side - _buyer_side_of(index.network)))
+    if tied:
+        fresh_ties = reader.ties_to_members(tied, TenantScope.of(*tenants))
+        kept = {key: ties for key, ties in network.ties.items() if key[1] not in set(tied)}
+        network = replace(network, ties={**kept, **fresh_ties})
     watermarks = Watermarks(
         deals=max([seen.deals, *(c.updated_at for c in changed_deals)]),
         people=max([seen.people, *(c.updated_at for c in changed_people)]),
@@ -154,10 +181,7 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
     )
     # Employment and deal records are what name companies; KNOWS changes name none.
     named = _named(reader) if changed_deals or changed_people else index.named_companies
-    if not affected:
-        return DealIndex.of(index.network, watermarks, named)
-    fresh = reader.deal_bundle(ALL_TENANTS, sorted({deal_id for _, deal_id in affected}))
-    return DealIndex.of(_merged(index.network, fresh), watermarks, named)
+    return DealIndex.of(network, watermarks, named)
 
 
 def _named(reader: GraphReader) -> dict[str, frozenset[str]]:
@@ -170,14 +194,14 @@ def _named(reader: GraphReader) -> dict[str, frozenset[str]]:
 def _merged(network: DealBundle, fresh: DealBundle) -> DealBundle:
     """`network` with the deals of `fresh` (read whole, with everything around them) replacing
     their earlier selves, and everything `fresh` read about people and accounts replacing what was
-    known of them."""
+    known of them (but ties, which the caller reads for every tenant with deals)."""
     replaced = {(d.tenant, d.deal_id) for d in fresh.deals}
     return DealBundle(
         deals=[d for d in network.deals if (d.tenant, d.deal_id) not in replaced] + fresh.deals,
         jobs={**network.jobs, **fresh.jobs},
         staff={**network.staff, **fresh.staff},
         signals={**network.signals, **fresh.signals},
-        ties={**network.ties, **fresh.ties},
+        ties=network.ties,  # read again with everyone else's whose ties changed
         held_by={**network.held_by, **fresh.held_by},
         shared=(network.shared - fresh.held_by.keys()) | fresh.shared,
     )

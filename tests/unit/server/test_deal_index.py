@@ -16,23 +16,28 @@ from graph.deal_bundle import DealBundle
 from graph.ingest import read_records
 from graph.memory_reader import InMemoryGraph
 from graph.pseudonymize import Pseudonymizer
-from graph.reader import TenantScope
+from graph.reader import TenantScope, Ties
 from jobs.generate import AS_OF
 from server import snapshot as snapshots
 from server.deal_index import DealIndex, read_deal_index, refresh_deal_index
 
 
 class CountingReader(InMemoryGraph):
-    """The in-memory graph, counting the deals each `deal_bundle` read asks for."""
+    """The in-memory graph, counting what each deal read and each ties read asks for."""
 
     def __init__(self, pseudo: Pseudonymizer) -> None:
         super().__init__(pseudo)
         self.deals_read: list[int] = []
+        self.ties_read: list[int] = []
 
     def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
         bundle = super().deal_bundle(scope, deal_ids)
         self.deals_read.append(len(bundle.deals))
         return bundle
+
+    def ties_to_members(self, pids: Sequence[str], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
+        self.ties_read.append(len(pids))
+        return super().ties_to_members(pids, scope)
 
 
 def _records(network: Path) -> list[dict[str, Any]]:
@@ -99,6 +104,8 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
 
     deal = next(r for r in records if r["kind"] == "deal")
     staff = next(r for r in records if r["kind"] == "employment" and r["company"] == deal["account"])
+    contact = next(r for r in records if r["kind"] == "deal_contact" and r["deal"] == deal["id"])
+    member = next(r for r in records if r["kind"] == "member" and r["tenant"] == deal["tenant"])
     changes = (
         {**deal, "amount": 1234.5},  # the deal's own record
         {  # someone at its account answers a poll
@@ -110,6 +117,15 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
             "email": staff["email"],
             "topic": "contract_end",
             "value": "10-12_months",
+        },
+        {  # a member emails a buyer-side contact of the deal (a tie the deal reads), outside the deal
+            "kind": "interaction",
+            "tenant": deal["tenant"],
+            "id": "m-new-1",
+            "type": "email",
+            "ts": AS_OF - 7200,
+            "from": member["email"],
+            "to": [contact["email"]],
         },
         {  # a new person starts at the account
             "kind": "employment",
@@ -123,9 +139,13 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
     )
     for change in changes:
         graph.deals_read.clear()
+        graph.ties_read.clear()
         graph.ingest([change])
         index = refresh_deal_index(index, graph)
-        assert graph.deals_read and max(graph.deals_read) < total, change  # only deals around the change
+        assert graph.deals_read or graph.ties_read, change  # the change was read...
+        assert max(graph.deals_read, default=0) < total, change  # ...but only the deals around it
+        if change["kind"] == "interaction":  # a relationship, not a deal, changed: only ties are read
+            assert graph.deals_read == [] and graph.ties_read == [1]  # the contact's (the member is no buyer)
         assert _content(index) == _content(_index(graph)), change
     _, served = index.find(deal["tenant"], deal["id"]) or (None, None)
     assert served is not None and served.amount == 1234.5
