@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.vocabulary import KINDS
-from graph.deal_bundle import DealBundle, Job, Signal, deal_from_row
+from graph.deal_bundle import Deal, DealBundle, Job, Signal, deal_from_row
 from graph.events import TWO_WAY_CODES, decode_events
 from graph.interaction_log import ExportScope, InteractionLog, build_interaction_log
 from graph.pseudonymize import Pseudonymizer
@@ -36,6 +36,7 @@ from graph.reader import (
     TenantRow,
     TenantScope,
     Ties,
+    bundle_of,
 )
 from graph.records import parse_record
 from graph.writes import ACTIVITY_KEY, NATURAL_KEYS, first_per_key, knows_updates, last_per_key
@@ -82,7 +83,7 @@ class InMemoryGraph:
         self.members: dict[tuple[str, str], dict[str, str]] = {}  # (tenant, pid) -> role, team, level, function
         self.jobs: dict[tuple[str, str, str, int], dict[str, Any]] = {}  # (tenant, pid, cid, from) -> to, level, fn
         self.knows_logs: dict[tuple[str, str, str], _Knows] = {}  # (tenant, lo, hi)
-        self.deals: dict[tuple[str, str], dict[str, Any]] = {}  # (tenant, deal id) -> attributes ({} for a stub)
+        self.deal_records: dict[tuple[str, str], dict[str, Any]] = {}  # (tenant, deal id) -> attributes ({} for a stub)
         self.deal_updated: dict[tuple[str, str], int] = {}  # (tenant, deal id) -> updated_at, as Deal.updated_at
         self.contacts: dict[tuple[str, str, str], str] = {}  # (tenant, deal id, pid) -> role
         self.activities: dict[tuple[str, str], _Activity] = {}  # (tenant, id)
@@ -95,7 +96,7 @@ class InMemoryGraph:
         return next(self._clock)
 
     def _touch_deal(self, tenant: str, deal_id: str) -> None:
-        self.deals.setdefault((tenant, deal_id), {})
+        self.deal_records.setdefault((tenant, deal_id), {})
         self.deal_updated[(tenant, deal_id)] = self._now()
 
     def _person(self, pid: str, *, touched: bool) -> None:
@@ -143,11 +144,11 @@ class InMemoryGraph:
     def _deal(self, row: dict[str, Any]) -> None:
         key = (row["tenant"], row["deal_id"])
         self.company_attrs.setdefault(row["cid"], {"industry": "", "size_band": ""})
-        previous = self.deals.get(key, {}).get("owner")
+        previous = self.deal_records.get(key, {}).get("owner")
         if previous is not None and previous != row["owner"]:
             self._person(previous, touched=True)  # the replaced owner loses a relationship
         self._person(row["owner"], touched=True)
-        self.deals[key] = {
+        self.deal_records[key] = {
             k: row[k]
             for k in ("cid", "owner", "amount", "created", "product", "stage_names", "stage_ts", "closed", "outcome")
         }
@@ -221,7 +222,7 @@ class InMemoryGraph:
             del self.jobs[job]
         for contact in [k for k in self.contacts if mine(k[0]) and k[2] == pid]:
             del self.contacts[contact]
-        for key, deal in self.deals.items():
+        for key, deal in self.deal_records.items():
             if mine(key[0]) and deal.get("owner") == pid:
                 deal["owner"] = None
         if not self._holders(pid):
@@ -233,7 +234,7 @@ class InMemoryGraph:
         """Tenants of every relationship touching the person (graph.operations' erasure scope test)."""
         held = {t for (t, p) in self.members if p == pid} | {k[0] for k in self.jobs if k[1] == pid}
         held |= {k[0] for k in self.knows_logs if pid in k[1:]} | {k[0] for k in self.contacts if k[2] == pid}
-        held |= {k[0] for k, d in self.deals.items() if d.get("owner") == pid}
+        held |= {k[0] for k, d in self.deal_records.items() if d.get("owner") == pid}
         held |= {k[0] for k, a in self.activities.items() if a.by == pid or pid in a.with_}
         return held
 
@@ -251,7 +252,7 @@ class InMemoryGraph:
         )
         current = next(((k[2], v["level"], v["function"]) for k, v in jobs if v["to"] == -1), None)
         non_knows = {k[0] for k in self.jobs if k[1] == pid} | {k[0] for k in self.contacts if k[2] == pid}
-        non_knows |= {k[0] for k, d in self.deals.items() if d.get("owner") == pid}
+        non_knows |= {k[0] for k, d in self.deal_records.items() if d.get("owner") == pid}
         non_knows |= {k[0] for k, a in self.activities.items() if a.by == pid or pid in a.with_}
         return PersonRow(
             pid=pid,
@@ -304,47 +305,47 @@ class InMemoryGraph:
 
     def economic_buyers(self, scope: TenantScope) -> list[EconomicBuyer]:
         found = {
-            EconomicBuyer(t, pid, self.deals[(t, d)]["cid"])
+            EconomicBuyer(t, pid, self.deal_records[(t, d)]["cid"])
             for (t, d, pid), role in self.contacts.items()
-            if role == "economic_buyer" and scope.allows(t) and self.deals.get((t, d), {}).get("cid")
+            if role == "economic_buyer" and scope.allows(t) and self.deal_records.get((t, d), {}).get("cid")
         }
         return sorted(found)
 
     def named_companies(self, scope: TenantScope) -> list[tuple[str, str]]:
-        accounts = {(t, d["cid"]) for (t, _), d in self.deals.items() if d.get("cid")}
+        accounts = {(t, d["cid"]) for (t, _), d in self.deal_records.items() if d.get("cid")}
         employers = {(k[0], k[2]) for k in self.jobs}
         return sorted((t, cid) for t, cid in accounts | employers if scope.allows(t))
 
-    def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
-        deals = [
+    def deals(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> list[Deal]:
+        return [
             deal_from_row(self._deal_row(t, d))
-            for (t, d), attrs in sorted(self.deals.items())
+            for (t, d), attrs in sorted(self.deal_records.items())
             if attrs.get("created") is not None and scope.allows(t) and (deal_ids is None or d in deal_ids)
         ]
-        tenants = {d.tenant for d in deals}
-        cids = {d.cid for d in deals if d.cid}
+
+    def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
+        return bundle_of(self, self.deals(scope, deal_ids))
+
+    def deal_surroundings(self, pids: Sequence[str], cids: Sequence[str], scope: TenantScope) -> DealBundle:
+        wanted = set(pids)
         staff = {cid: sorted({k[1] for k in self.jobs if k[2] == cid}) for cid in sorted(cids)}
-        staff = {cid: people for cid, people in staff.items() if people}
-        buyer_side = {p for d in deals for p in (*d.contacts, *d.buyer.tolist())}
-        around = buyer_side | {p for people in staff.values() for p in people}
         jobs: dict[str, list[Job]] = defaultdict(list)
         for (_, pid, cid, start), job in sorted(self.jobs.items()):
-            if pid in around | {d.owner for d in deals}:
+            if pid in wanted:
                 jobs[pid].append(Job(cid, start, job["to"], job["level"], job["function"]))
         signals: dict[tuple[str, str], list[Signal]] = defaultdict(list)
         for (tenant, sid), a in sorted(self.activities.items()):
-            if a.kind == "signal" and a.by in around and tenant in tenants:
+            if a.kind == "signal" and a.by in wanted and scope.allows(tenant):
                 signals[(tenant, a.by)].append(Signal(sid, a.by, a.type, a.topic, a.value, a.ts))
-        ties = self.ties_to_members(sorted(buyer_side), TenantScope.of(*tenants))
         sharing = {t for t, s in self.tenant_settings.items() if s["share_identities"]}
         return DealBundle(
-            deals=deals,
+            deals=[],
             jobs=dict(jobs),
-            staff=staff,
+            staff={cid: people for cid, people in staff.items() if people},
             signals=dict(signals),
-            ties=dict(ties),
-            held_by={pid: frozenset(self._holders(pid)) for pid in sorted(around) if pid in self.persons},
-            shared=frozenset(pid for pid in around if any((t, pid) in self.members for t in sharing)),
+            ties={},
+            held_by={pid: frozenset(self._holders(pid)) for pid in sorted(wanted) if pid in self.persons},
+            shared=frozenset(pid for pid in wanted if any((t, pid) in self.members for t in sharing)),
         )
 
     def ties_to_members(self, pids: Sequence[str], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
@@ -364,7 +365,7 @@ class InMemoryGraph:
         ]
 
     def _deal_row(self, tenant: str, deal_id: str) -> dict[str, Any]:
-        deal = self.deals[(tenant, deal_id)]
+        deal = self.deal_records[(tenant, deal_id)]
         attrs = self.company_attrs.get(deal["cid"], {"industry": "", "size_band": ""})
         interactions = []
         for (t, _), a in self.activities.items():

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from graph.deal_bundle import DealBundle, Job, Signal, deal_from_row
+from graph.deal_bundle import Deal, DealBundle, Job, Signal, deal_from_row
 from graph.events import decode_events
 from graph.interaction_log import ExportScope, InteractionLog, build_interaction_log
 from graph.reader import (
@@ -28,6 +28,7 @@ from graph.reader import (
     TenantRow,
     TenantScope,
     Ties,
+    bundle_of,
 )
 from graph.store import GraphStore, Query
 
@@ -366,55 +367,57 @@ class Neo4jReader:
     def named_companies(self, scope: TenantScope) -> list[tuple[str, str]]:
         return sorted((r["tenant"], r["cid"]) for r in self._store.read(_NAMED_COMPANIES, tenants=scope.names()))
 
-    def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
+    def deals(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> list[Deal]:
         rows = self._store.read(_DEALS, tenants=scope.names(), deal_ids=None if deal_ids is None else list(deal_ids))
         for row in rows:  # the empty placeholder rows of OPTIONAL MATCH
             row["contacts"] = [c for c in row["contacts"] if c[0] is not None]
             row["interactions"] = [a for a in row["interactions"] if a[0] is not None and a[2] is not None]
-        deals = [deal_from_row(row) for row in rows]
-        tenants = sorted({d.tenant for d in deals})
-        cids = sorted({d.cid for d in deals if d.cid})
+        return [deal_from_row(row) for row in rows]
+
+    def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
+        return bundle_of(self, self.deals(scope, deal_ids))
+
+    def deal_surroundings(self, pids: Sequence[str], cids: Sequence[str], scope: TenantScope) -> DealBundle:
+        tenants = self._tenant_names(scope)
         staff: dict[str, list[str]] = defaultdict(list)
-        for chunk in _chunks(cids, _BUNDLE_CHUNK):
+        for chunk in _chunks(sorted(cids), _BUNDLE_CHUNK):
             for row in self._store.read(_STAFF_OF, cids=chunk):
                 staff[row["cid"]].append(row["pid"])
-        buyer_side = sorted({p for d in deals for p in (*d.contacts, *d.buyer.tolist())})
-        around = sorted(set(buyer_side) | {p for c in cids for p in staff[c]})
         jobs: dict[str, list[Job]] = defaultdict(list)
-        for chunk in _chunks(sorted(set(around) | {d.owner for d in deals if d.owner}), _BUNDLE_CHUNK):
+        signals: dict[tuple[str, str], list[Signal]] = defaultdict(list)
+        held_by: dict[str, frozenset[str]] = {}
+        shared: set[str] = set()
+        for chunk in _chunks(sorted(pids), _BUNDLE_CHUNK):
             for row in self._store.read(_JOBS_OF, pids=chunk):
                 jobs[row["pid"]].append(
                     Job(row["cid"], int(row["from"]), int(row["to"]), row["level"], row["function"])
                 )
-        signals: dict[tuple[str, str], list[Signal]] = defaultdict(list)
-        for chunk in _chunks(around, _BUNDLE_CHUNK):
             for row in self._store.read(_SIGNALS_BY, pids=chunk, tenants=tenants):
                 signals[(row["tenant"], row["pid"])].append(
                     Signal(row["id"], row["pid"], row["kind"], row["topic"], row["value"], int(row["ts"]))
                 )
-        ties = self.ties_to_members(buyer_side, TenantScope.of(*tenants))
-        held_by: dict[str, frozenset[str]] = {}
-        shared: set[str] = set()
-        for chunk in _chunks(around, _BUNDLE_CHUNK):
             for row in self._store.read(_HOLDERS_OF, pids=chunk):
                 held_by[row["pid"]] = frozenset(t for t in row["held_by"] if t is not None)
                 if row["shared"]:
                     shared.add(row["pid"])
         return DealBundle(
-            deals=deals,
+            deals=[],
             jobs=dict(jobs),
             staff=dict(staff),
             signals=dict(signals),
-            ties=dict(ties),
+            ties={},
             held_by=held_by,
             shared=frozenset(shared),
         )
 
+    def _tenant_names(self, scope: TenantScope) -> list[str]:
+        """The scope's tenants by name (every tenant's for ALL_TENANTS), for queries that need a list."""
+        names = scope.names()
+        return [t.tenant for t in self.tenants(ALL_TENANTS)] if names is None else names
+
     def ties_to_members(self, pids: Sequence[str], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
         ties: dict[tuple[str, str], list[Ties]] = defaultdict(list)
-        tenants = scope.names()
-        if tenants is None:
-            tenants = [t.tenant for t in self.tenants(ALL_TENANTS)]
+        tenants = self._tenant_names(scope)
         for chunk in _chunks(sorted(pids), _BUNDLE_CHUNK):
             for row in self._store.read(_TIES_TO_MEMBERS, pids=chunk, tenants=tenants):
                 times, _, _ = decode_events(np.asarray(row["events"], dtype=np.int64))

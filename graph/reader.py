@@ -11,11 +11,12 @@ and operators. Anything answering one tenant reads with that tenant's scope."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from graph.deal_bundle import DealBundle
+from graph.deal_bundle import Deal, DealBundle
 from graph.interaction_log import ExportScope, InteractionLog
 from graph.scope import ALL_TENANTS, TenantScope
 
@@ -33,7 +34,21 @@ __all__ = [
     "TenantRow",
     "TenantScope",
     "Ties",
+    "bundle_of",
 ]
+
+
+def bundle_of(reader: GraphReader, deals: list[Deal]) -> DealBundle:
+    """`deals` with everything around them, read through `reader`: the staff of their accounts; the
+    jobs, signals (in the deals' tenants' records) and holders of their buyer side, staff and
+    owners; the buyer side's ties to the deals' tenants' members."""
+    tenants = TenantScope.of(*{d.tenant for d in deals})
+    cids = sorted({d.cid for d in deals if d.cid})
+    staff = reader.deal_surroundings([], cids, tenants).staff
+    buyer_side = {p for d in deals for p in (*d.contacts, *d.buyer.tolist())}
+    around = buyer_side | {p for c in cids for p in staff.get(c, ())} | {d.owner for d in deals if d.owner}
+    people = reader.deal_surroundings(sorted(around), [], tenants)
+    return replace(people, deals=deals, staff=staff, ties=reader.ties_to_members(sorted(buyer_side), tenants))
 
 
 class PersonRow(NamedTuple):
@@ -157,8 +172,18 @@ class GraphReader(Protocol):
         deals, an employer in its records), sorted."""
         ...
 
+    def deals(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> list[Deal]:
+        """The scope's deals (only `deal_ids` when given), without what surrounds them."""
+        ...
+
     def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
-        """The scope's deals (only `deal_ids` when given) with everything around them."""
+        """The scope's deals (only `deal_ids` when given) with everything around them (`bundle_of`)."""
+        ...
+
+    def deal_surroundings(self, pids: Sequence[str], cids: Sequence[str], scope: TenantScope) -> DealBundle:
+        """What a deal bundle holds about people and accounts, without deals: the staff of `cids`;
+        the jobs of `pids`, the signals they raised in the scope's tenants' records, and who holds
+        them (and whether they share their identity). No ties (`ties_to_members`)."""
         ...
 
     def ties_to_members(self, pids: Sequence[str], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:

@@ -117,7 +117,13 @@ def run_grpc_benchmark(
         address = f"127.0.0.1:{port}"
         try:
             calls = _calls(graph, seed)
-            strength_source = server.holder.current.snapshot.strength_source
+            snap = server.holder.current.snapshot
+            strength_source = snap.strength_source
+            snapshot = {
+                "people": snap.people,
+                "relationships": snap.relationships,
+                "bytes_per_relationship": round(snap.total_bytes / max(1, snap.relationships), 1),
+            }
             process = psutil.Process()
             _drive(ghz, address, calls[1], min(3.0, seconds), concurrency)  # warm-up
             rss_before = process.memory_info().rss
@@ -137,6 +143,7 @@ def run_grpc_benchmark(
         "load_generator": f"ghz {GHZ_VERSION}" if ghz else "python client (Go is absent, so ghz could not be built)",
         "cores": len(os.sched_getaffinity(0)),
         "strength_source": strength_source,
+        "snapshot": snapshot,
         "calls": results,
         "server_rss_mb_before": round(rss_before / 2**20, 1),
         "server_rss_mb_after": round(rss_after / 2**20, 1),
@@ -384,6 +391,11 @@ def render_grpc_benchmark(r: dict[str, Any]) -> str:
             f"{c['p50_ms']:>8.2f} {c['p99_ms']:>8.2f} {c['errors']:>7}"
         )
     lines.append(f"server RSS {r['server_rss_mb_before']} MiB before the load, {r['server_rss_mb_after']} MiB after")
+    s = r["snapshot"]
+    lines.append(
+        f"snapshot: {s['people']:,} people, {s['relationships']:,} relationships, "
+        f"{s['bytes_per_relationship']} bytes per relationship (every array)"
+    )
     f = r["refresh"]
     lines.append(
         f"refresh after {f['changed_interactions']:,} of {f['of_interactions']:,} interactions happened again: "

@@ -84,6 +84,7 @@ def run_warm_paths_benchmark(
         "relationships": snap.relationships,
         "snapshot_build_seconds": round(build_seconds, 2),
         "snapshot_bytes_per_relationship": round(snap.adjacency_bytes / max(1, snap.relationships), 2),
+        "snapshot_total_bytes_per_relationship": round(snap.total_bytes / max(1, snap.relationships), 2),
         "queries": queries,
         "snapshot": snap_stats,
         "cypher_queries": len(cypher_seconds),

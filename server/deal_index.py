@@ -4,17 +4,17 @@ jobs, the signals the tenant ingested from them, their ties to the tenant's memb
 them), the same data `GraphReader.deal_bundle` gives for one tenant's scope; and the companies each
 tenant's own records name (the buyers a tenant may ask `PredictBuyerProcess` about).
 
-The serving state's refresh keeps it current from what changed since the last refresh: deals
-whose own records changed (`Deal.updated_at`), deals around a person whose records or KNOWS
-relationships changed (people on the deal and staff of its account), and deals at an account where
-such a person works. Only those deals are read again. An erasure, or a tenant changing whether it
-shares identities, rebuilds the index whole (rare, and what is shown of a person then changes
-everywhere)."""
+The serving state's refresh keeps it current from what changed since the last refresh, reading
+only that: deals whose own records changed (`Deal.updated_at`) are read again (without what
+surrounds them); people whose records changed (`Person.updated_at`: jobs, signals, who holds them)
+have their own data read again, and the accounts where they work their staff; people whose
+relationships changed (`KNOWS.updated_at`), and people newly on a deal's buyer side, their ties.
+An erasure, a tenant changing whether it shares identities, or a tenant's first deal rebuilds the
+index whole (rare, and what is shown of a person then changes everywhere)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -42,28 +42,12 @@ class DealIndex:
     watermarks: Watermarks
     named_companies: dict[str, frozenset[str]]  # tenant -> companies its own records name
     _by_key: dict[DealKey, Deal] = field(default_factory=dict, repr=False)
-    _around: dict[str, frozenset[DealKey]] = field(default_factory=dict, repr=False)  # pid -> deals around them
-    _at_account: dict[str, frozenset[DealKey]] = field(default_factory=dict, repr=False)  # company -> its deals
     _tenant_views: dict[str, DealBundle] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, network: DealBundle, watermarks: Watermarks, named_companies: dict[str, frozenset[str]]) -> DealIndex:
-        around: dict[str, set[DealKey]] = defaultdict(set)
-        at_account: dict[str, set[DealKey]] = defaultdict(set)
-        for deal in network.deals:
-            key = (deal.tenant, deal.deal_id)
-            at_account[deal.cid].add(key)
-            for pid in _people_around(network, deal):
-                around[pid].add(key)
-        return cls(
-            network,
-            watermarks,
-            named_companies,
-            {(d.tenant, d.deal_id): d for d in network.deals},
-            {pid: frozenset(keys) for pid, keys in around.items()},
-            {cid: frozenset(keys) for cid, keys in at_account.items()},
-            _tenant_views(network),
-        )
+        by_key = {(d.tenant, d.deal_id): d for d in network.deals}
+        return cls(network, watermarks, named_companies, by_key, _tenant_views(network))
 
     @property
     def deals(self) -> int:
@@ -81,32 +65,17 @@ class DealIndex:
         """Whether the tenant's own records name the company (an account of its deals, an employer)."""
         return cid in self.named_companies.get(tenant, frozenset())
 
-    def affected_by(self, people: Iterable[str], employers: Iterable[str]) -> set[DealKey]:
-        """Deals around any of `people` (whose records changed), or at one of the `employers`
-        (where those people work)."""
-        keys: set[DealKey] = set()
-        for pid in people:
-            keys |= self._around.get(pid, frozenset())
-        for cid in employers:
-            keys |= self._at_account.get(cid, frozenset())
-        return keys
 
-
-def _people_around(data: DealBundle, deal: Deal) -> set[str]:
-    """Everyone whose records enter the deal's answers: owner, contacts, both sides of its logged
-    interactions, and the staff of its account."""
-    return {
-        deal.owner,
-        *deal.contacts,
-        *deal.buyer.tolist(),
-        *deal.seller.tolist(),
-        *data.staff.get(deal.cid, ()),
-    } - {""}
-
-
-def _buyer_side_of(network: DealBundle) -> set[str]:
+def _buyer_side(network: DealBundle) -> set[str]:
     """The deals' listed contacts and the buyer side of their logged interactions: whose ties they read."""
     return {p for deal in network.deals for p in (*deal.contacts, *deal.buyer.tolist())}
+
+
+def _around(network: DealBundle) -> set[str]:
+    """Everyone whose jobs, signals and holders the deals read: the buyer side, the staff of the
+    accounts and the owners."""
+    staff = {p for deal in network.deals for p in network.staff.get(deal.cid, ())}
+    return _buyer_side(network) | staff | {deal.owner for deal in network.deals if deal.owner}
 
 
 def _tenant_views(network: DealBundle) -> dict[str, DealBundle]:
@@ -143,37 +112,50 @@ def read_deal_index(reader: GraphReader, *, people_ms: int, knows_ms: int) -> De
 
 
 def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
-    """`index` with what changed since it was read: the deals whose records changed or around a
-    person whose records changed are read again whole; people whose relationships changed have
-    only their ties to the tenants' members read again."""
+    """`index` with what changed since it was read, reading only that (the module's docstring)."""
     seen = index.watermarks
     changed_deals = reader.deals_changed(seen.deals, ALL_TENANTS)
     changed_people = reader.people_changed(seen.people, ALL_TENANTS)
     changed_knows = reader.knows_changed(seen.knows, ALL_TENANTS)
     if not (changed_deals or changed_people or changed_knows):
         return index
-    people = sorted({c.pid for c in changed_people})
-    employers = (
-        {cid for person in reader.people_by_pid(people, ALL_TENANTS) for cid in person.employers} if people else set()
-    )
-    whole = index.affected_by(people, employers) | {(c.tenant, c.deal_id) for c in changed_deals}
-    related = {p for k in changed_knows for p in (k.lo, k.hi)}
-    network = index.network
-    if whole:
-        fresh = reader.deal_bundle(ALL_TENANTS, sorted({deal_id for _, deal_id in whole}))
-        network = _merged(network, fresh)
+    before = index.network
+    network = before
+    if changed_deals:
+        fresh = reader.deals(ALL_TENANTS, sorted({c.deal_id for c in changed_deals}))
+        replaced = {(d.tenant, d.deal_id) for d in fresh}
+        network = replace(network, deals=[d for d in network.deals if (d.tenant, d.deal_id) not in replaced] + fresh)
     tenants = {deal.tenant for deal in network.deals}
-    if tenants != {deal.tenant for deal in index.network.deals}:
-        # A tenant's first deal: every buyer-side person's ties with its members are new to the index.
+    if tenants != {deal.tenant for deal in before.deals}:  # every person's data gains the new tenant's
         return read_deal_index(reader, people_ms=seen.people, knows_ms=seen.knows)
-    buyer_side = _buyer_side_of(network)
-    # Ties are read for every buyer-side person and every tenant with deals: again for those whose
-    # relationships changed, and for the newly listed.
-    tied = sorted((related & buyer_side) | (buyer_side - _buyer_side_of(index.network)))
+    scope = TenantScope.of(*tenants)
+
+    people = sorted({c.pid for c in changed_people})
+    accounts = {deal.cid for deal in network.deals if deal.cid}
+    employers = {  # accounts someone joined (staff: everyone who works or worked there)
+        cid
+        for person in reader.people_by_pid(people, ALL_TENANTS)
+        for cid in person.employers
+        if cid in accounts and person.pid not in network.staff.get(cid, ())
+    }
+    employers |= accounts - network.staff.keys()  # a new account's staff, or one that had none
+    if employers:  # someone may have joined an account
+        network = replace(
+            network, staff={**network.staff, **reader.deal_surroundings([], sorted(employers), scope).staff}
+        )
+    # Every write that puts a person around a deal (owner, contact, either side of a logged
+    # interaction, an employment at its account) marks them changed: see graph/writes.py.
+    again = sorted(set(people) & _around(network))
+    if again:
+        network = _with_people(network, reader.deal_surroundings(again, [], scope), set(again))
+
+    buyer_side = _buyer_side(network)
+    related = {p for k in changed_knows for p in (k.lo, k.hi)}
+    tied = sorted((related & buyer_side) | (buyer_side - _buyer_side(before)))
     if tied:
-        fresh_ties = reader.ties_to_members(tied, TenantScope.of(*tenants))
         kept = {key: ties for key, ties in network.ties.items() if key[1] not in set(tied)}
-        network = replace(network, ties={**kept, **fresh_ties})
+        network = replace(network, ties={**kept, **reader.ties_to_members(tied, scope)})
+
     watermarks = Watermarks(
         deals=max([seen.deals, *(c.updated_at for c in changed_deals)]),
         people=max([seen.people, *(c.updated_at for c in changed_people)]),
@@ -184,24 +166,19 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
     return DealIndex.of(network, watermarks, named)
 
 
+def _with_people(network: DealBundle, fresh: DealBundle, pids: set[str]) -> DealBundle:
+    """`network` with what `fresh` read of `pids` (jobs, signals, holders) replacing what it held."""
+    return replace(
+        network,
+        jobs={**{p: j for p, j in network.jobs.items() if p not in pids}, **fresh.jobs},
+        signals={**{k: s for k, s in network.signals.items() if k[1] not in pids}, **fresh.signals},
+        held_by={**{p: h for p, h in network.held_by.items() if p not in pids}, **fresh.held_by},
+        shared=(network.shared - pids) | fresh.shared,
+    )
+
+
 def _named(reader: GraphReader) -> dict[str, frozenset[str]]:
     named: dict[str, set[str]] = defaultdict(set)
     for tenant, cid in reader.named_companies(ALL_TENANTS):
         named[tenant].add(cid)
     return {tenant: frozenset(cids) for tenant, cids in named.items()}
-
-
-def _merged(network: DealBundle, fresh: DealBundle) -> DealBundle:
-    """`network` with the deals of `fresh` (read whole, with everything around them) replacing
-    their earlier selves, and everything `fresh` read about people and accounts replacing what was
-    known of them (but ties, which the caller reads for every tenant with deals)."""
-    replaced = {(d.tenant, d.deal_id) for d in fresh.deals}
-    return DealBundle(
-        deals=[d for d in network.deals if (d.tenant, d.deal_id) not in replaced] + fresh.deals,
-        jobs={**network.jobs, **fresh.jobs},
-        staff={**network.staff, **fresh.staff},
-        signals={**network.signals, **fresh.signals},
-        ties=network.ties,  # read again with everyone else's whose ties changed
-        held_by={**network.held_by, **fresh.held_by},
-        shared=(network.shared - fresh.held_by.keys()) | fresh.shared,
-    )

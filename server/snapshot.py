@@ -23,9 +23,10 @@ uint32, an unknown tenant, a malformed pid) is skipped and counted, never allowe
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -130,6 +131,14 @@ class Snapshot:
             self.edge_strength,
         )
         return sum(int(a.nbytes) for a in arrays if a is not None)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of every array of the snapshot, the per-person ones included (team names counted
+        as the strings they are)."""
+        arrays = [getattr(self, f.name) for f in fields(self)]
+        total = sum(int(a.nbytes) for a in arrays if isinstance(a, np.ndarray))
+        return total + sum(sys.getsizeof(team) for team in self.member_team.tolist())
 
     def age_seconds(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.refreshed_at)

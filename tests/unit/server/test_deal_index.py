@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from gnn.signals import rank_signals
-from graph.deal_bundle import DealBundle
+from graph.deal_bundle import Deal, DealBundle
 from graph.ingest import read_records
 from graph.memory_reader import InMemoryGraph
 from graph.pseudonymize import Pseudonymizer
@@ -28,12 +28,17 @@ class CountingReader(InMemoryGraph):
     def __init__(self, pseudo: Pseudonymizer) -> None:
         super().__init__(pseudo)
         self.deals_read: list[int] = []
+        self.people_read: list[int] = []
         self.ties_read: list[int] = []
 
-    def deal_bundle(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> DealBundle:
-        bundle = super().deal_bundle(scope, deal_ids)
-        self.deals_read.append(len(bundle.deals))
-        return bundle
+    def deals(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> list[Deal]:
+        deals = super().deals(scope, deal_ids)
+        self.deals_read.append(len(deals))
+        return deals
+
+    def deal_surroundings(self, pids: Sequence[str], cids: Sequence[str], scope: TenantScope) -> DealBundle:
+        self.people_read.append(len(pids))
+        return super().deal_surroundings(pids, cids, scope)
 
     def ties_to_members(self, pids: Sequence[str], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
         self.ties_read.append(len(pids))
@@ -99,7 +104,6 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
     graph = CountingReader(pseudo)
     graph.ingest(records)
     index = _index(graph)
-    total = index.deals
     assert refresh_deal_index(index, graph) is index  # nothing changed: nothing read
 
     deal = next(r for r in records if r["kind"] == "deal")
@@ -127,6 +131,13 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
             "from": member["email"],
             "to": [contact["email"]],
         },
+        {  # someone at the account, with ties of their own, is listed on the deal
+            "kind": "deal_contact",
+            "tenant": deal["tenant"],
+            "deal": deal["id"],
+            "email": staff["email"],
+            "role": "champion",
+        },
         {  # a new person starts at the account
             "kind": "employment",
             "tenant": deal["tenant"],
@@ -138,14 +149,16 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
         },
     )
     for change in changes:
-        graph.deals_read.clear()
-        graph.ties_read.clear()
+        for reads in (graph.deals_read, graph.people_read, graph.ties_read):
+            reads.clear()
         graph.ingest([change])
         index = refresh_deal_index(index, graph)
-        assert graph.deals_read or graph.ties_read, change  # the change was read...
-        assert max(graph.deals_read, default=0) < total, change  # ...but only the deals around it
-        if change["kind"] == "interaction":  # a relationship, not a deal, changed: only ties are read
-            assert graph.deals_read == [] and graph.ties_read == [1]  # the contact's (the member is no buyer)
+        if change["kind"] in ("deal", "deal_contact"):  # that deal alone is read again
+            assert graph.deals_read == [1]
+        else:  # a person or a relationship changed: no deal is read again, only their own data
+            assert graph.deals_read == [] and (graph.people_read or graph.ties_read), change
+        if change["kind"] == "interaction":  # only the contact's ties (the member is on no buyer side)
+            assert graph.people_read == [] and graph.ties_read == [1]
         assert _content(index) == _content(_index(graph)), change
     _, served = index.find(deal["tenant"], deal["id"]) or (None, None)
     assert served is not None and served.amount == 1234.5
