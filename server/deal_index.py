@@ -134,7 +134,7 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
     accounts = {deal.cid for deal in network.deals if deal.cid}
     employers = {  # accounts someone joined (staff: everyone who works or worked there)
         cid
-        for person in reader.people_by_pid(people, ALL_TENANTS)
+        for person in (reader.people_by_pid(people, ALL_TENANTS) if people else ())
         for cid in person.employers
         if cid in accounts and person.pid not in network.staff.get(cid, ())
     }
