@@ -21,12 +21,16 @@ HALF_LIFE_DAYS = 30.0
 _LN2 = 0.6931471805599453
 
 
+def frequency_factor(count: np.ndarray) -> np.ndarray:
+    """The frequency part of the strength: also its upper bound at any time (recency is at most 1)."""
+    factor: np.ndarray = 1.0 - np.exp(-count.astype(np.float64) / FREQUENCY_SCALE)
+    return factor
+
+
 def heuristic_strength(count: np.ndarray, last_ts: np.ndarray, as_of: int) -> np.ndarray:
     """Strength per relationship (float64), from its evidence arrays."""
     age_days = np.maximum(0, as_of - last_ts.astype(np.int64)) / 86400.0
-    result: np.ndarray = (1.0 - np.exp(-count.astype(np.float64) / FREQUENCY_SCALE)) * np.exp(
-        -_LN2 * age_days / HALF_LIFE_DAYS
-    )
+    result: np.ndarray = frequency_factor(count) * np.exp(-_LN2 * age_days / HALF_LIFE_DAYS)
     return result
 
 

@@ -106,6 +106,7 @@ class Snapshot:
     _member_masks: dict[int, np.ndarray] = field(default_factory=dict, repr=False, init=False)
     _company_order: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
     _sharing_people: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
+    _strength_bounds: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
 
     # -- sizes --------------------------------------------------------------------------------
 
@@ -217,6 +218,23 @@ class Snapshot:
             model: np.ndarray = self.edge_strength[edges].astype(np.float64)
             return model
         return heuristic.heuristic_strength(self.edge_count[edges], self.edge_last_ts[edges], as_of)
+
+
+    def strength_bound(self) -> np.ndarray:
+        """Per person, a strength none of their relationships exceeds at any time (float64; 0 for
+        someone without any): the model's strongest, or the heuristic's frequency factor."""
+        if not self._strength_bounds:
+            per_edge = (
+                self.edge_strength.astype(np.float64)
+                if self.edge_strength is not None
+                else heuristic.frequency_factor(self.edge_count)
+            )
+            bound = np.zeros(self.people)
+            has = np.diff(self.indptr) > 0
+            if has.any():
+                bound[has] = np.maximum.reduceat(per_edge[self.edge], self.indptr[:-1][has].astype(np.int64))
+            self._strength_bounds.append(bound)
+        return self._strength_bounds[0]
 
 
 def _owners(indptr: np.ndarray) -> np.ndarray:

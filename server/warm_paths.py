@@ -78,7 +78,8 @@ def find_paths(
 
     Strengths are at most 1, so extending a partial path never raises its score: once k distinct
     paths are found, a partial path that cannot beat the k-th is dropped before it is extended (it
-    would have more hops than all of them, so even a tie ranks below). The search stops with
+    would have more hops than all of them, so even a tie ranks below), and before the last hop, one
+    whose score times the strongest relationship of its last person cannot beat it either. The search stops with
     DeadlineExceededError past `deadline` (checked between chunks of work) and with
     QueryTooCostlyError after examining `max_work` relationship slots."""
     usable = usable_tenants(snap, query.tenant, query.allow_cross_tenant)
@@ -97,6 +98,10 @@ def find_paths(
     found = _Found(query.k)
     for hop in range(1, query.max_hops + 1):
         ends = is_source if hop == query.max_hops else None  # the last hop only matters where it reaches a source
+        if ends is not None and found.threshold >= 0:
+            # A partial path whose best completion cannot beat the k-th path found is not extended.
+            promising = score * snap.strength_bound()[nodes[:, -1]] > found.threshold
+            nodes, edges, score = nodes[promising], edges[promising], score[promising]
         nodes, edges, score = _extend(snap, nodes, edges, score, usable, ends, found.threshold, query.as_of, budget)
         done = is_source[nodes[:, -1]]
         found.add(nodes[done], edges[done], score[done])
