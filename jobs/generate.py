@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -131,6 +131,9 @@ class GeneratorConfig:
     seed: int = 7
     hygiene: float = 0.4
     member_degree: float = 30.0  # mean ties per member; members hold most of the network's ties
+    # When set, the member degree is chosen so that the network has about this many relationships
+    # per person (real sales networks: about 20); members still hold the ties.
+    relationships_per_person: float | None = None
     deals_per_100_people: float = 2.0
     crm_only_share: float = 0.08  # deals logged in the CRM with no synced email or calendar at all
     chunk: int = 20000  # people per written chunk
@@ -241,10 +244,15 @@ def generate(cfg: GeneratorConfig, out: str | Path, *, progress: bool = False) -
         raise ValueError("--tenants must be between 1 and 50")
     if not 0.0 <= cfg.hygiene <= 1.0:
         raise ValueError("--hygiene must be between 0 and 1")
+    if cfg.relationships_per_person is not None and not 0.5 <= cfg.relationships_per_person <= 200:
+        raise ValueError("--relationships-per-person must be between 0.5 and 200")
     started = time.perf_counter()
     out = Path(out)
     rng = np.random.default_rng(cfg.seed)
     world = _World(cfg, rng)
+    if cfg.relationships_per_person is not None:
+        members = max(1, int((world.member_tenant >= 0).sum()))
+        cfg = replace(cfg, member_degree=cfg.relationships_per_person * cfg.people / members)
     writers = _Writers(out)
     try:
         _write_people(world, cfg, writers, progress)

@@ -205,6 +205,7 @@ def cmd_generate(args: argparse.Namespace, config: Config) -> int:
                 seed=args.seed,
                 hygiene=args.hygiene,
                 deals_per_100_people=args.deals_per_100_people,
+                relationships_per_person=args.relationships_per_person,
             ),
             args.out,
             progress=sys.stderr.isatty(),
@@ -640,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--hygiene", type=float, default=0.4, help="share of CRM records that are right and current")
     p.add_argument("--deals-per-100-people", type=float, default=2.0, help="how many deals the tenants run")
+    p.add_argument(
+        "--relationships-per-person",
+        type=float,
+        help="network density: about this many relationships per person (default: members hold 30 ties each)",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_generate)

@@ -219,7 +219,6 @@ class Snapshot:
             return model
         return heuristic.heuristic_strength(self.edge_count[edges], self.edge_last_ts[edges], as_of)
 
-
     def strength_bound(self) -> np.ndarray:
         """Per person, a strength none of their relationships exceeds at any time (float64; 0 for
         someone without any): the model's strongest, or the heuristic's frequency factor."""

@@ -57,3 +57,19 @@ def test_planted_poll_answers_come_from_people_not_on_the_deal(tmp_path: Path) -
         if s["id"] in polls:
             assert s["email"] not in contacts.get(polls[s["id"]], set())
             assert s["topic"] == "contract_expiry"
+
+
+def _relationships_per_person(root: Path, people: int) -> float:
+    pairs = set()
+    for line in (root / "ingest" / "interactions.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        pairs |= {(record["tenant"], *sorted((record["from"], to))) for to in record["to"]}
+    return len(pairs) / people
+
+
+def test_density_sets_relationships_per_person(tmp_path: Path) -> None:
+    for density in (5.0, 20.0):
+        generate(
+            GeneratorConfig(people=3000, tenants=3, seed=2, relationships_per_person=density), tmp_path / str(density)
+        )
+        assert abs(_relationships_per_person(tmp_path / str(density), 3000) - density) / density < 0.2
