@@ -41,6 +41,8 @@ from jobs.generate import AS_OF, GeneratorConfig
 from jobs.train_buyer import train_buyer_model
 from jobs.train_deals import DealSettings, train_deal_model
 from relgraph.v1 import buyer_intelligence_pb2, warm_paths_pb2
+from server.app import create_server
+from server.auth import create_api_key
 from server.state import ServingStateHolder
 
 GHZ_VERSION = "v0.120.0"
@@ -110,8 +112,6 @@ def run_grpc_benchmark(
                 member_rate=RateLimit(per_second=1e9, burst=10**9),  # measure the server, not the limiter
             ),
         )
-        from server.app import create_server
-
         server, port = create_server(server_config)
         server.start()
         address = f"127.0.0.1:{port}"
@@ -171,8 +171,6 @@ def _calls(graph: BenchGraph, seed: int) -> list[Call]:
     """The health check (first: the ceiling), then every read RPC with requests from the network:
     warm paths for the largest and the smallest tenant to people and companies, and the deal RPCs
     on the largest tenant's open deals and accounts."""
-    from server.auth import create_api_key
-
     ingest = graph.data / "ingest"
     members: dict[str, int] = {}
     for record in _records(ingest / "members.jsonl"):
