@@ -79,9 +79,9 @@ def find_paths(
     Strengths are at most 1, so extending a partial path never raises its score: once k distinct
     paths are found, a partial path that cannot beat the k-th is dropped before it is extended (it
     would have more hops than all of them, so even a tie ranks below), and before the last hop, one
-    whose score times the strongest relationship of its last person cannot beat it either. The search stops with
-    DeadlineExceededError past `deadline` (checked between chunks of work) and with
-    QueryTooCostlyError after examining `max_work` relationship slots."""
+    whose score times the strongest relationship of its last person cannot beat it either. The
+    search stops with DeadlineExceededError past `deadline` (checked between chunks of work) and
+    with QueryTooCostlyError after examining `max_work` relationship slots."""
     usable = usable_tenants(snap, query.tenant, query.allow_cross_tenant)
     is_source = snap.member_mask(query.tenant)
     if query.sources is not None:

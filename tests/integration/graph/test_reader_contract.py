@@ -6,11 +6,9 @@ stamps its clock, the in-memory graph a counter.)"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from graph.ingest import ingest, read_records
@@ -21,25 +19,13 @@ from graph.operations import erase_person
 from graph.pseudonymize import Pseudonymizer
 from graph.reader import ALL_TENANTS, GraphReader, TenantScope
 from graph.store import GraphStore
+from tests.support.plain import plain
 
 pytestmark = pytest.mark.neo4j
 
 
 def _records(network: Path) -> list[dict[str, Any]]:
     return [record for path in sorted((network / "ingest").glob("*.jsonl")) for _, record, _ in read_records(path)]
-
-
-def _plain(value: Any) -> Any:
-    """A value with arrays as lists and dataclasses as dicts, for equality."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
@@ -57,10 +43,10 @@ def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
         "tenants": sorted(reader.tenants(scope)),
         "economic_buyers": sorted(reader.economic_buyers(scope)),
         "named_companies": reader.named_companies(scope),
-        "deals": sorted((_plain(d) for d in bundle.deals), key=lambda d: (d["tenant"], d["deal_id"])),
-        "bundle": _plain({f: getattr(bundle, f) for f in ("jobs", "staff", "signals", "ties", "held_by")}),
+        "deals": sorted((plain(d) for d in bundle.deals), key=lambda d: (d["tenant"], d["deal_id"])),
+        "bundle": plain({f: getattr(bundle, f) for f in ("jobs", "staff", "signals", "ties", "held_by")}),
         "shared": sorted(bundle.shared),
-        "log": _plain(log),
+        "log": plain(log),
         "erased": sorted(e.pid for e in reader.erasures_since(0, scope)),
     }
 

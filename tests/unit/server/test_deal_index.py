@@ -4,12 +4,9 @@ what a full read gives."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from gnn.signals import rank_signals
 from graph.deal_bundle import Deal, DealBundle
@@ -20,6 +17,7 @@ from graph.reader import TenantScope, Ties
 from jobs.generate import AS_OF
 from server import snapshot as snapshots
 from server.deal_index import DealIndex, read_deal_index, refresh_deal_index
+from tests.support.plain import plain
 
 
 class CountingReader(InMemoryGraph):
@@ -54,25 +52,12 @@ def _index(reader: InMemoryGraph) -> DealIndex:
     return read_deal_index(reader, people_ms=snap.people_watermark_ms, knows_ms=snap.watermark_ms)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | frozenset | set):
-        items = [_plain(v) for v in value]
-        return sorted(items, key=repr) if isinstance(value, frozenset | set) else items
-    return value
-
-
 def _content(index: DealIndex) -> dict[str, Any]:
     """What the index holds, independent of the order deals were read in."""
     network = index.network
     return {
-        "deals": sorted((_plain(d) for d in network.deals), key=lambda d: (d["tenant"], d["deal_id"])),
-        **{f: _plain(getattr(network, f)) for f in ("jobs", "staff", "signals", "ties", "held_by", "shared")},
+        "deals": sorted((plain(d) for d in network.deals), key=lambda d: (d["tenant"], d["deal_id"])),
+        **{f: plain(getattr(network, f)) for f in ("jobs", "staff", "signals", "ties", "held_by", "shared")},
     }
 
 
@@ -87,7 +72,7 @@ def test_each_tenant_sees_its_deals_as_its_own_scoped_read_would(small_network: 
         assert found is not None
         view, served = found
         scoped = graph.deal_bundle(TenantScope.of(deal.tenant), [deal.deal_id])
-        assert _plain(served) == _plain(scoped.deals[0])
+        assert plain(served) == plain(scoped.deals[0])
         for data in (view, scoped):  # only the tenant's own signals and ties
             assert {t for t, _ in (*data.signals, *data.ties)} <= {deal.tenant}
         assert rank_signals(view, deal, AS_OF, 100, lambda _: True) == rank_signals(
