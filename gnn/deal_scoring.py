@@ -5,6 +5,7 @@ model version and deal."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,15 +79,23 @@ class DealScorer:
         self.model.eval()
         self.platt = (float(state["platt"][0]), float(state["platt"][1]))
         self.intervals: dict[str, list[float]] = state["intervals"]
+        # One forward pass at a time: the server calls from many threads, and torch hands the GIL
+        # back and forth on every small operation, so concurrent passes convoy on it (measured:
+        # serialized passes answered 1.75 times as many estimates per second on 8 threads).
+        self._forward = threading.Lock()
 
     @torch.no_grad()
     def _win_and_more(self, features: list[DealFeatures]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        stage_logits, win_logit, log_days = self.model(stack(features))
+        batch = stack(features)
+        with self._forward:
+            stage_logits, win_logit, log_days = self.model(batch)
         return (torch.softmax(stage_logits, 1).numpy(), apply_platt(win_logit.numpy(), *self.platt), log_days.numpy())
 
     def estimate(self, data: DealBundle, deal: Deal, t: int) -> DealEstimate:
         features = deal_features(data, deal, t)
-        stages, win, log_days = self._win_and_more([features])
+        # The deal and its occlusion variants (the evidence) in one forward pass.
+        variants, labels = self._occlusions(features)
+        stages, win, log_days = self._win_and_more([features, *variants])
         probs = stages[0]
         engaged = bool(features.tabular[TABULAR_FEATURES.index("has_interactions")] > 0)
         median = float(clamp_log_days(self.intervals, log_days)[0])
@@ -101,22 +110,20 @@ class DealScorer:
             close_p50=p50,
             close_p90=p90,
             crm_stage=deal.crm_stage_at(t),
-            evidence=self._evidence(features, float(win[0])),
+            evidence=_top_evidence(labels, float(win[0]) - win[1:]),
             missing_evidence=missing_evidence(deal, features),
         )
 
-    def _evidence(self, features: DealFeatures, win: float) -> list[tuple[str, float]]:
-        """Occlusion: how the win probability moves when one feature is set to its training mean,
-        or one person is left out. Positive contributions raise the probability."""
+    def _occlusions(self, features: DealFeatures) -> tuple[list[DealFeatures], list[str]]:
+        """The deal with one feature set to its training mean, or one person left out, each with
+        what it leaves out: how the win probability moves without it is that evidence's weight."""
         variants, labels = [], []
         mean = self.model.scale_tabular.mean.numpy()
-        for j, name in enumerate(TABULAR_FEATURES):
-            if np.isclose(features.tabular[j], mean[j]):
-                continue
+        for j in np.flatnonzero(~np.isclose(features.tabular, mean)):
             tabular = features.tabular.copy()
             tabular[j] = mean[j]
             variants.append(DealFeatures(tabular, features.persons, features.person_pids, features.company))
-            labels.append(describe_feature(name, float(features.tabular[j])))
+            labels.append(describe_feature(TABULAR_FEATURES[j], float(features.tabular[j])))
         for i in range(features.persons.shape[0]):
             keep = np.arange(features.persons.shape[0]) != i
             variants.append(
@@ -128,12 +135,13 @@ class DealScorer:
                 )
             )
             labels.append(describe_person(features.persons[i]))
-        if not variants:
-            return []
-        _, without, _ = self._win_and_more(variants)
-        contributions = win - without
-        order = np.argsort(-np.abs(contributions))[:_TOP_EVIDENCE]
-        return [(labels[i], float(contributions[i])) for i in order]
+        return variants, labels
+
+
+def _top_evidence(labels: list[str], contributions: np.ndarray) -> list[tuple[str, float]]:
+    """The evidence that moves the win probability most (positive: raises it)."""
+    order = np.argsort(-np.abs(contributions))[:_TOP_EVIDENCE]
+    return [(labels[i], float(contributions[i])) for i in order]
 
 
 def clamp_log_days(intervals: dict[str, list[float]], log_days: np.ndarray) -> np.ndarray:

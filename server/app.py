@@ -11,6 +11,7 @@ import threading
 from concurrent import futures
 
 import grpc
+import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -118,6 +119,9 @@ def create_server(
     `as_of` when set, else the wall clock). The server owns its store, the one given or the one it
     connects: closed when the server stops, or here when it cannot be built."""
     settings = config.server
+    # A request's tensors are tiny, so intra-op threads only contend with the other requests'
+    # threads (measured: 1.4 times the deal estimates per second on one thread than on two).
+    torch.set_num_threads(1)
     metrics = Metrics()
     try:
         if settings.metrics_port:
