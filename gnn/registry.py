@@ -103,16 +103,18 @@ class ModelRegistry:
         pointer = self.root / model / "PROMOTED"
         return pointer.read_text().strip() if pointer.is_file() else None
 
-    def promoted(self, model: str, schema_hash: str) -> tuple[ModelVersion, dict[str, Any]]:
-        """The promoted version and its saved state; refuses a model trained on another schema."""
+    def promoted(self, model: str, schema_hash: Callable[[dict[str, Any]], str]) -> tuple[ModelVersion, dict[str, Any]]:
+        """The promoted version and its saved state; refuses a model trained on another schema than
+        `schema_hash(manifest)`, the one this code computes for that version."""
         name = self.promoted_name(model)
         if name is None:
             raise NoModelError(f"no {model} model promoted (run `relgraph models promote VERSION`)")
         version = self.version(model, name)
-        if version.manifest.get("schema_hash") != schema_hash:
+        expected = schema_hash(version.manifest)
+        if version.manifest.get("schema_hash") != expected:
             raise ModelSchemaError(
                 f"{model} model {name} was trained on feature schema {version.manifest.get('schema_hash')}, "
-                f"but this server computes {schema_hash}: retrain, or promote a version with that schema"
+                f"but this server computes {expected}: retrain, or promote a version with that schema"
             )
         return version, torch.load(version.path / "model.pt", weights_only=True)
 

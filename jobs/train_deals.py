@@ -227,6 +227,7 @@ def train_deal_model(
         "run": run,
         "feature_schema": deal_feature_schema(stages),
         "schema_hash": deal_schema_hash(stages),
+        "stages": list(stages),
         "model_config": model_config.to_dict(),
         "hyperparameters": settings.to_dict(),
         "seed": config.seed,

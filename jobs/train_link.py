@@ -22,7 +22,7 @@ from torch_geometric.loader import LinkNeighborLoader
 
 from core.errors import InvalidInputError
 from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
-from gnn.features import graph_at, link_feature_schema, two_way_pairs
+from gnn.features import graph_at, link_feature_schema, link_schema_hash, two_way_pairs
 from gnn.link_model import LinkModelConfig, LinkStrengthModel, validation_logits
 from gnn.linkpred import (
     LinkTask,
@@ -106,7 +106,7 @@ def train_link_model(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": run,
         "feature_schema": link_feature_schema(),
-        "schema_hash": MODEL_KIND.schema_hash(),
+        "schema_hash": link_schema_hash(),
         "model_config": model_config.to_dict(),
         "hyperparameters": settings.to_dict(),
         "seed": config.seed,

@@ -15,8 +15,8 @@ from core.clock import Clock
 from core.vocabulary import parse_time
 from gnn.buyer_process import CohortMinimum
 from gnn.deal_model import DealModel, DealModelConfig
-from gnn.deals import COMPANY_FEATURES, DEFAULT_STAGES, PERSON_FEATURES, TABULAR_FEATURES
-from gnn.features import NODE_FEATURES, PAIR_FEATURES
+from gnn.deals import COMPANY_FEATURES, DEFAULT_STAGES, PERSON_FEATURES, TABULAR_FEATURES, deal_schema_hash
+from gnn.features import NODE_FEATURES, PAIR_FEATURES, link_schema_hash
 from gnn.link_model import LinkModelConfig, LinkStrengthModel
 from gnn.model_kinds import DEAL, LINK
 from gnn.registry import ModelRegistry
@@ -76,9 +76,10 @@ def serving(graph: InMemoryGraph, clock: Clock, registry: ModelRegistry) -> Serv
     )
 
 
-def untrained_models(root: Path) -> ModelRegistry:
-    """A registry with an untrained link and deal model promoted: answers from serving code paths
-    whose numbers mean nothing (model quality is the integration tests' and benchmarks' business)."""
+def untrained_models(root: Path, stages: tuple[str, ...] = DEFAULT_STAGES) -> ModelRegistry:
+    """A registry with an untrained link and deal model (over `stages`) promoted: answers from
+    serving code paths whose numbers mean nothing (model quality is the integration tests' and
+    benchmarks' business)."""
     registry = ModelRegistry(root)
     link = LinkStrengthModel(LinkModelConfig(node_features=len(NODE_FEATURES), pair_features=len(PAIR_FEATURES)))
     deal = DealModel(
@@ -86,7 +87,7 @@ def untrained_models(root: Path) -> ModelRegistry:
             tabular=len(TABULAR_FEATURES),
             person=len(PERSON_FEATURES),
             company=len(COMPANY_FEATURES),
-            stages=len(DEFAULT_STAGES),
+            stages=len(stages),
         )
     )
     states = {
@@ -95,7 +96,7 @@ def untrained_models(root: Path) -> ModelRegistry:
             "config": deal.config.to_dict(),
             "weights": deal.state_dict(),
             "platt": [1.0, 0.0],
-            "stages": list(DEFAULT_STAGES),
+            "stages": list(stages),
             "intervals": {
                 "max_log_days": [6.0],
                 "engaged": [-0.5, 0.5],
@@ -104,8 +105,12 @@ def untrained_models(root: Path) -> ModelRegistry:
             },
         },
     }
+    manifests = {  # as training writes them
+        LINK: {"schema_hash": link_schema_hash()},
+        DEAL: {"schema_hash": deal_schema_hash(stages), "stages": list(stages)},
+    }
     for kind, state in states.items():
-        version = registry.write(kind.name, {"schema_hash": kind.schema_hash()}, state, lambda folder: None)
+        version = registry.write(kind.name, manifests[kind], state, lambda folder: None)
         registry.promote(kind.name, version.name)
     return registry
 

@@ -17,6 +17,7 @@ import pytest
 
 from core.config import Config
 from gnn.deal_scoring import DealScorer
+from gnn.model_kinds import BUYER, DEAL
 from gnn.registry import ModelRegistry
 from graph.deal_bundle import DealBundle
 from graph.ingest import ingest
@@ -147,7 +148,7 @@ def test_report_has_every_baseline_and_calibration_within_tolerance(trained: Tra
 
 
 def test_served_estimate_matches_the_offline_prediction(trained: Trained, served: Served) -> None:
-    version, state = trained.registry.promoted("deal", trained.report.manifest["schema_hash"])
+    version, state = trained.registry.promoted("deal", DEAL.schema_hash)
     scorer = DealScorer(state, version.name)
     open_deals = [d for d in trained.data.deals if d.tenant == served.tenant and d.closed < 0][:5]
     assert open_deals
@@ -212,9 +213,7 @@ def test_planted_signals_rank_first(trained: Trained, served: Served) -> None:
 def test_cohort_threshold_refuses_just_under_and_serves_just_over(trained: Trained, neo4j_config: Config) -> None:
     """An explicit cohort is answered only when its deals (and those with a stage history) number at
     least k from at least m tenants."""
-    _version, state = trained.registry.promoted(
-        "buyer", trained.registry.version("buyer", "v0001").manifest["schema_hash"]
-    )
+    _version, state = trained.registry.promoted("buyer", BUYER.schema_hash)
     facts = state["facts"]
     counts: dict[tuple[str, str], list[int]] = {}
     for industry, band, tenant, stages in zip(

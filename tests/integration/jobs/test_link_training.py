@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from core.config import Config
-from gnn.features import graph_at, link_schema_hash
+from gnn.features import graph_at
+from gnn.model_kinds import LINK
 from gnn.registry import ModelRegistry
 from graph.export_cache import cached_interaction_log
 from graph.ingest import ingest
@@ -148,7 +149,7 @@ def test_two_worker_run_writes_a_complete_loadable_artifact(trained: Trained) ->
     assert split["train_cutoff"] < split["test_cutoff"] < split["end"]
     assert "MRR" in (version.path / "card.md").read_text()
     trained.registry.promote(MODEL_NAME, "v0001")
-    _, state = trained.registry.promoted(MODEL_NAME, link_schema_hash())
+    _, state = trained.registry.promoted(MODEL_NAME, LINK.schema_hash)
     assert set(state) == {"config", "weights", "platt"}
 
 

@@ -15,6 +15,7 @@ from core.errors import InvalidInputError, ModelSchemaError, NoModelError, NotFo
 from gnn.calibration import apply_platt, fit_platt, reliability
 from gnn.features import DAY, graph_at, link_schema_hash, pair_keys, two_way_pairs
 from gnn.linkpred import LinkTask, Queries, baselines, chronological_split, ranking_metrics, ranking_queries
+from gnn.model_kinds import LINK
 from gnn.registry import ModelRegistry
 from gnn.sampler import TorchNeighborSampler
 from graph.interaction_log import InteractionLog
@@ -182,7 +183,7 @@ def test_platt_scaling_calibrates() -> None:
 def test_registry_versions_promotion_and_schema_refusal(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path)
     with pytest.raises(NoModelError, match="no link model promoted"):
-        registry.promoted("link", link_schema_hash())
+        registry.promoted("link", LINK.schema_hash)
     first = registry.write("link", {"schema_hash": link_schema_hash()}, {"w": torch.ones(2)}, lambda folder: None)
     second = registry.write(
         "link",
@@ -195,8 +196,8 @@ def test_registry_versions_promotion_and_schema_refusal(tmp_path: Path) -> None:
         registry.promote("link", "v0009")
     registry.promote("link", "v0002")
     with pytest.raises(ModelSchemaError, match="another-schema"):
-        registry.promoted("link", link_schema_hash())
+        registry.promoted("link", LINK.schema_hash)
     registry.promote("link", "v0001")
-    version, state = registry.promoted("link", link_schema_hash())
+    version, state = registry.promoted("link", LINK.schema_hash)
     assert version.name == "v0001" and torch.equal(state["w"], torch.ones(2))
     assert (second.path / "card.md").read_text() == "card"

@@ -30,6 +30,13 @@ def test_an_open_deal_is_estimated_against_what_the_crm_says(served: Serving) ->
     assert 0.0 <= answer.win_probability <= 1.0 and answer.evidence
 
 
+def test_a_model_trained_on_a_crms_own_stages_serves_them(tmp_path: Path) -> None:
+    stages = ("qualify", "demo", "proposal", "contract")
+    served = serving(world(), FixedClock(AS_OF), untrained_models(tmp_path, stages))
+    answer = served.call("acme", "EstimateDealStage", pb.EstimateDealStageRequest(deal_id="D-1"))
+    assert [s.stage for s in answer.stages] == list(stages) and answer.estimated_stage in stages
+
+
 def test_a_deal_is_answered_only_to_its_own_tenant(served: Serving) -> None:
     for tenant, deal in (("globex", "D-1"), ("acme", "D-404")):
         with pytest.raises(NotFoundError, match="no such deal in your organisation's data"):
