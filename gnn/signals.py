@@ -63,7 +63,7 @@ def rank_signals(
 def _score(kind: str, topic: str, ts: int, as_of: int, contact: bool) -> tuple[float, str]:
     weight, half_life, why = _RULES.get((kind, topic)) or _RULES[(kind, "*")]
     decay = 0.5 ** ((as_of - ts) / DAY / half_life) if half_life > 0 else 1.0
-    return float(np.clip(weight * decay * (1.0 if contact else 0.9), 0.0, 1.0)), why
+    return min(1.0, max(0.0, weight * decay * (1.0 if contact else 0.9))), why  # scalars: NumPy's per-call cost
 
 
 def _ingested(data: DealBundle, deal: Deal, as_of: int) -> list[RankedSignal]:
