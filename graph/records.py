@@ -181,6 +181,10 @@ def _deal(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[st
         raise RecordError(f"a deal with outcome {outcome!r} needs 'closed'", "closed")
     if closed is not None and created is not None and closed < created:
         raise RecordError("field 'closed' is before 'created'", "closed")
+    if times and created is not None and times[0] < created:
+        raise RecordError("a stage change is before 'created'", "stages")
+    if times and closed is not None and times[-1] > closed:
+        raise RecordError("a stage change is after 'closed'", "stages")
     return {
         "deal_id": deal_id,
         "cid": _domain(rec, "account"),

@@ -118,7 +118,15 @@ def test_deal_rules() -> None:
         parse_record({**EXAMPLES["deal"], "outcome": "won"}, PSEUDO)
     with pytest.raises(RecordError, match="time order"):
         parse_record({**EXAMPLES["deal"], "stages": [{"stage": "b", "ts": 20}, {"stage": "a", "ts": 10}]}, PSEUDO)
-    _, _, row = parse_record({**EXAMPLES["deal"], "stages": "discovery@2026-01-05;proposal@2026-02-01"}, PSEUDO)
+    closed = {"outcome": "lost", "closed": "2026-02-10"}
+    for change, why in (
+        ({"closed": "2026-01-09"}, "'closed' is before 'created'"),
+        ({"stages": [{"stage": "discovery", "ts": "2026-01-09"}]}, "stage change is before 'created'"),
+        ({"stages": [{"stage": "proposal", "ts": "2026-02-11"}]}, "stage change is after 'closed'"),
+    ):
+        with pytest.raises(RecordError, match=why):
+            parse_record({**EXAMPLES["deal"], **closed, **change}, PSEUDO)
+    _, _, row = parse_record({**EXAMPLES["deal"], "stages": "discovery@2026-01-11;proposal@2026-02-01"}, PSEUDO)
     assert row["stage_names"] == ["discovery", "proposal"] and row["crm_stage"] == "proposal"
 
 
