@@ -52,6 +52,10 @@ _TABULAR_TEXT: dict[str, tuple[str, str]] = {
     "meeting_share_14d": ("share of meetings, last 14 days", "share"),
 }
 _TOP_EVIDENCE = 6
+_NO_STAGE_HEAD = (
+    "no stage estimate: the deal model was trained without a trusted stage history (retrain with the "
+    "CRM's own stages in order, --stages)"
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class DealScorer:
         self.model.eval()
         self.platt = (float(state["platt"][0]), float(state["platt"][1]))
         self.intervals: dict[str, list[float]] = state["intervals"]
+        # False when training had no trusted stage history: the stage head then learned nothing.
+        self.stage_head = bool(state.get("stage_head", True))
         # One forward pass at a time: the server calls from many threads, and torch hands the GIL
         # back and forth on every small operation, so concurrent passes convoy on it (measured:
         # serialized passes answered 1.75 times as many estimates per second on 8 threads).
@@ -103,15 +109,15 @@ class DealScorer:
         p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in (low, median, high))
         return DealEstimate(
             as_of=t,
-            stages={s: float(p) for s, p in zip(self.stages, probs)},
-            estimated_stage=self.stages[int(np.argmax(probs))],
+            stages={s: float(p) for s, p in zip(self.stages, probs)} if self.stage_head else {},
+            estimated_stage=self.stages[int(np.argmax(probs))] if self.stage_head else "",
             win_probability=float(win[0]),
             close_p10=p10,
             close_p50=p50,
             close_p90=p90,
             crm_stage=deal.crm_stage_at(t),
             evidence=_top_evidence(labels, float(win[0]) - win[1:]),
-            missing_evidence=missing_evidence(deal, features),
+            missing_evidence=missing_evidence(deal, features) + ([] if self.stage_head else [_NO_STAGE_HEAD]),
         )
 
     def _occlusions(self, features: DealFeatures) -> tuple[list[DealFeatures], list[str]]:

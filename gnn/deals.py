@@ -259,6 +259,8 @@ def stage_label(deal: Deal, t: int, stages: tuple[str, ...]) -> int:
 
 
 def snapshot_times(deal: Deal, as_of: int, every_days: int = 14, first_days: int = 7) -> list[int]:
-    """Times at which an open stretch of the deal is looked at: a week in, then every two weeks."""
+    """Times at which an open stretch of the deal is looked at: a week in (halfway, for a deal that
+    closes sooner: the fastest deals must not drop out of training and testing), then every two weeks."""
     end = deal.end(as_of)
-    return list(range(deal.created + first_days * DAY, end, every_days * DAY))
+    first = min(first_days * DAY, (end - deal.created) // 2)
+    return list(range(deal.created + first, end, every_days * DAY)) if first > 0 else []

@@ -7,14 +7,14 @@ wins, by how much, or that it loses."""
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from core.config import Config
 from core.errors import ConfigError, InvalidInputError
 from graph.deal_bundle import observed_until
-from graph.ingest import ingest
+from graph.ingest import IngestSummary, ingest
 from graph.interaction_log import ExportScope
 from graph.neo4j_reader import Neo4jReader
 from graph.pseudonymize import Pseudonymizer
@@ -25,10 +25,20 @@ from jobs.bench_common import throwaway_neo4j
 from jobs.train_deals import DealReport, DealSettings, GroundTruth, train_deal_model
 from jobs.train_link import LinkSettings, TrainReport, train_link_model
 
+IngestReport = Callable[[IngestSummary], None]
+
+
+def _quiet(summary: IngestSummary) -> None:
+    """Report no ingest summary."""
+
 
 @contextmanager
-def ingested_dataset(config: Config, dataset: Path, network_key: str) -> Iterator[GraphStore]:
-    """A throwaway Neo4j holding `dataset`, ingested like any user data; refuses a dataset with bad files."""
+def ingested_dataset(
+    config: Config, dataset: Path, network_key: str, *, strict: bool = True, report: IngestReport = _quiet
+) -> Iterator[GraphStore]:
+    """A throwaway Neo4j holding `dataset`, ingested like any user data (`report` sees the ingest
+    summary first); strict, a file with any bad record is refused and so is the dataset; not strict,
+    bad records are left out and counted."""
     if not dataset.exists():
         raise ConfigError(f"--dataset {dataset}: no such file or folder")
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-") as tmp:
@@ -36,13 +46,20 @@ def ingested_dataset(config: Config, dataset: Path, network_key: str) -> Iterato
         try:
             with connect(eval_config) as store:
                 migrate(store)
-                summary = ingest(store, [dataset], Pseudonymizer(network_key), batch_size=config.ingest.batch_size)
+                summary = ingest(
+                    store,
+                    [dataset],
+                    Pseudonymizer(network_key),
+                    strict=strict,
+                    batch_size=config.ingest.batch_size,
+                )
+                report(summary)
                 if summary.files_rejected:
                     first = summary.first_errors[0]
                     raise InvalidInputError(
                         f"{summary.files_rejected} of {summary.files} dataset files were refused "
-                        f"(first: {first.file}:{first.line}: {first.reason}); fix them, or "
-                        f"convert them again, and rerun"
+                        f"(first: {first.file}:{first.line}: {first.reason}); fix them, or convert them "
+                        f"again, and rerun (--no-strict leaves the bad records out instead)"
                     )
                 yield store
         finally:
@@ -50,9 +67,16 @@ def ingested_dataset(config: Config, dataset: Path, network_key: str) -> Iterato
 
 
 def evaluate_links(
-    config: Config, dataset: Path, settings: LinkSettings, *, network_key: str, progress: bool = False
+    config: Config,
+    dataset: Path,
+    settings: LinkSettings,
+    *,
+    network_key: str,
+    progress: bool = False,
+    strict: bool = True,
+    report: IngestReport = _quiet,
 ) -> TrainReport:
-    with ingested_dataset(config, dataset, network_key) as store:
+    with ingested_dataset(config, dataset, network_key, strict=strict, report=report) as store:
         log = Neo4jReader(store, progress=progress).interaction_log(ExportScope(tenants=ALL_TENANTS))
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-runs-") as runs:
         return train_link_model(
@@ -61,11 +85,18 @@ def evaluate_links(
 
 
 def evaluate_deals(
-    config: Config, dataset: Path, settings: DealSettings, *, network_key: str, progress: bool = False
+    config: Config,
+    dataset: Path,
+    settings: DealSettings,
+    *,
+    network_key: str,
+    progress: bool = False,
+    strict: bool = True,
+    report: IngestReport = _quiet,
 ) -> DealReport:
     """The deal model against its baselines on `dataset` (a CRM export without interactions works
     too); stage accuracy against the true stages when the dataset has the generator's ground truth."""
-    with ingested_dataset(config, dataset, network_key) as store:
+    with ingested_dataset(config, dataset, network_key, strict=strict, report=report) as store:
         data = Neo4jReader(store).deal_bundle(ALL_TENANTS)
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-runs-") as runs:
         return train_deal_model(

@@ -11,6 +11,7 @@ stage, for test snapshots and for the deals still open at the end."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -52,7 +53,12 @@ from jobs.runner import (
     start_worker,
 )
 
+log = logging.getLogger("relgraph.train")
+
 MIN_CLOSED_DEALS = 20
+# A single feature whose AUC for the outcome is this far from 0.5 is reported as likely leakage
+# (e.g. lost deals recorded with amount 0): a model that "learns" it predicts nothing useful.
+LEAKAGE_AUC = 0.98
 # Epochs are short (a second or less), and a Ray checkpoint costs about as much: one every few epochs.
 CHECKPOINT_EVERY = 5
 
@@ -183,11 +189,9 @@ def train_deal_model(
         return [(d, t) for d in deals for t in snapshot_times(d, as_of)]
 
     train, val, test = (_snapshots(data, at(ds), stages) for ds in (split.train, split.validation, split.test))
-    if int((train.tensors.stage_y >= 0).sum()) == 0:
-        raise InvalidInputError(
-            f"no trusted stage history to learn stages from: no won deal records every stage "
-            f"({', '.join(stages)}) in order; pass the dataset's stages with --stages"
-        )
+    stage_skipped = _why_no_stage_head(train, stages)
+    if stage_skipped:
+        log.warning("%s", stage_skipped)
     model_config = DealModelConfig(
         tabular=len(TABULAR_FEATURES),
         person=len(PERSON_FEATURES),
@@ -220,6 +224,9 @@ def train_deal_model(
     gbm = _GradientBoosted(train, config.seed)
     gbm.calibrate(val)
     metrics, curve = _evaluate(model, platt, intervals, gbm, train, test, data, split, stages, as_of, truth)
+    if stage_skipped:
+        metrics["stage"] = {"skipped": stage_skipped}
+        metrics.pop("stage_open_deals", None)
     headline = _headline(metrics)
     manifest = {
         "model": MODEL_KIND.name,
@@ -228,6 +235,7 @@ def train_deal_model(
         "feature_schema": deal_feature_schema(stages),
         "schema_hash": deal_schema_hash(stages),
         "stages": list(stages),
+        "stage_head": stage_skipped is None,
         "model_config": model_config.to_dict(),
         "hyperparameters": settings.to_dict(),
         "seed": config.seed,
@@ -269,10 +277,22 @@ def train_deal_model(
                 "platt": list(platt),
                 "intervals": intervals,
                 "stages": list(stages),
+                "stage_head": stage_skipped is None,
             },
             extras,
         )
     return DealReport(run=run, seconds=time.perf_counter() - began, manifest=manifest, version=version)
+
+
+def _why_no_stage_head(train: Snapshots, stages: tuple[str, ...]) -> str | None:
+    """Why the stage head cannot be trained (None when it can): no trusted stage history."""
+    if int((train.tensors.stage_y >= 0).sum()):
+        return None
+    return (
+        f"stage head skipped: no won training deal records every stage ({', '.join(stages)}) in order, so "
+        "there is no stage history to learn from (pass the CRM's own stages in order with --stages); "
+        "win probability and days to close are trained and evaluated without it"
+    )
 
 
 def _train_worker(config: dict[str, Any]) -> None:
@@ -369,7 +389,11 @@ class _GradientBoosted:
         win, stage = train.tensors.win_y.numpy(), train.tensors.stage_y.numpy()
         days = train.tensors.log_days_y.numpy()
         self.win = HistGradientBoostingClassifier(random_state=seed).fit(x[win >= 0], win[win >= 0])
-        self.stage = HistGradientBoostingClassifier(random_state=seed).fit(x[stage >= 0], stage[stage >= 0])
+        self.stage = (
+            HistGradientBoostingClassifier(random_state=seed).fit(x[stage >= 0], stage[stage >= 0])
+            if (stage >= 0).any()
+            else None
+        )
         self.days = HistGradientBoostingRegressor(loss="absolute_error", random_state=seed).fit(
             x[~np.isnan(days)], days[~np.isnan(days)]
         )
@@ -389,7 +413,9 @@ class _GradientBoosted:
         return apply_platt(self.win_logit(x), *self.platt)
 
     def stage_index(self, x: np.ndarray) -> np.ndarray:
-        """Stage indices (classes the baseline never saw cannot be predicted)."""
+        """Stage indices (classes the baseline never saw cannot be predicted; -1 without stage labels)."""
+        if self.stage is None:
+            return np.full(x.shape[0], -1)
         predicted: np.ndarray = self.stage.predict(x).astype(int)
         return predicted
 
@@ -414,6 +440,8 @@ def _evaluate(
     model_win, gbm_win = apply_platt(logits, *platt), gbm.win_probability(x)
     curve = reliability(model_win, win_y)
     gbm_curve = reliability(gbm_win, win_y)
+    train_win = train.tensors.win_y.numpy()
+    base_rate = float(train_win[train_win >= 0].mean())
     metrics: dict[str, Any] = {
         "win": {
             "snapshots": int(win_y.size),
@@ -424,7 +452,14 @@ def _evaluate(
                 "brier": gbm_curve["brier"],
                 "ece": gbm_curve["ece"],
             },
-        }
+            # The constant predictor: the training win rate for every deal (no skill).
+            "no_skill": {
+                "auc": 0.5,
+                "brier": float(np.mean((base_rate - win_y) ** 2)),
+                "ece": abs(base_rate - float(win_y.mean())),
+            },
+        },
+        "warnings": _leakage_warnings(train),
     }
 
     true_days = np.expm1(test.tensors.log_days_y.numpy())
@@ -442,14 +477,15 @@ def _evaluate(
     }
 
     model_stage, gbm_stage = np.argmax(stage_probs, 1), gbm.stage_index(x)
-    crm = np.array([_index(test.deals[i].crm_stage_at(t), stages) for i, t in enumerate(test.times)])
+    train_stages = train.tensors.stage_y.numpy()
+    majority = int(np.bincount(train_stages[train_stages >= 0]).argmax()) if (train_stages >= 0).any() else -1
     if truth is not None:
         true = np.array([_index(truth.stage_at(d, t), stages) for d, t in zip(test.deals, test.times)])
-        source = "ground truth"
-    else:
+        crm = np.array([_index(test.deals[i].crm_stage_at(t), stages) for i, t in enumerate(test.times)])
+        metrics["stage"] = {"source": "ground truth", **_accuracies(true, model_stage, gbm_stage, majority, crm)}
+    else:  # the labels are the CRM's own histories: scoring the CRM against them would score it against itself
         true = test.tensors.stage_y.numpy()
-        source = "trusted CRM histories"
-    metrics["stage"] = {"source": source, **_accuracies(true, model_stage, gbm_stage, crm)}
+        metrics["stage"] = {"source": "trusted CRM histories", **_accuracies(true, model_stage, gbm_stage, majority)}
     if truth is not None and split.open:
         features = [deal_features(data, d, as_of) for d in split.open]
         open_tensors = stack(features)
@@ -458,7 +494,9 @@ def _evaluate(
         crm_open = np.array([_index(d.crm_stage_at(as_of), stages) for d in split.open])
         metrics["stage_open_deals"] = {
             "source": "ground truth",
-            **_accuracies(true_open, np.argmax(open_probs, 1), gbm.stage_index(open_tensors.tabular.numpy()), crm_open),
+            **_accuracies(
+                true_open, np.argmax(open_probs, 1), gbm.stage_index(open_tensors.tabular.numpy()), majority, crm_open
+            ),
         }
     return metrics, curve
 
@@ -467,19 +505,43 @@ def _index(stage: str | None, stages: tuple[str, ...]) -> int:
     return stages.index(stage) if stage in stages else -1
 
 
-def _accuracies(true: np.ndarray, model: np.ndarray, gbm: np.ndarray, crm: np.ndarray) -> dict[str, Any]:
+def _accuracies(
+    true: np.ndarray, model: np.ndarray, gbm: np.ndarray, majority: int, crm: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Stage accuracy of the model, the baseline, the majority training stage (no skill) and, against
+    ground truth only, the CRM-reported stage."""
     known = true >= 0
     n = int(known.sum())
     if n == 0:
         return {"evaluated": 0}
-    return {
-        "evaluated": n,
-        "accuracy": {
-            "model": float(np.mean(model[known] == true[known])),
-            "gradient_boosting": float(np.mean(gbm[known] == true[known])),
-            "crm_reported": float(np.mean(crm[known] == true[known])),
-        },
+    accuracy = {
+        "model": float(np.mean(model[known] == true[known])),
+        "gradient_boosting": float(np.mean(gbm[known] == true[known])),
+        "majority_stage": float(np.mean(true[known] == majority)),
     }
+    if crm is not None:
+        accuracy["crm_reported"] = float(np.mean(crm[known] == true[known]))
+    return {"evaluated": n, "accuracy": accuracy}
+
+
+def _leakage_warnings(train: Snapshots) -> list[str]:
+    """A warning for each tabular feature that alone nearly separates won from lost training deals."""
+    x, y = train.tensors.tabular.numpy(), train.tensors.win_y.numpy()
+    closed = y >= 0
+    warnings: list[str] = []
+    if len(np.unique(y[closed])) < 2:
+        return warnings
+    for j, name in enumerate(TABULAR_FEATURES):
+        column = x[closed, j]
+        if np.ptp(column) == 0:
+            continue
+        auc = float(roc_auc_score(y[closed], column))
+        if max(auc, 1 - auc) >= LEAKAGE_AUC:
+            warnings.append(
+                f"possible leakage: {name} alone separates won from lost training deals (AUC "
+                f"{max(auc, 1 - auc):.3f}); check how the export records it (e.g. lost deals with amount 0)"
+            )
+    return warnings
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -496,6 +558,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
         "stage_accuracy": accuracy.get("model"),
         "crm_stage_accuracy": accuracy.get("crm_reported"),
         "stage_accuracy_on": "open deals at the end" if "stage_open_deals" in metrics else "test snapshots",
+        "stage_head_skipped": "skipped" in metrics["stage"],
         "days_mae": metrics["days_to_close"]["mae_days"]["model"],
     }
 
@@ -521,19 +584,21 @@ def model_card(manifest: dict[str, Any]) -> str:
         "| model | AUC | Brier | ECE |",
         "|---|---|---|---|",
     ]
-    for name in ("model", "gradient_boosting"):
+    for name in _WIN_ROWS:
         lines.append(f"| {name} | {win[name]['auc']:.4f} | {win[name]['brier']:.4f} | {win[name]['ece']:.4f} |")
     lines += [
         "",
         "## Stage accuracy",
         "",
-        "| on | evaluated | model | gradient boosting | CRM-reported |",
-        "|---|---|---|---|---|",
+        *([m["stage"]["skipped"], ""] if "skipped" in m["stage"] else []),
+        "| on | evaluated | model | gradient boosting | majority stage | CRM-reported |",
+        "|---|---|---|---|---|---|",
     ]
     for on, source, evaluated, a in _stage_accuracies(m):
+        crm = f"{a['crm_reported']:.3f}" if "crm_reported" in a else "- (its own labels)"
         lines.append(
             f"| {on} ({source}) | {evaluated:,} | {a['model']:.3f} | {a['gradient_boosting']:.3f} "
-            f"| {a['crm_reported']:.3f} |"
+            f"| {a['majority_stage']:.3f} | {crm} |"
         )
     d = m["days_to_close"]
     lines += [
@@ -545,8 +610,12 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"The model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in both AUC "
         f"and Brier score for win probability.",
         "",
+        *(f"**Warning:** {w}" for w in m["warnings"]),
     ]
     return "\n".join(lines)
+
+
+_WIN_ROWS = ("model", "gradient_boosting", "no_skill")
 
 
 def _stage_accuracies(metrics: dict[str, Any]) -> Iterator[tuple[str, str, int, dict[str, float]]]:
@@ -569,13 +638,16 @@ def render_report(r: dict[str, Any]) -> str:
         + f" ({r['seconds']:.0f} s)",
         f"{'win probability':<22} {'AUC':>7} {'Brier':>7} {'ECE':>7}",
     ]
-    for name in ("model", "gradient_boosting"):
+    for name in _WIN_ROWS:
         w = m["win"][name]
         lines.append(f"{name:<22} {w['auc']:>7.4f} {w['brier']:>7.4f} {w['ece']:>7.4f}")
+    if "skipped" in m["stage"]:
+        lines.append(m["stage"]["skipped"])
     for on, source, evaluated, a in _stage_accuracies(m):
         lines.append(
             f"stage accuracy, {on} ({evaluated}, {source}): model {a['model']:.3f}, "
-            f"gradient boosting {a['gradient_boosting']:.3f}, CRM {a['crm_reported']:.3f}"
+            f"gradient boosting {a['gradient_boosting']:.3f}, majority stage {a['majority_stage']:.3f}"
+            + (f", CRM {a['crm_reported']:.3f}" if "crm_reported" in a else "")
         )
     d = m["days_to_close"]
     lines.append(
@@ -587,4 +659,5 @@ def render_report(r: dict[str, Any]) -> str:
         f"model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in AUC and "
         f"Brier; calibration Brier {r['calibration']['brier']:.4f}, ECE {r['calibration']['ece']:.4f}"
     )
+    lines += [f"WARNING: {w}" for w in m["warnings"]]
     return "\n".join(lines)

@@ -407,14 +407,17 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     report: Any
     if args.task == "paths":
         return _evaluate_paths(args, config, key)
-    if args.task == "links":
-        report = evaluate_links(
-            config, args.dataset, _link_settings(args), network_key=key, progress=sys.stderr.isatty()
-        )
-    else:
-        report = evaluate_deals(
-            config, args.dataset, _deal_settings(args), network_key=key, progress=sys.stderr.isatty()
-        )
+    evaluate = evaluate_links if args.task == "links" else evaluate_deals
+    settings = _link_settings(args) if args.task == "links" else _deal_settings(args)
+    report = evaluate(
+        config,
+        args.dataset,
+        settings,
+        network_key=key,
+        progress=sys.stderr.isatty(),
+        strict=args.strict,
+        report=lambda summary: print(_render_ingest(summary.to_dict()), file=sys.stderr),
+    )
     _emit(report.to_dict(), args.json, TRAINERS["link" if args.task == "links" else "deal"].render)
     return 0
 
@@ -713,6 +716,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("task", choices=("links", "deals", "paths"))
     p.add_argument("--dataset", required=True, type=Path, help="files or a folder in the public ingest format")
+    p.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="links, deals: refuse the dataset if any record in it is invalid; --no-strict leaves bad records out",
+    )
     training_options(p)
     p.add_argument("--as-of", help="paths: when the questions are asked (ISO 8601 or Unix seconds)")
     p.add_argument("--queries", type=int, default=300, help="paths: questions asked (default 300)")

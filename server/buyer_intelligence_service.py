@@ -60,7 +60,8 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
                 [("deal_id", f"the deal is closed ({deal.outcome}); estimates are for open deals")]
             )
         estimate = scorer.estimate(data, deal, as_of)
-        disagrees = estimate.crm_stage != estimate.estimated_stage  # also when the CRM records no stage
+        # Also when the CRM records no stage; never without a stage estimate (a model without a stage head).
+        disagrees = bool(estimate.estimated_stage) and estimate.crm_stage != estimate.estimated_stage
         return pb.EstimateDealStageResponse(
             stages=[pb.StageProbability(stage=s, probability=p) for s, p in estimate.stages.items()],
             estimated_stage=estimate.estimated_stage,

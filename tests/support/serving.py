@@ -76,10 +76,10 @@ def serving(graph: InMemoryGraph, clock: Clock, registry: ModelRegistry) -> Serv
     )
 
 
-def untrained_models(root: Path, stages: tuple[str, ...] = DEFAULT_STAGES) -> ModelRegistry:
-    """A registry with an untrained link and deal model (over `stages`) promoted: answers from
-    serving code paths whose numbers mean nothing (model quality is the integration tests' and
-    benchmarks' business)."""
+def untrained_models(root: Path, stages: tuple[str, ...] = DEFAULT_STAGES, *, stage_head: bool = True) -> ModelRegistry:
+    """A registry with an untrained link and deal model (over `stages`, with or without a trained
+    stage head) promoted: answers from serving code paths whose numbers mean nothing (model quality
+    is the integration tests' and benchmarks' business)."""
     registry = ModelRegistry(root)
     link = LinkStrengthModel(LinkModelConfig(node_features=len(NODE_FEATURES), pair_features=len(PAIR_FEATURES)))
     deal = DealModel(
@@ -97,6 +97,7 @@ def untrained_models(root: Path, stages: tuple[str, ...] = DEFAULT_STAGES) -> Mo
             "weights": deal.state_dict(),
             "platt": [1.0, 0.0],
             "stages": list(stages),
+            "stage_head": stage_head,
             "intervals": {
                 "max_log_days": [6.0],
                 "engaged": [-0.5, 0.5],

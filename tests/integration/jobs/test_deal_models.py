@@ -135,9 +135,13 @@ def test_deal_export_matches_neo4j(trained: Trained) -> None:
 
 def test_report_has_every_baseline_and_calibration_within_tolerance(trained: Trained) -> None:
     m = trained.report.manifest
-    assert set(m["metrics"]["win"]) >= {"model", "gradient_boosting"}
-    assert m["metrics"]["stage"]["source"] == "ground truth"
-    assert set(m["metrics"]["stage_open_deals"]["accuracy"]) == {"model", "gradient_boosting", "crm_reported"}
+    win = m["metrics"]["win"]
+    assert set(win) == {"snapshots", "won_share", "model", "gradient_boosting", "no_skill"}
+    assert win["model"]["brier"] < win["no_skill"]["brier"] and win["model"]["auc"] > 0.5
+    assert m["metrics"]["stage"]["source"] == "ground truth" and m["metrics"]["warnings"] == []
+    accuracy = m["metrics"]["stage_open_deals"]["accuracy"]
+    assert set(accuracy) == {"model", "gradient_boosting", "majority_stage", "crm_reported"}
+    assert accuracy["model"] > accuracy["majority_stage"]
     assert m["calibration"]["ece"] < 0.1  # calibrated win probability on the held-out (later) deals
     version = trained.registry.version("deal", trained.report.version.name)  # type: ignore[union-attr]
     for artifact in ("model.pt", "manifest.json", "card.md", "reliability.png", "curves.png"):
@@ -322,20 +326,24 @@ def test_query_commands(trained: Trained, served: Served, cli_env: dict[str, str
 def test_evaluate_deals_on_a_crm_export_without_interactions(
     trained: Trained, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """A CRM export: deals only (account, owner, amount, dates, stage history), no activity at all."""
+    """A CRM export: deals only (account, owner, amount, dates, stage history), no activity at all,
+    with one impossible record and stage codes no record follows: the bad record is left out
+    (--no-strict) and counted first, and win and days are evaluated without a stage head."""
     export = tmp_path / "crm"
     export.mkdir()
-    (export / "deals.jsonl").write_text((trained.network / "ingest" / "deals.jsonl").read_text())
+    deals = (trained.network / "ingest" / "deals.jsonl").read_text().splitlines()
+    impossible = {**json.loads(deals[0]), "id": "D-IMPOSSIBLE", "created": "2026-03-01", "closed": "2026-02-01"}
+    impossible["outcome"] = "lost"
+    (export / "deals.jsonl").write_text("\n".join([*deals, json.dumps(impossible)]) + "\n")
+    command = ["relgraph", "evaluate", "deals", "--dataset", str(export), "--epochs", "5", "--json"]
     run = subprocess.run(
-        ["relgraph", "evaluate", "deals", "--dataset", str(export), "--epochs", "5", "--json"],
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [*command, "--no-strict", "--stages", "qualify,close"], env=cli_env, capture_output=True, text=True, timeout=600
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    assert f"{len(deals)} accepted, 1 rejected" in run.stderr and "'closed' is before 'created'" in run.stderr
     report = json.loads(run.stdout)
-    assert report["metrics"]["stage"]["source"] == "trusted CRM histories"
-    assert 0.0 <= report["metrics"]["win"]["model"]["auc"] <= 1.0
+    assert "stage head skipped" in report["metrics"]["stage"]["skipped"]
+    win = report["metrics"]["win"]
+    assert 0.0 <= win["model"]["auc"] <= 1.0 and win["no_skill"]["auc"] == 0.5
     assert report["metrics"]["days_to_close"]["mae_days"]["model"] > 0
     assert report["version"] is None

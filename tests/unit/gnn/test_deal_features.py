@@ -18,6 +18,7 @@ from gnn.deals import (
     PERSON_FEATURES,
     TABULAR_FEATURES,
     deal_features,
+    snapshot_times,
     stage_label,
     trusted_history,
 )
@@ -125,6 +126,13 @@ def test_stage_labels_come_only_from_trusted_histories() -> None:
     lost = dataclasses.replace(deal, outcome="lost")
     assert all(stage_label(d, T0 + 25 * DAY, STAGES) == -1 for d in (lagging, jumped, lost))
     assert deal.crm_stage_at(T0 + 25 * DAY) == "proposal" and jumped.crm_stage_at(T0 + 25 * DAY) == "negotiation"
+
+
+def test_every_closed_deal_is_looked_at_the_fastest_too() -> None:
+    """A week in, then every two weeks; a deal that closes within a week halfway through."""
+    assert snapshot_times(_deal([]), as_of=T0 + 100 * DAY) == [T0 + 7 * DAY, T0 + 21 * DAY, T0 + 35 * DAY]
+    assert snapshot_times(_deal([], closed=T0 + 4 * DAY), as_of=T0 + 100 * DAY) == [T0 + 2 * DAY]
+    assert snapshot_times(_deal([], closed=T0), as_of=T0 + 100 * DAY) == []
 
 
 def test_deal_model_batches_and_learns() -> None:

@@ -37,6 +37,14 @@ def test_a_model_trained_on_a_crms_own_stages_serves_them(tmp_path: Path) -> Non
     assert [s.stage for s in answer.stages] == list(stages) and answer.estimated_stage in stages
 
 
+def test_a_model_without_a_stage_history_estimates_no_stage_and_says_why(tmp_path: Path) -> None:
+    served = serving(world(), FixedClock(AS_OF), untrained_models(tmp_path, stage_head=False))
+    answer = served.call("acme", "EstimateDealStage", pb.EstimateDealStageRequest(deal_id="D-1"))
+    assert not answer.stages and not answer.estimated_stage and not answer.disagrees_with_crm
+    assert answer.crm_stage == "proposal" and 0.0 <= answer.win_probability <= 1.0
+    assert any("trained without a trusted stage history" in m for m in answer.missing_evidence)
+
+
 def test_a_deal_is_answered_only_to_its_own_tenant(served: Serving) -> None:
     for tenant, deal in (("globex", "D-1"), ("acme", "D-404")):
         with pytest.raises(NotFoundError, match="no such deal in your organisation's data"):
