@@ -91,6 +91,15 @@ class ModelRegistry:
                     f.unlink()
                 staging.rmdir()
 
+    def amend(self, model: str, name: str, **fields: Any) -> ModelVersion:
+        """Record `fields` in a version's manifest (e.g. a forced promotion), replacing it atomically."""
+        version = self.version(model, name)
+        path = version.path / "manifest.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**version.manifest, **fields}, indent=2))
+        tmp.replace(path)
+        return self.version(model, name)
+
     def promote(self, model: str, name: str) -> ModelVersion:
         version = self.version(model, name)
         pointer = self.root / model / "PROMOTED"

@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 from core.errors import ConfigError, InvalidInputError
 from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
 from gnn.deal_model import DealModel, DealModelConfig, DealTensors, loss, predict, stack
-from gnn.deal_scoring import clamp_log_days, interval
+from gnn.deal_scoring import DealScorer, clamp_log_days, interval
 from gnn.deals import (
     COMPANY_FEATURES,
     DAY,
@@ -42,6 +42,7 @@ from gnn.deals import (
 from gnn.model_kinds import DEAL as MODEL_KIND
 from gnn.registry import ModelRegistry
 from graph.deal_bundle import Deal, DealBundle
+from jobs.promotion import PROMOTED, Incumbent, deal_verdict, render_gate
 from jobs.runner import (
     RunReport,
     RunSettings,
@@ -223,7 +224,10 @@ def train_deal_model(
     intervals = _interval_residuals(train, val, val_days)
     gbm = _GradientBoosted(train, config.seed)
     gbm.calibrate(val)
-    metrics, curve = _evaluate(model, platt, intervals, gbm, train, test, data, split, stages, as_of, truth)
+    incumbent = Incumbent.of(MODEL_KIND, registry)
+    metrics, curve = _evaluate(
+        model, platt, intervals, gbm, incumbent.model, train, test, data, split, stages, as_of, truth
+    )
     if stage_skipped:
         metrics["stage"] = {"skipped": stage_skipped}
         metrics.pop("stage_open_deals", None)
@@ -259,6 +263,7 @@ def train_deal_model(
         "metrics": metrics,
         "headline": headline,
         "train_seconds": train_seconds,
+        "promotion_gate": deal_verdict(metrics, incumbent).to_dict(),
     }
     version = None
     if registry is not None:
@@ -425,6 +430,7 @@ def _evaluate(
     platt: tuple[float, float],
     intervals: dict[str, list[float]],
     gbm: _GradientBoosted,
+    incumbent: DealScorer | None,
     train: Snapshots,
     test: Snapshots,
     data: DealBundle,
@@ -461,6 +467,22 @@ def _evaluate(
         },
         "warnings": _leakage_warnings(train),
     }
+    if incumbent is not None:  # the version serving now, on the same snapshots
+        served = apply_platt(predict(incumbent.model, test.tensors)[1], *incumbent.platt)
+        served_curve = reliability(served, win_y)
+        metrics["win"][PROMOTED] = {
+            "auc": float(roc_auc_score(win_y, served)),
+            "brier": served_curve["brier"],
+            "ece": served_curve["ece"],
+        }
+    # Its stages too, where it estimates the same ones.
+    served_stages = incumbent.model if incumbent and incumbent.stage_head and incumbent.stages == stages else None
+
+    def stage_predictions(tensors: DealTensors, probs: np.ndarray) -> dict[str, np.ndarray]:
+        predictions = {"model": np.argmax(probs, 1), "gradient_boosting": gbm.stage_index(tensors.tabular.numpy())}
+        if served_stages is not None:
+            predictions[PROMOTED] = np.argmax(predict(served_stages, tensors)[0], 1)
+        return predictions
 
     true_days = np.expm1(test.tensors.log_days_y.numpy())
     engaged = x[:, TABULAR_FEATURES.index("has_interactions")] > 0
@@ -476,26 +498,24 @@ def _evaluate(
         "p10_p90_coverage": float(np.mean((truth_log >= np.array(low)) & (truth_log <= np.array(high)))),
     }
 
-    model_stage, gbm_stage = np.argmax(stage_probs, 1), gbm.stage_index(x)
+    predictions = stage_predictions(test.tensors, stage_probs)
     train_stages = train.tensors.stage_y.numpy()
     majority = int(np.bincount(train_stages[train_stages >= 0]).argmax()) if (train_stages >= 0).any() else -1
     if truth is not None:
         true = np.array([_index(truth.stage_at(d, t), stages) for d, t in zip(test.deals, test.times)])
         crm = np.array([_index(test.deals[i].crm_stage_at(t), stages) for i, t in enumerate(test.times)])
-        metrics["stage"] = {"source": "ground truth", **_accuracies(true, model_stage, gbm_stage, majority, crm)}
+        metrics["stage"] = {"source": "ground truth", **_accuracies(true, predictions, majority, crm)}
     else:  # the labels are the CRM's own histories: scoring the CRM against them would score it against itself
         true = test.tensors.stage_y.numpy()
-        metrics["stage"] = {"source": "trusted CRM histories", **_accuracies(true, model_stage, gbm_stage, majority)}
+        metrics["stage"] = {"source": "trusted CRM histories", **_accuracies(true, predictions, majority)}
     if truth is not None and split.open:
-        features = [deal_features(data, d, as_of) for d in split.open]
-        open_tensors = stack(features)
-        open_probs, _, _ = predict(model, open_tensors)
+        open_tensors = stack([deal_features(data, d, as_of) for d in split.open])
         true_open = np.array([_index(truth.stage_at(d, as_of), stages) for d in split.open])
         crm_open = np.array([_index(d.crm_stage_at(as_of), stages) for d in split.open])
         metrics["stage_open_deals"] = {
             "source": "ground truth",
             **_accuracies(
-                true_open, np.argmax(open_probs, 1), gbm.stage_index(open_tensors.tabular.numpy()), majority, crm_open
+                true_open, stage_predictions(open_tensors, predict(model, open_tensors)[0]), majority, crm_open
             ),
         }
     return metrics, curve
@@ -506,19 +526,16 @@ def _index(stage: str | None, stages: tuple[str, ...]) -> int:
 
 
 def _accuracies(
-    true: np.ndarray, model: np.ndarray, gbm: np.ndarray, majority: int, crm: np.ndarray | None = None
+    true: np.ndarray, predictions: dict[str, np.ndarray], majority: int, crm: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """Stage accuracy of the model, the baseline, the majority training stage (no skill) and, against
-    ground truth only, the CRM-reported stage."""
+    """Stage accuracy of each prediction (the model, the baseline, the serving version), of the
+    majority training stage (no skill) and, against ground truth only, of the CRM-reported stage."""
     known = true >= 0
     n = int(known.sum())
     if n == 0:
         return {"evaluated": 0}
-    accuracy = {
-        "model": float(np.mean(model[known] == true[known])),
-        "gradient_boosting": float(np.mean(gbm[known] == true[known])),
-        "majority_stage": float(np.mean(true[known] == majority)),
-    }
+    accuracy = {name: float(np.mean(predicted[known] == true[known])) for name, predicted in predictions.items()}
+    accuracy["majority_stage"] = float(np.mean(true[known] == majority))
     if crm is not None:
         accuracy["crm_reported"] = float(np.mean(crm[known] == true[known]))
     return {"evaluated": n, "accuracy": accuracy}
@@ -584,7 +601,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         "| model | AUC | Brier | ECE |",
         "|---|---|---|---|",
     ]
-    for name in _WIN_ROWS:
+    for name in _win_rows(m):
         lines.append(f"| {name} | {win[name]['auc']:.4f} | {win[name]['brier']:.4f} | {win[name]['ece']:.4f} |")
     lines += [
         "",
@@ -610,12 +627,15 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"The model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in both AUC "
         f"and Brier score for win probability.",
         "",
+        render_gate(manifest["promotion_gate"]),
+        "",
         *(f"**Warning:** {w}" for w in m["warnings"]),
     ]
     return "\n".join(lines)
 
 
-_WIN_ROWS = ("model", "gradient_boosting", "no_skill")
+def _win_rows(metrics: dict[str, Any]) -> list[str]:
+    return [name for name in ("model", "gradient_boosting", "no_skill", PROMOTED) if name in metrics["win"]]
 
 
 def _stage_accuracies(metrics: dict[str, Any]) -> Iterator[tuple[str, str, int, dict[str, float]]]:
@@ -638,7 +658,7 @@ def render_report(r: dict[str, Any]) -> str:
         + f" ({r['seconds']:.0f} s)",
         f"{'win probability':<22} {'AUC':>7} {'Brier':>7} {'ECE':>7}",
     ]
-    for name in _WIN_ROWS:
+    for name in _win_rows(m):
         w = m["win"][name]
         lines.append(f"{name:<22} {w['auc']:>7.4f} {w['brier']:>7.4f} {w['ece']:>7.4f}")
     if "skipped" in m["stage"]:
@@ -648,6 +668,7 @@ def render_report(r: dict[str, Any]) -> str:
             f"stage accuracy, {on} ({evaluated}, {source}): model {a['model']:.3f}, "
             f"gradient boosting {a['gradient_boosting']:.3f}, majority stage {a['majority_stage']:.3f}"
             + (f", CRM {a['crm_reported']:.3f}" if "crm_reported" in a else "")
+            + (f", promoted {a[PROMOTED]:.3f}" if PROMOTED in a else "")
         )
     d = m["days_to_close"]
     lines.append(
@@ -659,5 +680,6 @@ def render_report(r: dict[str, Any]) -> str:
         f"model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in AUC and "
         f"Brier; calibration Brier {r['calibration']['brier']:.4f}, ECE {r['calibration']['ece']:.4f}"
     )
+    lines.append(render_gate(r["promotion_gate"]))
     lines += [f"WARNING: {w}" for w in m["warnings"]]
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from torch_geometric.loader import LinkNeighborLoader
 from core.errors import InvalidInputError
 from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
 from gnn.features import graph_at, link_feature_schema, link_schema_hash, two_way_pairs
-from gnn.link_model import LinkModelConfig, LinkStrengthModel, validation_logits
+from gnn.link_model import LinkModelConfig, LinkScorer, LinkStrengthModel, validation_logits
 from gnn.linkpred import (
     LinkTask,
     Split,
@@ -40,6 +40,7 @@ from gnn.model_kinds import LINK as MODEL_KIND
 from gnn.registry import ModelRegistry
 from gnn.sampler import TorchNeighborSampler
 from graph.interaction_log import InteractionLog
+from jobs.promotion import PROMOTED, Incumbent, link_verdict, render_gate
 from jobs.runner import RunReport, RunSettings, fit_on_ray, plot_curves, report, restore_checkpoint, start_worker
 
 
@@ -99,7 +100,8 @@ def train_link_model(
     model = LinkStrengthModel(model_config)
     model.load_state_dict(state["model"])
     a, b = fit_platt(validation_logits(model, data), val_y.numpy())
-    evaluation, curve = _evaluate(log, split, settings.task, model, (a, b), rng)
+    incumbent = Incumbent.of(MODEL_KIND, registry)
+    evaluation, curve = _evaluate(log, split, settings.task, model, (a, b), rng, incumbent)
     trained_epochs = len(state["history"])
     manifest = {
         "model": MODEL_KIND.name,
@@ -125,6 +127,7 @@ def train_link_model(
         "history": state["history"],
         "metrics": evaluation["metrics"],
         "headline": evaluation["headline"],
+        "promotion_gate": link_verdict(evaluation["metrics"], incumbent).to_dict(),
     }
     version = None
     if registry is not None:
@@ -245,22 +248,27 @@ def _evaluate(
     model: LinkStrengthModel,
     platt: tuple[float, float],
     rng: np.random.Generator,
+    incumbent: Incumbent[LinkScorer],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Model and baselines on the same test queries; calibration on every relationship at the cutoff."""
+    """Model, baselines and the serving version on the same test queries; calibration on every
+    relationship at the cutoff."""
     test_graph = graph_at(log, split.test_cutoff)
     queries = ranking_queries(log, test_graph, split.end, task, rng)
     score = model_scorer(model, test_graph)
     metrics = {"model": ranking_metrics(queries, score)}
     for name, scorer in baselines(test_graph).items():
         metrics[name] = ranking_metrics(queries, scorer)
-    best = max((m for m in metrics if m != "model"), key=lambda m: metrics[m]["mrr_historical"])
+    baseline_names = [m for m in metrics if m != "model"]
+    if incumbent.model is not None:
+        metrics[PROMOTED] = ranking_metrics(queries, model_scorer(incumbent.model.model, test_graph))
+    best = max(baseline_names, key=lambda m: metrics[m]["mrr_historical"])
     headline = {
         "mrr_historical": metrics["model"]["mrr_historical"],
         "best_baseline": best,
         "best_baseline_mrr_historical": metrics[best]["mrr_historical"],
         "margin_mrr_historical": metrics["model"]["mrr_historical"] - metrics[best]["mrr_historical"],
         "beats_every_baseline": all(
-            metrics["model"]["mrr_historical"] > metrics[m]["mrr_historical"] for m in metrics if m != "model"
+            metrics["model"]["mrr_historical"] > metrics[m]["mrr_historical"] for m in baseline_names
         ),
     }
     u, v, labels = edge_population(log, test_graph, split.end)
@@ -308,6 +316,8 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"The model {verdict} in MRR with historical negatives: {h['mrr_historical']:.4f} against "
         f"{h['best_baseline_mrr_historical']:.4f} for {h['best_baseline']} (margin {h['margin_mrr_historical']:+.4f}).",
         "",
+        render_gate(manifest["promotion_gate"]),
+        "",
     ]
     return "\n".join(lines)
 
@@ -335,4 +345,5 @@ def render_report(r: dict[str, Any]) -> str:
         f" (MRR hist. margin over {h['best_baseline']}: {h['margin_mrr_historical']:+.4f}); "
         f"calibration Brier {r['calibration']['brier']:.4f}"
     )
+    lines.append(render_gate(r["promotion_gate"]))
     return "\n".join(lines)

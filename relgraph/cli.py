@@ -335,6 +335,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from gnn.buyer_process import CohortMinimum
     from gnn.registry import ModelRegistry
     from graph.neo4j_reader import Neo4jReader
+    from jobs.promotion import promote_through_gate
     from jobs.trainers import TRAINERS, TrainingRequest
 
     registry = ModelRegistry(config.models_dir)
@@ -357,7 +358,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
         results = {kind: TRAINERS[kind].train(request) for kind in kinds}
     if args.promote:
         for kind, report in results.items():
-            registry.promote(kind, report["version"])
+            print(promote_through_gate(registry, kind, report["version"]), file=sys.stderr)
     if args.model == "all":
         _emit(results, args.json, lambda r: "\n\n".join(TRAINERS[kind].render(r[kind]) for kind in r))
     else:
@@ -446,6 +447,7 @@ def _evaluate_paths(args: argparse.Namespace, config: Config, key: str) -> int:
 
 def cmd_models(args: argparse.Namespace, config: Config) -> int:
     from gnn.registry import ModelRegistry
+    from jobs.promotion import gate_refusal, promote_forced
 
     registry = ModelRegistry(config.models_dir)
     model = args.model
@@ -466,10 +468,18 @@ def cmd_models(args: argparse.Namespace, config: Config) -> int:
         return 0
     if not args.version:
         raise ConfigError(f"models {args.action} needs a VERSION (see `relgraph models list --model {model}`)")
-    version = (
-        registry.promote(model, args.version) if args.action == "promote" else registry.version(model, args.version)
-    )
+    version = registry.version(model, args.version)
     if args.action == "promote":
+        refused = gate_refusal(version.manifest)
+        if refused is not None and not args.force:
+            raise ConfigError(
+                f"{model} model {version.name} did not pass the promotion gate ({refused}); "
+                "pass --force to promote it anyway (recorded in its manifest)"
+            )
+        if args.force:
+            promote_forced(registry, model, version.name)
+        else:
+            registry.promote(model, version.name)
         print(
             f"promoted {model} model {version.name}; servers pick it up "
             + ("at their next snapshot refresh" if model == "link" else "at their next request")
@@ -697,7 +707,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int, help="data window start, Unix seconds")
     p.add_argument("--until", type=int, help="data window end (exclusive), Unix seconds")
     p.add_argument("--resume", action="store_true", help="continue the newest unfinished run from its checkpoint")
-    p.add_argument("--promote", action="store_true", help="promote the new version to serving")
+    p.add_argument(
+        "--promote",
+        action="store_true",
+        help="promote each new version that passes its gate: no worse than the serving version and every "
+        "baseline on its test split, beyond a noise margin",
+    )
     training_options(p)
     p.set_defaults(run=cmd_train)
 
@@ -738,6 +753,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("list", "show", "promote"))
     p.add_argument("version", nargs="?")
     p.add_argument("--model", choices=("link", "deal", "buyer"), default="link")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote: even a version its promotion gate refused (the override is recorded in its manifest)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_models)
 

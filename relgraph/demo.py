@@ -1,7 +1,8 @@
 """`relgraph demo`: the main job end to end on one machine. Starts the managed Neo4j (unless
 NEO4J_URI points elsewhere), generates a small multi-tenant network, ingests it, prints what was
 built (read back from Neo4j), trains the relationship-strength and deal models on a local Ray and
-the buyer-process model, evaluates them against their baselines and promotes them, then starts the
+the buyer-process model, evaluates them against their baselines and promotes them through their
+gates (a deal model the gate refuses is promoted with the override, and the demo says so), then starts the
 gRPC server and prints real answers through a real client: warm paths ranked by the model's
 strengths, deal-stage estimates, deal signals and a buyer-process prediction."""
 
@@ -27,6 +28,7 @@ from graph.pseudonymize import Pseudonymizer
 from graph.schema import current_version, migrate
 from graph.store import GraphStore, connect
 from jobs.generate import AS_OF, GeneratorConfig, generate
+from jobs.promotion import promote_forced, promote_through_gate
 from jobs.runner import RunSettings
 from jobs.train_deals import DealSettings, GroundTruth
 from jobs.trainers import TRAINERS, TrainingRequest
@@ -104,7 +106,8 @@ def run_demo(config: Config, *, people: int, tenants: int, seed: int, key: str) 
 
 
 def _train_and_promote(config: Config, store: GraphStore, out: Path) -> None:
-    """Train every model kind on the whole network (Ray, one worker), register and promote each."""
+    """Train every model kind on the whole network (Ray, one worker), register each and promote it
+    through its gate."""
     registry = ModelRegistry(config.models_dir)
     request = TrainingRequest(
         reader=Neo4jReader(store),
@@ -125,9 +128,13 @@ def _train_and_promote(config: Config, store: GraphStore, out: Path) -> None:
         _section(f"train {title}")
         trainer = TRAINERS[kind]
         report = trainer.train(request)
-        registry.promote(kind, report["version"])
         print(trainer.render(report))
-        print(f"promoted {kind} model {report['version']}")
+        print(promote_through_gate(registry, kind, report["version"]))
+        if kind != "link" and registry.promoted_name(kind) != report["version"]:
+            # Warm paths fall back to the heuristic; deal answers need a model, so the demo shows the
+            # operator's override rather than no answers.
+            promote_forced(registry, kind, report["version"])
+            print(f"promoted {kind} model {report['version']} with --force for the demo (recorded in its manifest)")
 
 
 def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) -> None:

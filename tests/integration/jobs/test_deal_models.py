@@ -27,6 +27,7 @@ from graph.reader import ALL_TENANTS
 from graph.schema import migrate
 from graph.store import GraphStore, Query, connect
 from jobs.generate import AS_OF, GeneratorConfig, generate
+from jobs.promotion import PROMOTED
 from jobs.runner import RunSettings
 from jobs.train_buyer import train_buyer_model
 from jobs.train_deals import DealReport, DealSettings, GroundTruth, train_deal_model
@@ -149,6 +150,26 @@ def test_report_has_every_baseline_and_calibration_within_tolerance(trained: Tra
     # Reading engagement beats reading the CRM where reps keep it badly (hygiene 0.4).
     stage = m["metrics"]["stage"]["accuracy"]
     assert stage["model"] > stage["crm_reported"] + 0.1
+
+
+def test_a_new_version_is_scored_beside_the_serving_one_on_its_own_split(trained: Trained, tmp_path: Path) -> None:
+    """The serving version, scored on the new run's test split (the same data and time here), gives
+    the numbers its own report gave; the gate's verdict names it."""
+    report = train_deal_model(
+        trained.data,
+        DealSettings(run=RunSettings(epochs=2, hidden=16)),
+        as_of=AS_OF,
+        runs_dir=tmp_path,
+        registry=trained.registry,
+        scope={"test": True},
+        truth=GroundTruth.load(trained.network / "ingest"),
+    )
+    mine, served = report.manifest["metrics"], trained.report.manifest["metrics"]
+    assert mine["win"][PROMOTED]["auc"] == pytest.approx(served["win"]["model"]["auc"], abs=1e-6)
+    assert mine["stage_open_deals"]["accuracy"][PROMOTED] == served["stage_open_deals"]["accuracy"]["model"]
+    gate = report.manifest["promotion_gate"]
+    assert gate["incumbent"]["version"] == trained.report.version.name  # type: ignore[union-attr]
+    assert trained.registry.promoted_name("deal") == trained.report.version.name  # type: ignore[union-attr]
 
 
 def test_served_estimate_matches_the_offline_prediction(trained: Trained, served: Served) -> None:

@@ -28,6 +28,7 @@ from graph.reader import ALL_TENANTS, TenantScope
 from graph.schema import migrate
 from graph.store import GraphStore, Query, connect
 from graph.tenancy import set_sharing
+from jobs.promotion import PROMOTED
 from jobs.runner import RunSettings
 from jobs.train_link import LinkSettings, TrainReport, train_link_model
 from relgraph.client import Client
@@ -163,6 +164,12 @@ def test_one_worker_runs_are_deterministic_and_resume_from_their_checkpoint(trai
     weights = [torch.load(r.version.path / "model.pt", weights_only=True)["weights"] for r in reports if r.version]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
+    # Once one serves, the next run scores it on its own test queries: the same model, the same numbers.
+    registry.promote(MODEL_NAME, reports[0].version.name)  # type: ignore[union-attr]
+    again = train_link_model(trained.log, settings, runs_dir=tmp_path / "runs", registry=registry, scope={})
+    assert again.manifest["metrics"][PROMOTED] == again.manifest["metrics"]["model"]
+    assert again.manifest["promotion_gate"]["incumbent"] == {"version": "v0001", "scored": True, "why_not": ""}
+
     # An interrupted run (no DONE marker) continues from its last checkpoint: epoch 1 is not redone.
     (tmp_path / "runs" / reports[1].run / "DONE").unlink()
     resumed = train_link_model(
@@ -237,8 +244,21 @@ def test_models_commands(trained: Trained, cli_env: dict[str, str]) -> None:
     assert shown.returncode == 0 and "Link model" in shown.stdout and "recency_weighted_count" in shown.stdout
     missing = relgraph("models", "promote", "v0099")
     assert missing.returncode == 1 and "no link model version 'v0099'" in missing.stderr
-    promoted = relgraph("models", "promote", "v0001")
-    assert promoted.returncode == 0, promoted.stderr
+    gate = trained.registry.version(MODEL_NAME, "v0001").manifest["promotion_gate"]
+    assert set(gate) == {"passed", "reasons", "incumbent"} and gate["reasons"]
+    try:  # the verdict each way: a refused version is promoted only by the override, which is recorded
+        trained.registry.amend(MODEL_NAME, "v0001", promotion_gate={**gate, "passed": True, "reasons": ["fine"]})
+        promoted = relgraph("models", "promote", "v0001")
+        assert promoted.returncode == 0, promoted.stderr
+        trained.registry.amend(MODEL_NAME, "v0001", promotion_gate={**gate, "passed": False, "reasons": ["worse"]})
+        refused = relgraph("models", "promote", "v0001")
+        assert refused.returncode == 1 and "did not pass the promotion gate (worse)" in refused.stderr
+        assert "forced_promotions" not in trained.registry.version(MODEL_NAME, "v0001").manifest
+        forced = relgraph("models", "promote", "v0001", "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert trained.registry.version(MODEL_NAME, "v0001").manifest["forced_promotions"]
+    finally:
+        trained.registry.amend(MODEL_NAME, "v0001", promotion_gate=gate)
 
 
 def test_export_command_writes_hetero_data(trained: Trained, cli_env: dict[str, str], tmp_path: Path) -> None:
