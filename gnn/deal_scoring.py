@@ -52,6 +52,18 @@ _TABULAR_TEXT: dict[str, tuple[str, str]] = {
     "meeting_share_14d": ("share of meetings, last 14 days", "share"),
 }
 _TOP_EVIDENCE = 6
+# Features read from the deal's logged interactions: without any, their values are placeholders (the
+# days "since the last interaction" are the deal's age), so they are not described as evidence.
+_FROM_INTERACTIONS = frozenset(
+    {
+        "log_days_since_last",
+        "inbound_share",
+        "reply_rate",
+        "log_reply_latency_days",
+        "meeting_share",
+        "meeting_share_14d",
+    }
+)
 _NO_STAGE_HEAD = (
     "no stage estimate: the deal model was trained without a trusted stage history (retrain with the "
     "CRM's own stages in order, --stages)"
@@ -85,6 +97,13 @@ class DealScorer:
         self.intervals: dict[str, list[float]] = state["intervals"]
         # False when training had no trusted stage history: the stage head then learned nothing.
         self.stage_head = bool(state.get("stage_head", True))
+        # Each tabular feature's (lowest, highest) over the training snapshots: a deal outside them
+        # is unlike any the model learned from (versions trained before this was kept have none).
+        self.tabular_range: tuple[np.ndarray, np.ndarray] | None = (
+            (np.asarray(state["tabular_range"][0]), np.asarray(state["tabular_range"][1]))
+            if "tabular_range" in state
+            else None
+        )
         # One forward pass at a time: the server calls from many threads, and torch hands the GIL
         # back and forth on every small operation, so concurrent passes convoy on it (measured:
         # serialized passes answered 1.75 times as many estimates per second on 8 threads).
@@ -106,6 +125,9 @@ class DealScorer:
         engaged = bool(features.tabular[TABULAR_FEATURES.index("has_interactions")] > 0)
         median = float(clamp_log_days(self.intervals, log_days)[0])
         low, high = interval(self.intervals, median, engaged)
+        unseen = self._unseen(features)
+        if unseen:  # the model never saw such a deal: the close could be now or as late as any seen
+            low, high = 0.0, max(high, self.intervals["max_log_days"][0])
         p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in (low, median, high))
         return DealEstimate(
             as_of=t,
@@ -117,15 +139,36 @@ class DealScorer:
             close_p90=p90,
             crm_stage=deal.crm_stage_at(t),
             evidence=_top_evidence(labels, float(win[0]) - win[1:]),
-            missing_evidence=missing_evidence(deal, features) + ([] if self.stage_head else [_NO_STAGE_HEAD]),
+            missing_evidence=missing_evidence(deal, features) + unseen + ([] if self.stage_head else [_NO_STAGE_HEAD]),
         )
+
+    def _unseen(self, features: DealFeatures) -> list[str]:
+        """What puts the deal outside the training deals' range, one line per feature (flags aside)."""
+        if self.tabular_range is None:
+            return []
+        lowest, highest = self.tabular_range
+        lines = []
+        for j in np.flatnonzero((features.tabular < lowest - 1e-6) | (features.tabular > highest + 1e-6)):
+            name = TABULAR_FEATURES[j]
+            label, kind = _TABULAR_TEXT[name]
+            if kind == "flag":
+                continue
+            lines.append(
+                f"unlike any deal the model learned from: {label} {_as_read(kind, float(features.tabular[j]))} "
+                f"(training deals: {_as_read(kind, float(lowest[j]))} to {_as_read(kind, float(highest[j]))}); "
+                "the close-date interval is widened to what any deal took"
+            )
+        return lines
 
     def _occlusions(self, features: DealFeatures) -> tuple[list[DealFeatures], list[str]]:
         """The deal with one feature set to its training mean, or one person left out, each with
         what it leaves out: how the win probability moves without it is that evidence's weight."""
         variants, labels = [], []
         mean = self.model.scale_tabular.mean.numpy()
+        engaged = features.tabular[TABULAR_FEATURES.index("has_interactions")] > 0
         for j in np.flatnonzero(~np.isclose(features.tabular, mean)):
+            if not engaged and TABULAR_FEATURES[j] in _FROM_INTERACTIONS:
+                continue
             tabular = features.tabular.copy()
             tabular[j] = mean[j]
             variants.append(DealFeatures(tabular, features.persons, features.person_pids, features.company))
@@ -170,13 +213,17 @@ def interval(intervals: dict[str, list[float]], log_days: float, engaged: bool) 
 
 def describe_feature(name: str, value: float) -> str:
     label, kind = _TABULAR_TEXT[name]
+    return f"{label}: {_as_read(kind, value)}"
+
+
+def _as_read(kind: str, value: float) -> str:
     if kind in ("count", "days"):
-        return f"{label}: {np.expm1(value):.0f}"
+        return f"{np.expm1(value):.0f}"
     if kind == "share":
-        return f"{label}: {value:.0%}"
+        return f"{value:.0%}"
     if kind == "flag":
-        return f"{label}: {'yes' if value > 0.5 else 'no'}"
-    return f"{label}: {value:.0f}"
+        return "yes" if value > 0.5 else "no"
+    return f"{value:.0f}"
 
 
 def describe_person(row: np.ndarray) -> str:

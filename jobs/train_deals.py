@@ -283,6 +283,10 @@ def train_deal_model(
                 "intervals": intervals,
                 "stages": list(stages),
                 "stage_head": stage_skipped is None,
+                "tabular_range": [
+                    train.tensors.tabular.min(0).values.tolist(),
+                    train.tensors.tabular.max(0).values.tolist(),
+                ],
             },
             extras,
         )

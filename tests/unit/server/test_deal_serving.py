@@ -3,14 +3,21 @@ these tests hold the serving path, tenancy and the clock, not the model's qualit
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from core.clock import FixedClock
 from core.errors import InvalidRequestError, NoModelError, NotFoundError
-from gnn.deals import DEFAULT_STAGES
+from gnn.deal_scoring import DealScorer
+from gnn.deals import DEFAULT_STAGES, TABULAR_FEATURES, deal_features
+from gnn.model_kinds import DEAL
 from gnn.registry import ModelRegistry
+from graph.deal_bundle import Deal, DealBundle
+from graph.reader import ALL_TENANTS
 from relgraph.v1 import buyer_intelligence_pb2 as pb
 from tests.support.serving import AS_OF, BUYER, OPS, Serving, serving, untrained_models, world
 
@@ -70,3 +77,38 @@ def test_without_a_promoted_model_the_answer_says_how_to_get_one(tmp_path: Path)
         served.call("acme", "EstimateDealStage", pb.EstimateDealStageRequest(deal_id="D-1"))
     with pytest.raises(NoModelError, match="no buyer model promoted"):
         served.call("acme", "PredictBuyerProcess", pb.PredictBuyerProcessRequest(company_domain=BUYER))
+
+
+def _scorer_and_deal(tmp_path: Path, **state_changes: Any) -> tuple[DealScorer, DealBundle, Deal]:
+    _, state = untrained_models(tmp_path).promoted("deal", DEAL.schema_hash)
+    data = world().deal_bundle(ALL_TENANTS)
+    deal = next(d for d in data.deals if d.deal_id == "D-1")
+    return DealScorer({**state, **state_changes}, "v0001"), data, deal
+
+
+def test_a_deal_unlike_any_in_training_is_flagged_and_its_interval_widened(tmp_path: Path) -> None:
+    scorer, data, deal = _scorer_and_deal(tmp_path)
+    seen = scorer.estimate(data, deal, AS_OF)
+    features = deal_features(data, deal, AS_OF).tabular
+    inside = [features.tolist(), features.tolist()]
+    assert scorer.estimate(data, deal, AS_OF).missing_evidence == seen.missing_evidence
+    assert not any(m.startswith("unlike") for m in seen.missing_evidence)
+    younger = features.copy()
+    younger[TABULAR_FEATURES.index("log_age_days")] -= 1.0  # every training deal was younger than this one
+    scorer, _, _ = _scorer_and_deal(tmp_path / "older", tabular_range=[inside[0], younger.tolist()])
+    older = scorer.estimate(data, deal, AS_OF)
+    (line,) = [m for m in older.missing_evidence if m.startswith("unlike any deal the model learned from")]
+    assert "days since the deal was created" in line
+    assert older.close_p10 == AS_OF and older.close_p90 >= seen.close_p90
+
+
+def test_evidence_never_describes_an_interaction_that_does_not_exist(tmp_path: Path) -> None:
+    scorer, data, deal = _scorer_and_deal(tmp_path)
+    empty = np.zeros(0, dtype=np.int64)
+    quiet = dataclasses.replace(
+        deal, ts=empty, kind=empty.astype(object), buyer=empty.astype(object), seller=empty.astype(object)
+    )
+    quiet = dataclasses.replace(quiet, inbound=np.zeros(0, dtype=bool))
+    labels = [label for _, label in zip(*scorer._occlusions(deal_features(data, quiet, AS_OF)))]
+    assert "days since the deal was created: 92" in labels
+    assert not any("last interaction" in label or "started by the buyer" in label for label in labels)
