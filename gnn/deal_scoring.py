@@ -52,6 +52,10 @@ _TABULAR_TEXT: dict[str, tuple[str, str]] = {
     "meeting_share_14d": ("share of meetings, last 14 days", "share"),
 }
 _TOP_EVIDENCE = 6
+# A deal older or larger (or smaller) than any the model learned from: what days to close and win
+# probability extrapolate on. Engagement counts outside the training range are not flagged: open deals
+# at the end of the data routinely have more recent signals than any closed deal had.
+_EXTRAPOLATED = ("log_age_days", "log_amount")
 # Features read from the deal's logged interactions: without any, their values are placeholders (the
 # days "since the last interaction" are the deal's age), so they are not described as evidence.
 _FROM_INTERACTIONS = frozenset(
@@ -143,16 +147,16 @@ class DealScorer:
         )
 
     def _unseen(self, features: DealFeatures) -> list[str]:
-        """What puts the deal outside the training deals' range, one line per feature (flags aside)."""
+        """The deal's own age or amount outside the training deals' range, one line each."""
         if self.tabular_range is None:
             return []
         lowest, highest = self.tabular_range
         lines = []
-        for j in np.flatnonzero((features.tabular < lowest - 1e-6) | (features.tabular > highest + 1e-6)):
-            name = TABULAR_FEATURES[j]
-            label, kind = _TABULAR_TEXT[name]
-            if kind == "flag":
+        for name in _EXTRAPOLATED:
+            j = TABULAR_FEATURES.index(name)
+            if lowest[j] - 1e-6 <= features.tabular[j] <= highest[j] + 1e-6:
                 continue
+            label, kind = _TABULAR_TEXT[name]
             lines.append(
                 f"unlike any deal the model learned from: {label} {_as_read(kind, float(features.tabular[j]))} "
                 f"(training deals: {_as_read(kind, float(lowest[j]))} to {_as_read(kind, float(highest[j]))}); "

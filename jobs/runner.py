@@ -70,7 +70,10 @@ class RunReport:
             "run": self.run,
             "version": self.version.name if self.version else None,
             **timings,
-            **{k: self.manifest[k] for k in ("headline", "metrics", "sizes", "data_window", "calibration")},
+            **{
+                k: self.manifest[k]
+                for k in ("headline", "metrics", "sizes", "data_window", "calibration", "promotion_gate")
+            },
         }
 
 

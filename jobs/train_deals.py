@@ -270,8 +270,7 @@ def train_deal_model(
 
         def extras(folder: Path) -> None:
             (folder / "card.md").write_text(model_card(manifest))
-            plot_reliability(curve, folder / "reliability.png", "deal model: win probability (test split)")
-            plot_curves(state["history"], folder / "curves.png")
+            write_plots(manifest, folder)
 
         version = registry.write(
             MODEL_KIND.name,
@@ -492,6 +491,7 @@ def _evaluate(
     engaged = x[:, TABULAR_FEATURES.index("has_interactions")] > 0
     low, high = zip(*(interval(intervals, p, e) for p, e in zip(log_days, engaged)))
     truth_log = test.tensors.log_days_y.numpy()
+    covered = (truth_log >= np.array(low)) & (truth_log <= np.array(high))
     metrics["days_to_close"] = {
         "snapshots": int(true_days.size),
         "mae_days": {
@@ -499,7 +499,11 @@ def _evaluate(
             "gradient_boosting": float(np.mean(np.abs(np.expm1(gbm.days.predict(x)) - true_days))),
             "median": float(np.mean(np.abs(np.nanmedian(np.expm1(train.tensors.log_days_y.numpy())) - true_days))),
         },
-        "p10_p90_coverage": float(np.mean((truth_log >= np.array(low)) & (truth_log <= np.array(high)))),
+        "p10_p90_coverage": float(np.mean(covered)),
+        "p10_p90_coverage_by_group": {
+            group: float(np.mean(covered[mask])) if mask.any() else None
+            for group, mask in (("engaged", engaged), ("no_interactions", ~engaged))
+        },
     }
 
     predictions = stage_predictions(test.tensors, stage_probs)
@@ -512,15 +516,16 @@ def _evaluate(
     else:  # the labels are the CRM's own histories: scoring the CRM against them would score it against itself
         true = test.tensors.stage_y.numpy()
         metrics["stage"] = {"source": "trusted CRM histories", **_accuracies(true, predictions, majority)}
+    metrics["stage"]["confusion"] = _confusion(true, predictions["model"], len(stages))
     if truth is not None and split.open:
         open_tensors = stack([deal_features(data, d, as_of) for d in split.open])
         true_open = np.array([_index(truth.stage_at(d, as_of), stages) for d in split.open])
         crm_open = np.array([_index(d.crm_stage_at(as_of), stages) for d in split.open])
+        open_predictions = stage_predictions(open_tensors, predict(model, open_tensors)[0])
         metrics["stage_open_deals"] = {
             "source": "ground truth",
-            **_accuracies(
-                true_open, stage_predictions(open_tensors, predict(model, open_tensors)[0]), majority, crm_open
-            ),
+            **_accuracies(true_open, open_predictions, majority, crm_open),
+            "confusion": _confusion(true_open, open_predictions["model"], len(stages)),
         }
     return metrics, curve
 
@@ -543,6 +548,14 @@ def _accuracies(
     if crm is not None:
         accuracy["crm_reported"] = float(np.mean(crm[known] == true[known]))
     return {"evaluated": n, "accuracy": accuracy}
+
+
+def _confusion(true: np.ndarray, predicted: np.ndarray, stages: int) -> list[list[int]]:
+    """Counts of [true stage][predicted stage] over the snapshots whose stage is known."""
+    known = true >= 0
+    counts = np.zeros((stages, stages), dtype=np.int64)
+    np.add.at(counts, (true[known], predicted[known]), 1)
+    return counts.tolist()
 
 
 def _leakage_warnings(train: Snapshots) -> list[str]:
@@ -636,6 +649,52 @@ def model_card(manifest: dict[str, Any]) -> str:
         *(f"**Warning:** {w}" for w in m["warnings"]),
     ]
     return "\n".join(lines)
+
+
+def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:
+    """A deal report's plots: win-probability reliability, training curves, the stage confusion
+    matrix (when stages were evaluated) and the close-date interval's coverage; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "reliability.png", folder / "curves.png"]
+    plot_reliability(report["reliability"], written[0], "deal model: win probability (test split)")
+    plot_curves(report["history"], written[1])
+    m = report["metrics"]
+    stage = m.get("stage_open_deals") or m["stage"]
+    if stage.get("evaluated"):
+        stages = report["hyperparameters"]["stages"]
+        counts = np.asarray(stage["confusion"])
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        ax.imshow(counts, cmap="Blues")
+        for (i, j), n in np.ndenumerate(counts):
+            ax.text(j, i, str(n), ha="center", va="center", color="white" if n > counts.max() / 2 else "black")
+        ax.set_xticks(range(len(stages)), stages, rotation=30, ha="right")
+        ax.set_yticks(range(len(stages)), stages)
+        ax.set_xlabel("estimated stage")
+        ax.set_ylabel(f"true stage ({stage['source']})")
+        ax.set_title(f"stage confusion, accuracy {stage['accuracy']['model']:.3f}")
+        fig.tight_layout()
+        written.append(folder / "stage_confusion.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    days = m["days_to_close"]
+    groups = [g for g, c in days["p10_p90_coverage_by_group"].items() if c is not None]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar(groups, [days["p10_p90_coverage_by_group"][g] for g in groups], color="tab:blue")
+    ax.axhline(0.8, linestyle="--", color="grey", label="nominal 80%")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test snapshots inside p10-p90")
+    ax.set_title(f"close-date interval coverage ({days['p10_p90_coverage']:.0%} overall)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    written.append(folder / "interval_coverage.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+    return written
 
 
 def _win_rows(metrics: dict[str, Any]) -> list[str]:

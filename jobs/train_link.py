@@ -134,10 +134,7 @@ def train_link_model(
 
         def extras(folder: Path) -> None:
             (folder / "card.md").write_text(model_card(manifest))
-            plot_reliability(
-                curve, folder / "reliability.png", "link model reliability (test horizon, existing relationships)"
-            )
-            plot_curves(state["history"], folder / "curves.png")
+            write_plots(manifest, folder)
 
         version = registry.write(
             MODEL_KIND.name,
@@ -320,6 +317,15 @@ def model_card(manifest: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:
+    """A link report's plots: reliability of the served strength and the training curves."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / "reliability.png", folder / "curves.png"]
+    plot_reliability(report["reliability"], written[0], "link model reliability (test horizon, existing relationships)")
+    plot_curves(report["history"], written[1])
+    return written
 
 
 def _day(ts: int) -> str:

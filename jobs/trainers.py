@@ -20,8 +20,10 @@ from graph.reader import ALL_TENANTS, GraphReader, TenantScope
 from jobs.train_buyer import render_buyer_report, train_buyer_model
 from jobs.train_deals import DealSettings, GroundTruth, train_deal_model
 from jobs.train_deals import render_report as render_deal_report
+from jobs.train_deals import write_plots as deal_plots
 from jobs.train_link import LinkSettings, train_link_model
 from jobs.train_link import render_report as render_link_report
+from jobs.train_link import write_plots as link_plots
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Trainer:
     kind: ModelKind[Any]
     train: Callable[[TrainingRequest], dict[str, Any]]  # -> the report; "version" names what it registered
     render: Callable[[dict[str, Any]], str]
+    plots: Callable[[dict[str, Any], Path], list[Path]] | None = None  # (a run's manifest, folder) -> files
 
 
 def _train_link(request: TrainingRequest) -> dict[str, Any]:
@@ -114,7 +117,7 @@ def _deal_scope(request: TrainingRequest) -> dict[str, Any]:
 
 
 TRAINERS: dict[str, Trainer] = {
-    LINK.name: Trainer(LINK, _train_link, render_link_report),
-    DEAL.name: Trainer(DEAL, _train_deal, render_deal_report),
+    LINK.name: Trainer(LINK, _train_link, render_link_report, link_plots),
+    DEAL.name: Trainer(DEAL, _train_deal, render_deal_report, deal_plots),
     BUYER.name: Trainer(BUYER, _train_buyer, render_buyer_report),
 }

@@ -419,7 +419,11 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
         strict=args.strict,
         report=lambda summary: print(_render_ingest(summary.to_dict()), file=sys.stderr),
     )
-    _emit(report.to_dict(), args.json, TRAINERS["link" if args.task == "links" else "deal"].render)
+    trainer = TRAINERS["link" if args.task == "links" else "deal"]
+    if args.out is not None and trainer.plots is not None:
+        for path in trainer.plots(report.manifest, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    _emit(report.to_dict(), args.json, trainer.render)
     return 0
 
 
@@ -736,6 +740,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="links, deals: refuse the dataset if any record in it is invalid; --no-strict leaves bad records out",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="links, deals: write the report's plots here (reliability, training curves; deals also the stage "
+        "confusion matrix and the close-date interval's coverage)",
     )
     training_options(p)
     p.add_argument("--as-of", help="paths: when the questions are asked (ISO 8601 or Unix seconds)")

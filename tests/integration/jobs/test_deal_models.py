@@ -31,6 +31,7 @@ from jobs.promotion import PROMOTED
 from jobs.runner import RunSettings
 from jobs.train_buyer import train_buyer_model
 from jobs.train_deals import DealReport, DealSettings, GroundTruth, train_deal_model
+from jobs.trainers import TRAINERS
 from relgraph.client import Client
 from relgraph.v1 import buyer_intelligence_pb2 as pb
 from server.app import RelgraphServer, create_server
@@ -145,8 +146,11 @@ def test_report_has_every_baseline_and_calibration_within_tolerance(trained: Tra
     assert accuracy["model"] > accuracy["majority_stage"]
     assert m["calibration"]["ece"] < 0.1  # calibrated win probability on the held-out (later) deals
     version = trained.registry.version("deal", trained.report.version.name)  # type: ignore[union-attr]
-    for artifact in ("model.pt", "manifest.json", "card.md", "reliability.png", "curves.png"):
+    plots = ("reliability.png", "curves.png", "stage_confusion.png", "interval_coverage.png")
+    for artifact in ("model.pt", "manifest.json", "card.md", *plots):
         assert (version.path / artifact).is_file()
+    rendered = TRAINERS["deal"].render(trained.report.to_dict())
+    assert "no_skill" in rendered and "promotion gate: " in rendered
     # Reading engagement beats reading the CRM where reps keep it badly (hygiene 0.4).
     stage = m["metrics"]["stage"]["accuracy"]
     assert stage["model"] > stage["crm_reported"] + 0.1
@@ -357,8 +361,13 @@ def test_evaluate_deals_on_a_crm_export_without_interactions(
     impossible["outcome"] = "lost"
     (export / "deals.jsonl").write_text("\n".join([*deals, json.dumps(impossible)]) + "\n")
     command = ["relgraph", "evaluate", "deals", "--dataset", str(export), "--epochs", "5", "--json"]
+    plots = tmp_path / "plots"
     run = subprocess.run(
-        [*command, "--no-strict", "--stages", "qualify,close"], env=cli_env, capture_output=True, text=True, timeout=600
+        [*command, "--no-strict", "--stages", "qualify,close", "--out", str(plots)],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"{len(deals)} accepted, 1 rejected" in run.stderr and "'closed' is before 'created'" in run.stderr
@@ -368,3 +377,5 @@ def test_evaluate_deals_on_a_crm_export_without_interactions(
     assert 0.0 <= win["model"]["auc"] <= 1.0 and win["no_skill"]["auc"] == 0.5
     assert report["metrics"]["days_to_close"]["mae_days"]["model"] > 0
     assert report["version"] is None
+    # No stage confusion without a stage head.
+    assert sorted(p.name for p in plots.iterdir()) == ["curves.png", "interval_coverage.png", "reliability.png"]

@@ -31,6 +31,7 @@ from graph.tenancy import set_sharing
 from jobs.promotion import PROMOTED
 from jobs.runner import RunSettings
 from jobs.train_link import LinkSettings, TrainReport, train_link_model
+from jobs.trainers import TRAINERS
 from relgraph.client import Client
 from relgraph.v1 import admin_pb2, warm_paths_pb2
 from server.app import create_server
@@ -149,6 +150,7 @@ def test_two_worker_run_writes_a_complete_loadable_artifact(trained: Trained) ->
     split = manifest["data_window"]
     assert split["train_cutoff"] < split["test_cutoff"] < split["end"]
     assert "MRR" in (version.path / "card.md").read_text()
+    assert "promotion gate: " in TRAINERS["link"].render(trained.report.to_dict())
     trained.registry.promote(MODEL_NAME, "v0001")
     _, state = trained.registry.promoted(MODEL_NAME, LINK.schema_hash)
     assert set(state) == {"config", "weights", "platt"}
