@@ -2,9 +2,10 @@
 NEO4J_URI points elsewhere), generates a small multi-tenant network, ingests it, prints what was
 built (read back from Neo4j), trains the relationship-strength and deal models on a local Ray and
 the buyer-process model, evaluates them against their baselines and promotes them through their
-gates (a deal model the gate refuses is promoted with the override, and the demo says so), then starts the
-gRPC server and prints real answers through a real client: warm paths ranked by the model's
-strengths, deal-stage estimates, deal signals and a buyer-process prediction."""
+gates (a deal model the gate refuses is promoted with the override, and the demo says so), then
+starts the gRPC server and prints real answers through a real client: warm paths ranked by the
+serving strengths (the link model's where its gate passed, else the heuristic's), deal-stage
+estimates, deal signals and a buyer-process prediction."""
 
 from __future__ import annotations
 
