@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, TypeVar
 
-from core.errors import ModelSchemaError, NoModelError
+from core.errors import ModelSchemaError
 from gnn.model_kinds import ModelKind
 from gnn.registry import ModelRegistry
 
@@ -42,13 +42,13 @@ class Incumbent(Generic[Served]):
     def of(kind: ModelKind[Served], registry: ModelRegistry | None) -> Incumbent[Served]:
         if registry is None:
             return Incumbent(None, None, "no registry: nothing is promoted")
-        try:
-            model = kind.load_promoted(registry)
-        except NoModelError:
+        name = registry.promoted_name(kind.name)
+        if name is None:
             return Incumbent(None, None, f"no {kind.name} model promoted yet")
+        try:
+            return Incumbent(kind.load_promoted(registry), name)
         except ModelSchemaError as exc:
-            return Incumbent(None, registry.promoted_name(kind.name), f"not comparable: {exc}")
-        return Incumbent(model, registry.promoted_name(kind.name))
+            return Incumbent(None, name, f"not comparable: {exc}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "scored": self.model is not None, "why_not": self.why_not}

@@ -408,8 +408,11 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     report: Any
     if args.task == "paths":
         return _evaluate_paths(args, config, key)
-    evaluate = evaluate_links if args.task == "links" else evaluate_deals
-    settings = _link_settings(args) if args.task == "links" else _deal_settings(args)
+    evaluate, settings, trainer = (
+        (evaluate_links, _link_settings(args), TRAINERS["link"])
+        if args.task == "links"
+        else (evaluate_deals, _deal_settings(args), TRAINERS["deal"])
+    )
     report = evaluate(
         config,
         args.dataset,
@@ -419,7 +422,6 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
         strict=args.strict,
         report=lambda summary: print(_render_ingest(summary.to_dict()), file=sys.stderr),
     )
-    trainer = TRAINERS["link" if args.task == "links" else "deal"]
     if args.out is not None and trainer.plots is not None:
         for path in trainer.plots(report.manifest, args.out):
             print(f"wrote {path}", file=sys.stderr)
