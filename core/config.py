@@ -70,6 +70,9 @@ class ManagedNeo4jConfig:
 class IngestConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     strict: bool = True
+    # An ingest into the empty managed database loads in bulk (neo4j-admin import) from this input
+    # size up, unless told otherwise: below it, stopping and starting the database costs more.
+    initial_auto_mb: float = 64.0
 
 
 @dataclass(frozen=True, kw_only=True)

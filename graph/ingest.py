@@ -15,6 +15,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +34,7 @@ MAX_REPORTED_ERRORS = 20
 MAX_LINE_BYTES = 1 << 20  # one record; a longer line is rejected, not read into memory
 EVENT_KINDS = ("interaction", "signal")
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".csv.gz")
+_GROUND_TRUTH = "ground_truth"
 
 
 @dataclass(frozen=True)
@@ -60,16 +62,25 @@ class IngestSummary:
     write_seconds: float = 0.0
     seconds: float = 0.0
     events_per_s: float = 0.0
+    mode: str = "transactional"  # or "initial": the bulk initial load (graph/bulk_load.py)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # folders left out, with why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def input_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders into the ingest files they hold (sorted), and check that each path exists."""
+def input_files(paths: Iterable[str | Path], skipped: list[str] | None = None) -> list[Path]:
+    """Expand folders into the ingest files they hold (sorted), and check that each path exists.
+    A folder written by `relgraph generate` contributes its `ingest/` part: its `ground_truth/`
+    holds the generator's answers, not records, and is noted in `skipped`."""
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
+        if path.is_dir() and (path / "ingest").is_dir() and (path / _GROUND_TRUTH).is_dir():
+            if skipped is not None:
+                skipped.append(f"{path / _GROUND_TRUTH}: the generator's ground truth, not ingest records")
+            path = path / "ingest"
         if path.is_dir():
             files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES)))
         elif path.is_file():
@@ -236,8 +247,11 @@ def ingest(
     progress: bool | None = None,
 ) -> IngestSummary:
     """Validate and pseudonymize every record of `paths`, then write the accepted ones to Neo4j."""
-    sources = [(str(path), read_records(path)) for path in input_files(paths)]
-    return ingest_sources(store, sources, pseudo, strict=strict, batch_size=batch_size, progress=progress)
+    skipped: list[str] = []
+    sources = [(str(path), read_records(path)) for path in input_files(paths, skipped)]
+    summary = ingest_sources(store, sources, pseudo, strict=strict, batch_size=batch_size, progress=progress)
+    summary.skipped = skipped
+    return summary
 
 
 def ingest_sources(
@@ -252,41 +266,73 @@ def ingest_sources(
     """Ingest named record streams (files, a gRPC stream): each is all-or-nothing under `strict`.
     A stream yields (position, record or why it could not be read, kind implied by its source)."""
     show = sys.stderr.isatty() if progress is None else progress
-    summary = IngestSummary(files=len(sources))
-    accepted = dict.fromkeys(KINDS, 0)
-    tenants: set[str] = set()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="relgraph-ingest-") as tmp:
-        spool = _Spool(Path(tmp))
-        try:
-            with tqdm(desc="validate", unit=" rec", disable=not show, file=sys.stderr) as bar:
-                for name, records in sources:
-                    tenants |= _validate_source(
-                        name, records, pseudo, spool, summary, accepted, strict, batch_size, bar
-                    )
-            spool.flush()
-            summary.validate_seconds = round(time.perf_counter() - started, 3)
-            summary.accepted_by_kind = {k: n for k, n in accepted.items() if n}
-            counts = WriteCounts()
-            write_tenants(store, sorted(tenants), counts)  # every tenant whose data arrives exists as a Tenant
-            with tqdm(total=summary.accepted, desc="write", unit=" rec", disable=not show, file=sys.stderr) as bar:
-                for kind in KINDS:  # entities before the events that reference them
-                    for chunk in spool.chunks(kind):
-                        for start in range(0, len(chunk), batch_size):
-                            batch = chunk[start : start + batch_size]
-                            WRITERS[kind](store, batch, counts)
-                            bar.update(len(batch))
-        finally:
-            spool.close()
+    with validated(sources, pseudo, strict=strict, chunk=batch_size, show=show) as run:
+        counts = WriteCounts()
+        write_tenants(store, sorted(run.tenants), counts)  # every tenant whose data arrives exists as a Tenant
+        bar = tqdm(total=run.summary.accepted, desc="write", unit=" rec", disable=not show, file=sys.stderr)
+        with run.phase("write"), bar:
+            for kind in KINDS:  # entities before the events that reference them
+                for chunk in run.spool.chunks(kind):
+                    for start in range(0, len(chunk), batch_size):
+                        batch = chunk[start : start + batch_size]
+                        WRITERS[kind](store, batch, counts)
+                        bar.update(len(batch))
+    summary = run.finish()
     summary.nodes_created = counts.nodes_created
     summary.relationships_created = counts.relationships_created
     summary.events_added = counts.events_added
     summary.events_already_present = counts.events_already_present
-    summary.seconds = round(time.perf_counter() - started, 3)
-    summary.write_seconds = round(summary.seconds - summary.validate_seconds, 3)
-    events = sum(accepted[k] for k in EVENT_KINDS)
-    summary.events_per_s = round(events / summary.seconds, 1) if summary.seconds > 0 else 0.0
     return summary
+
+
+@dataclass
+class ValidatedRun:
+    """The accepted rows of an ingest, spooled on disk by kind, with the summary so far and the
+    seconds of each phase (`phase`) of what the caller then does with them."""
+
+    spool: _Spool
+    summary: IngestSummary
+    tenants: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.perf_counter)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary.phase_seconds[name] = round(time.perf_counter() - began, 3)
+
+    def finish(self) -> IngestSummary:
+        summary = self.summary
+        summary.seconds = round(time.perf_counter() - self.started, 3)
+        summary.validate_seconds = summary.phase_seconds.get("validate", 0.0)
+        summary.write_seconds = round(summary.seconds - summary.validate_seconds, 3)
+        events = sum(summary.accepted_by_kind.get(k, 0) for k in EVENT_KINDS)
+        summary.events_per_s = round(events / summary.seconds, 1) if summary.seconds > 0 else 0.0
+        return summary
+
+
+@contextmanager
+def validated(
+    sources: Sequence[tuple[str, RecordStream]], pseudo: Pseudonymizer, *, strict: bool, chunk: int, show: bool
+) -> Iterator[ValidatedRun]:
+    """Pass 1 of an ingest: validate and pseudonymize every record of `sources` into a spool that
+    lives as long as the context."""
+    with tempfile.TemporaryDirectory(prefix="relgraph-ingest-") as tmp:
+        run = ValidatedRun(_Spool(Path(tmp)), IngestSummary(files=len(sources)))
+        try:
+            accepted = dict.fromkeys(KINDS, 0)
+            with run.phase("validate"), tqdm(desc="validate", unit=" rec", disable=not show, file=sys.stderr) as bar:
+                for name, records in sources:
+                    run.tenants |= _validate_source(
+                        name, records, pseudo, run.spool, run.summary, accepted, strict, chunk, bar
+                    )
+                run.spool.flush()
+            run.summary.accepted_by_kind = {k: n for k, n in accepted.items() if n}
+            yield run
+        finally:
+            run.spool.close()
 
 
 def _validate_source(

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from core.errors import ProvisionError
 NEO4J_VERSION = "5.26.30"
 _POM = Path(__file__).parent / "neo4j_runtime" / "pom.xml"
 _ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
+_ADMIN_TOOL = "org.neo4j.cli.AdminTool"  # neo4j-admin
+_BEFORE_IMPORT = ".before-import"  # suffix of a store moved aside while an import replaces it
 _DEFAULT_PASSWORD = "neo4j"  # Neo4j's initial password, which it requires changing on first login
 
 
@@ -124,6 +127,7 @@ class ManagedNeo4j:
                 f"port {self.port} is taken by another process; "
                 "set RELGRAPH_NEO4J_PORT to a free port or NEO4J_URI to use that server"
             )
+        self._restore_store()
         for sub in ("conf", "data", "logs", "run", "plugins", "import"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         self._write_conf()
@@ -151,6 +155,64 @@ class ManagedNeo4j:
         self._wait_for_bolt(deadline)
         self._ensure_password()
         return self.status()
+
+    def import_database(self, nodes: Sequence[str], relationships: Sequence[str], work_dir: Path) -> str:
+        """Replace the database with `neo4j-admin database import full` of CSV files (`nodes` and
+        `relationships` as its `--nodes`/`--relationships` arguments), stopping the server for it
+        and starting it again. The previous store is moved aside first and put back when the import
+        fails or is interrupted (`start` puts back one left by a killed import), so a failed import
+        leaves the database as it was. Returns the importer's report."""
+        java = _require_java()
+        self.install()
+        self.stop()
+        database = self._config.neo4j.database
+        cmd = [
+            java,
+            f"-Xmx{self._config.managed_neo4j.heap}",
+            "-cp",
+            f"{self.lib_dir}/*",
+            _ADMIN_TOOL,
+            *("database", "import", "full", database),
+            "--overwrite-destination",
+            "--bad-tolerance=0",  # any bad entry fails the import: nothing is dropped silently
+            f"--report-file={work_dir / 'import.report'}",
+            *(f"--nodes={n}" for n in nodes),
+            *(f"--relationships={r}" for r in relationships),
+        ]
+        env = {**os.environ, "NEO4J_HOME": str(self.home), "NEO4J_CONF": str(self.home / "conf")}
+        for store in self._store_dirs():
+            if store.exists():
+                store.rename(store.with_name(store.name + _BEFORE_IMPORT))
+        try:
+            proc = subprocess.run(cmd, env=env, cwd=work_dir, capture_output=True, text=True)
+        except BaseException:
+            self._restore_store()
+            raise
+        if proc.returncode != 0:
+            self._restore_store()
+            self.start()
+            tail = (proc.stdout + proc.stderr).strip()[-2000:]
+            raise ProvisionError(
+                f"neo4j-admin import failed (exit {proc.returncode}); the database is as it was before, "
+                f"so the same command can simply be run again once the cause is fixed:\n{tail}"
+            )
+        for store in self._store_dirs():
+            shutil.rmtree(store.with_name(store.name + _BEFORE_IMPORT), ignore_errors=True)
+        self.start()
+        return proc.stdout
+
+    def _store_dirs(self) -> list[Path]:
+        """The database's store and transaction-log folders."""
+        database = self._config.neo4j.database
+        return [self.home / "data" / "databases" / database, self.home / "data" / "transactions" / database]
+
+    def _restore_store(self) -> None:
+        """Put back a store moved aside by an import that did not finish (its partial one goes)."""
+        for store in self._store_dirs():
+            moved = store.with_name(store.name + _BEFORE_IMPORT)
+            if moved.exists():
+                shutil.rmtree(store, ignore_errors=True)
+                moved.rename(store)
 
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop the server; returns False when it was not running."""

@@ -85,14 +85,28 @@ def cmd_neo4j(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, config: Config) -> int:
+    from graph.bulk_load import bulk_ingest, prefers_initial
     from graph.ingest import ingest
     from graph.pseudonymize import Pseudonymizer
 
     pseudo = Pseudonymizer(network_key(config))
-    with _open_store(config) as store:
-        summary = ingest(
-            store, args.paths, pseudo, strict=args.strict, batch_size=args.batch_size or config.ingest.batch_size
-        )
+    initial = args.initial
+    if initial is None and config.uses_managed_neo4j:
+        with _open_store(config) as store:
+            initial = prefers_initial(config, store, args.paths)
+        if initial:
+            print(
+                f"the managed database is empty and the input holds at least {config.ingest.initial_auto_mb:g} MB: "
+                "loading it in bulk with neo4j-admin import (--no-initial writes through transactions)",
+                file=sys.stderr,
+            )
+    if initial:
+        summary = bulk_ingest(config, args.paths, pseudo, strict=args.strict)
+    else:
+        with _open_store(config) as store:
+            summary = ingest(
+                store, args.paths, pseudo, strict=args.strict, batch_size=args.batch_size or config.ingest.batch_size
+            )
     _emit(summary.to_dict(), args.json, _render_ingest)
     return 0 if summary.rejected == 0 else 2
 
@@ -106,6 +120,9 @@ def _render_ingest(s: dict[str, Any]) -> str:
         f"({s['events_added']} events added, {s['events_already_present']} already present) in {s['seconds']} s, "
         f"{s['events_per_s']:.0f} events/s",
     ]
+    if s["mode"] == "initial":
+        lines.append("bulk initial load: " + ", ".join(f"{k} {v} s" for k, v in s["phase_seconds"].items()))
+    lines += [f"skipped {why}" for why in s["skipped"]]
     lines += [f"  {e['file']}:{e['line']}: {e['reason']}" for e in s["first_errors"]]
     return "\n".join(lines)
 
@@ -630,6 +647,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a whole file if any record in it is invalid (default: on)",
     )
     p.add_argument("--batch-size", type=int, default=None, help="records per write transaction")
+    p.add_argument(
+        "--initial",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bulk initial load with neo4j-admin import: the empty managed database only, stopped meanwhile "
+        "(default: when that database is empty and the input holds at least [ingest] initial_auto_mb)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_ingest)
 
