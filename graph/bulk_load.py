@@ -10,6 +10,7 @@ touches the store. The same validation and pseudonymization run as on the transa
 
 from __future__ import annotations
 
+import resource
 import sys
 import tempfile
 import time
@@ -434,6 +435,8 @@ def bulk_ingest(
         run.summary.skipped = skipped
         if run.summary.accepted:
             _load(server, config, run, show)
+    own, importer = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    run.summary.peak_rss_mb = round((own + importer) / 1024, 1)  # ru_maxrss is in KiB
     return run.finish()
 
 

@@ -65,6 +65,7 @@ class IngestSummary:
     mode: str = "transactional"  # or "initial": the bulk initial load (graph/bulk_load.py)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # folders left out, with why
+    peak_rss_mb: float = 0.0  # initial load: this process's peak resident memory plus the importer's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -246,7 +246,9 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     if args.what == "ingest":
         from jobs.bench_ingest import run_ingest_benchmark
 
-        result = run_ingest_benchmark(config, people=args.people, baseline_events=args.baseline_events, network_key=key)
+        result = run_ingest_benchmark(
+            config, people=args.people, baseline_events=args.baseline_events, network_key=key, initial=args.initial
+        )
     elif args.what == "warm-paths":
         from jobs.bench_serving import run_warm_paths_benchmark
 
@@ -701,6 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2000,
         help="ingest: events ingested one transaction per event for the naive baseline",
+    )
+    p.add_argument(
+        "--initial", action="store_true", help="ingest: also bulk-load the same files (ingest --initial) and compare"
     )
     p.add_argument("--queries", type=int, default=1000, help="warm-paths: queries answered from the snapshot")
     p.add_argument("--cypher-queries", type=int, default=200, help="warm-paths: of those, how many also in Cypher")
