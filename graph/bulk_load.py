@@ -10,12 +10,14 @@ touches the store. The same validation and pseudonymization run as on the transa
 
 from __future__ import annotations
 
+import gc
 import resource
 import sys
 import tempfile
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 from core.config import Config
-from core.errors import ConfigError
+from core.errors import ConfigError, ProvisionError
 from core.vocabulary import INTERACTION_KINDS, KINDS
 from graph.events import TWO_WAY_CODES
-from graph.ingest import IngestSummary, RecordStream, ValidatedRun, input_files, read_records, validated
+from graph.ingest import IngestSummary, ValidatedRun, input_files, validated
 from graph.neo4j_server import ManagedNeo4j
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
@@ -429,8 +431,8 @@ def bulk_ingest(
                 "ingest without --initial to add to it"
             )
     skipped: list[str] = []
-    sources: list[tuple[str, RecordStream]] = [(str(p), read_records(p)) for p in input_files(paths, skipped)]
-    with validated(sources, pseudo, strict=strict, chunk=config.ingest.batch_size, show=show) as run:
+    files = input_files(paths, skipped)
+    with validated(files, pseudo, strict=strict, chunk=config.ingest.batch_size, show=show) as run:
         run.summary.mode = "initial"
         run.summary.skipped = skipped
         if run.summary.accepted:
@@ -438,6 +440,17 @@ def bulk_ingest(
     own, importer = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     run.summary.peak_rss_mb = round((own + importer) / 1024, 1)  # ru_maxrss is in KiB
     return run.finish()
+
+
+@contextmanager
+def _without_gc() -> Iterator[None]:
+    """Aggregation allocates millions of objects and frees none of them, which only makes the
+    cyclic garbage collector run again and again for nothing."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _load(server: ManagedNeo4j, config: Config, run: ValidatedRun, show: bool) -> None:
@@ -448,18 +461,24 @@ def _load(server: ManagedNeo4j, config: Config, run: ValidatedRun, show: bool) -
     with (
         run.phase("aggregate"),
         tqdm(total=summary.accepted, desc="aggregate", unit=" rec", disable=not show, file=sys.stderr) as bar,
+        _without_gc(),
     ):
         for kind in KINDS:  # the transactional path's order: entities before the events that reference them
             for chunk in run.spool.chunks(kind):
                 graph.add(kind, chunk)
                 bar.update(len(chunk))
     with tempfile.TemporaryDirectory(prefix="relgraph-import-") as tmp:
-        with run.phase("csv"):
-            files = write_import_files(graph, Path(tmp))
+        with run.phase("csv"), _without_gc():
+            try:
+                files = write_import_files(graph, Path(tmp))
+            except OSError as exc:  # e.g. a full disk
+                raise ProvisionError(
+                    f"writing the import files under {tmp} failed: {exc.strerror or exc}; the database was not "
+                    "touched: free space there (TMPDIR chooses where) and run the same command again"
+                ) from exc
         if show:
             print("import: neo4j-admin database import full, the database stopped meanwhile", file=sys.stderr)
-        with run.phase("import"):
-            server.import_database(files.nodes, files.relationships, Path(tmp))
+        summary.phase_seconds |= server.import_database(files.nodes, files.relationships, Path(tmp))
     with run.phase("migrate"), connect(config) as store:
         migrate(store)
         store.write(_EMPTY_STAGE_LISTS)

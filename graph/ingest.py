@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import gzip
 import io
+import itertools
 import json
 import marshal
+import multiprocessing
+import os
+import shutil
 import sys
 import tempfile
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +41,7 @@ MAX_LINE_BYTES = 1 << 20  # one record; a longer line is rejected, not read into
 EVENT_KINDS = ("interaction", "signal")
 _SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".csv.gz")
 _GROUND_TRUTH = "ground_truth"
+PART_BYTES = 32 << 20  # the parallel validation's unit of work (about 150,000 interactions)
 
 
 @dataclass(frozen=True)
@@ -120,10 +127,11 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | RecordError
         yield from _jsonl_records(path)
 
 
-def _lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes | RecordError]]:
-    """Numbered lines of at most MAX_LINE_BYTES; a longer line is skipped whole and reported."""
+def _lines(fh: IO[bytes], end: int | None = None) -> Iterator[tuple[int, bytes | RecordError]]:
+    """Numbered lines of at most MAX_LINE_BYTES, up to the line that starts at or after byte `end`;
+    a longer line is skipped whole and reported."""
     number = 0
-    while True:
+    while end is None or fh.tell() < end:
         line = fh.readline(MAX_LINE_BYTES + 1)
         if not line:
             return
@@ -136,15 +144,22 @@ def _lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes | RecordError]]:
         yield number, line
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | RecordError, None]]:
+def _jsonl_records(
+    path: Path, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, dict[str, Any] | RecordError, None]]:
+    """The records of the lines that start in bytes [start, end) of an uncompressed file (all of
+    any file by default), numbered from that range's first line."""
     number = 0
     try:
         with _open_binary(path) as fh:
-            for number, line in _lines(fh):
+            if start:
+                fh.seek(start - 1)
+                fh.readline()  # the rest of the line that started before `start` belongs to the range before
+            for number, line in _lines(fh, end):
                 if isinstance(line, RecordError):
                     yield number, line, None
                     continue
-                if number == 1 and line.startswith(codecs.BOM_UTF8):
+                if number == 1 and start == 0 and line.startswith(codecs.BOM_UTF8):
                     line = line[len(codecs.BOM_UTF8) :]
                 try:
                     text = line.decode("utf-8")
@@ -191,12 +206,22 @@ def _reason(exc: BaseException) -> str:
 
 
 class _Spool:
-    """Validated rows on disk, one marshal file per kind, truncatable to undo a rejected file."""
+    """Validated rows on disk, one file per kind of length-prefixed marshal chunks (a chunk is read
+    in one call: `marshal.load` on a file reads it in small pieces, several times slower),
+    truncatable to undo a rejected file."""
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
         # Open for the spool's life, closed by close().
         self._files = {k: open(directory / f"{k}.spool", "w+b") for k in KINDS}  # noqa: SIM115
         self._pending: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+
+    def append(self, other: Path) -> None:
+        """Add the rows of the closed spool in folder `other` after this one's."""
+        self.flush()
+        for k, f in self._files.items():
+            with open(other / f"{k}.spool", "rb") as rows:
+                shutil.copyfileobj(rows, f)
 
     def mark(self) -> dict[str, int]:
         self.flush()
@@ -212,23 +237,23 @@ class _Spool:
         pending = self._pending[kind]
         pending.append(row)
         if len(pending) >= chunk:
-            marshal.dump(pending, self._files[kind])
-            pending.clear()
+            self._dump(kind)
 
     def flush(self) -> None:
         for k, pending in self._pending.items():
             if pending:
-                marshal.dump(pending, self._files[k])
-                pending.clear()
+                self._dump(k)
+
+    def _dump(self, kind: str) -> None:
+        data = marshal.dumps(self._pending[kind])
+        self._files[kind].write(len(data).to_bytes(8, "little") + data)
+        self._pending[kind].clear()
 
     def chunks(self, kind: str) -> Iterator[list[dict[str, Any]]]:
         f = self._files[kind]
         f.seek(0)
-        while True:
-            try:
-                yield marshal.load(f)
-            except EOFError:
-                return
+        while size := f.read(8):
+            yield marshal.loads(f.read(int.from_bytes(size, "little")))
 
     def close(self) -> None:
         for f in self._files.values():
@@ -236,6 +261,9 @@ class _Spool:
 
 
 RecordStream = Iterable[tuple[int, "dict[str, Any] | RecordError", "str | None"]]
+# What an ingest reads: files, or named record streams (a gRPC stream), each all-or-nothing under
+# `strict`. A stream yields (position, record or why it could not be read, kind implied by its source).
+Source = Path | tuple[str, RecordStream]
 
 
 def ingest(
@@ -249,23 +277,22 @@ def ingest(
 ) -> IngestSummary:
     """Validate and pseudonymize every record of `paths`, then write the accepted ones to Neo4j."""
     skipped: list[str] = []
-    sources = [(str(path), read_records(path)) for path in input_files(paths, skipped)]
-    summary = ingest_sources(store, sources, pseudo, strict=strict, batch_size=batch_size, progress=progress)
+    files = input_files(paths, skipped)
+    summary = ingest_sources(store, files, pseudo, strict=strict, batch_size=batch_size, progress=progress)
     summary.skipped = skipped
     return summary
 
 
 def ingest_sources(
     store: GraphStore,
-    sources: Sequence[tuple[str, RecordStream]],
+    sources: Sequence[Source],
     pseudo: Pseudonymizer,
     *,
     strict: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
 ) -> IngestSummary:
-    """Ingest named record streams (files, a gRPC stream): each is all-or-nothing under `strict`.
-    A stream yields (position, record or why it could not be read, kind implied by its source)."""
+    """Ingest files or named record streams: each is all-or-nothing under `strict`."""
     show = sys.stderr.isatty() if progress is None else progress
     with validated(sources, pseudo, strict=strict, chunk=batch_size, show=show) as run:
         counts = WriteCounts()
@@ -316,24 +343,167 @@ class ValidatedRun:
 
 @contextmanager
 def validated(
-    sources: Sequence[tuple[str, RecordStream]], pseudo: Pseudonymizer, *, strict: bool, chunk: int, show: bool
+    sources: Sequence[Source],
+    pseudo: Pseudonymizer,
+    *,
+    strict: bool,
+    chunk: int,
+    show: bool,
+    part_bytes: int = PART_BYTES,
 ) -> Iterator[ValidatedRun]:
     """Pass 1 of an ingest: validate and pseudonymize every record of `sources` into a spool that
-    lives as long as the context."""
+    lives as long as the context. Files holding at least two parts of `part_bytes` in all are
+    validated on every core (`_validate_in_parallel`), with the same result."""
     with tempfile.TemporaryDirectory(prefix="relgraph-ingest-") as tmp:
         run = ValidatedRun(_Spool(Path(tmp)), IngestSummary(files=len(sources)))
         try:
             accepted = dict.fromkeys(KINDS, 0)
             with run.phase("validate"), tqdm(desc="validate", unit=" rec", disable=not show, file=sys.stderr) as bar:
-                for name, records in sources:
-                    run.tenants |= _validate_source(
-                        name, records, pseudo, run.spool, run.summary, accepted, strict, chunk, bar
-                    )
+                files = [s for s in sources if isinstance(s, Path)]
+                workers = len(os.sched_getaffinity(0))
+                if len(files) == len(sources) and workers > 1 and _total_bytes(files) >= 2 * part_bytes:
+                    _validate_in_parallel(files, pseudo, run, accepted, strict, chunk, bar, workers, part_bytes)
+                else:
+                    for source in sources:
+                        name, records = (str(source), read_records(source)) if isinstance(source, Path) else source
+                        run.tenants |= _validate_source(
+                            name, records, pseudo, run.spool, run.summary, accepted, strict, chunk, bar
+                        )
                 run.spool.flush()
             run.summary.accepted_by_kind = {k: n for k, n in accepted.items() if n}
             yield run
         finally:
             run.spool.close()
+
+
+def _total_bytes(files: Sequence[Path]) -> int:
+    return sum(path.stat().st_size for path in files)
+
+
+# -- parallel validation ----------------------------------------------------------------------
+# Validation and pseudonymization are pure Python and CPU-bound: large inputs are cut into parts
+# (a plain JSONL file into byte ranges of whole lines, any other file whole), validated by a pool
+# of processes that each write a spool of their own, and merged in input order, file by file, so
+# that strict mode, the line numbers of rejections and the order of rows are those of one process.
+
+
+@dataclass(frozen=True)
+class _Part:
+    """The lines starting in bytes [start, end) of a plain JSONL file; `end` None: a whole file."""
+
+    file: int  # index in the ingest's files
+    path: Path
+    start: int = 0
+    end: int | None = None
+
+
+@dataclass
+class _PartResult:
+    spool_dir: Path
+    summary: IngestSummary  # this part's alone, validated without strict mode
+    accepted: dict[str, int]
+    tenants: set[str]
+
+
+_worker_pseudo: Pseudonymizer | None = None
+
+
+def _init_worker(pseudo: Pseudonymizer) -> None:
+    global _worker_pseudo
+    _worker_pseudo = pseudo
+
+
+def _validate_part(part: _Part, chunk: int, directory: Path) -> _PartResult:
+    assert _worker_pseudo is not None, "the pool's initializer sets the pseudonymizer"
+    spool_dir = Path(tempfile.mkdtemp(prefix="part-", dir=directory))
+    spool = _Spool(spool_dir)
+    result = _PartResult(spool_dir, IngestSummary(), dict.fromkeys(KINDS, 0), set())
+    records = read_records(part.path) if part.end is None else _jsonl_records(part.path, part.start, part.end)
+    try:
+        result.tenants = _validate_source(
+            str(part.path), records, _worker_pseudo, spool, result.summary, result.accepted, False, chunk, None
+        )
+        spool.flush()
+    finally:
+        spool.close()
+    return result
+
+
+def _parts(files: Sequence[Path], part_bytes: int) -> list[_Part]:
+    parts: list[_Part] = []
+    for index, path in enumerate(files):
+        size = path.stat().st_size
+        if path.name.endswith(".jsonl") and size > part_bytes:
+            bounds = [*range(0, size, part_bytes), size]
+            parts.extend(_Part(index, path, start, end) for start, end in itertools.pairwise(bounds))
+        else:
+            parts.append(_Part(index, path))
+    return parts
+
+
+def _lines_before(path: Path, start: int) -> int:
+    """How many lines of `path` start before byte `start` (numbering a part's lines in its file)."""
+    if start == 0:
+        return 0
+    newlines = 0
+    with open(path, "rb") as fh:
+        remaining = start - 1  # a line starts after each newline before byte start - 1
+        while remaining > 0 and (block := fh.read(min(remaining, 1 << 24))):
+            newlines += block.count(b"\n")
+            remaining -= len(block)
+    return newlines + 1
+
+
+def _validate_in_parallel(
+    files: Sequence[Path],
+    pseudo: Pseudonymizer,
+    run: ValidatedRun,
+    accepted: dict[str, int],
+    strict: bool,
+    chunk: int,
+    bar: tqdm,
+    workers: int,
+    part_bytes: int,
+) -> None:
+    parts = _parts(files, part_bytes)
+    # fork: the workers inherit the pseudonymizer (its key is never pickled) and start at once.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(pseudo,)) as pool:
+        futures = [pool.submit(_validate_part, part, chunk, run.spool.directory) for part in parts]
+        for _, file_parts in itertools.groupby(zip(parts, futures, strict=True), key=lambda pf: pf[0].file):
+            results = [(part, future.result()) for part, future in file_parts]
+            for _, result in results:
+                bar.update(result.summary.records_read)
+            _merge_file(results, run, accepted, strict)
+
+
+def _merge_file(
+    results: list[tuple[_Part, _PartResult]], run: ValidatedRun, accepted: dict[str, int], strict: bool
+) -> None:
+    """Add one file's validated parts to the run, as `_validate_source` adds a file."""
+    summary = run.summary
+    errors = 0
+    for part, result in results:
+        summary.records_read += result.summary.records_read
+        errors += result.summary.rejected
+        offset = _lines_before(part.path, part.start) if result.summary.first_errors else 0
+        for rejection in result.summary.first_errors:
+            if len(summary.first_errors) < MAX_REPORTED_ERRORS:
+                summary.first_errors.append(dataclasses.replace(rejection, line=rejection.line + offset))
+    summary.rejected += errors
+    file_accepted = sum(sum(result.accepted.values()) for _, result in results)
+    if strict and errors:
+        summary.files_rejected += 1
+        summary.rejected += file_accepted  # strict: the whole file is refused
+    else:
+        for _, result in results:
+            run.spool.append(result.spool_dir)
+            run.tenants |= result.tenants
+            for kind, n in result.accepted.items():
+                accepted[kind] += n
+        summary.accepted += file_accepted
+    for _, result in results:
+        shutil.rmtree(result.spool_dir, ignore_errors=True)
 
 
 def _validate_source(
@@ -345,7 +515,7 @@ def _validate_source(
     accepted: dict[str, int],
     strict: bool,
     chunk: int,
-    bar: tqdm,
+    bar: tqdm | None,
 ) -> set[str]:
     """Validate one source into the spool; returns the tenants of the records it contributed."""
     mark = spool.mark()
@@ -354,7 +524,8 @@ def _validate_source(
     file_errors = 0
     for line, record, default_kind in records:
         summary.records_read += 1
-        bar.update(1)
+        if bar is not None:
+            bar.update(1)
         try:
             if isinstance(record, RecordError):
                 raise record

@@ -138,7 +138,7 @@ def test_initial_load_builds_the_graph_of_the_transactional_path(
     summary = bulk_ingest(bulk_config, [small_network, edge_file], pseudo, progress=False)
     assert summary.mode == "initial" and summary.rejected == 0
     assert summary.skipped == [f"{small_network / 'ground_truth'}: the generator's ground truth, not ingest records"]
-    assert set(summary.phase_seconds) == {"validate", "aggregate", "csv", "import", "migrate"}
+    assert set(summary.phase_seconds) == {"validate", "aggregate", "csv", "stop", "import", "start", "migrate"}
 
     with connect(bulk_config) as loaded:
         assert current_version(loaded) == LATEST_VERSION
