@@ -178,7 +178,8 @@ class GraphBuilder:
 
     def knows(self) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
         """(tenant, lo pid, hi pid, properties) of each pair's KNOWS, as graph/writes.py's KNOWS
-        statement computes them, vectorized over the whole log."""
+        statement computes them, vectorized over the whole log; the event log comes joined by ';',
+        as the import file holds it."""
         if not self._pair_code:
             return
         tenant = np.frombuffer(self._pair_tenant, dtype=np.int32)
@@ -207,19 +208,24 @@ class GraphBuilder:
         pids = list(self.persons)
         tenants = list(self._tenant_ids)
         codes = list(map(str, code.tolist()))
-        for i, (start, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        firsts, lasts = (code[starts] >> 3).tolist(), (code[ends - 1] >> 3).tolist()
+        columns = zip(
+            tenant[starts].tolist(), lo[starts].tolist(), hi[starts].tolist(), starts.tolist(), ends.tolist(),
+            fwd.tolist(), rev.tolist(), firsts, lasts, strict=True,
+        )  # fmt: skip
+        for t, lo_index, hi_index, start, end, forward, reverse, first, last in columns:
             yield (
-                tenants[int(tenant[start])],
-                pids[int(lo[start])],
-                pids[int(hi[start])],
+                tenants[t],
+                pids[lo_index],
+                pids[hi_index],
                 {
-                    "events": codes[start:end],
+                    "events": ";".join(codes[start:end]),
                     "count": end - start,
-                    "fwd": int(fwd[i]),
-                    "rev": int(rev[i]),
-                    "two_way": int(min(fwd[i], rev[i])),
-                    "first_ts": int(code[start]) >> 3,
-                    "last_ts": int(code[end - 1]) >> 3,
+                    "fwd": forward,
+                    "rev": reverse,
+                    "two_way": min(forward, reverse),
+                    "first_ts": first,
+                    "last_ts": last,
                 },
             )
 
@@ -233,12 +239,16 @@ class GraphBuilder:
 
 def _field(value: Any) -> str:
     """One CSV field as the importer reads it: strings quoted (an empty string stays a string),
-    None empty (no property), arrays joined by ';' (their items are codes, ids and numbers)."""
+    None empty (no property), arrays joined by ';' (their items are codes, ids and numbers).
+    Called for every field of millions of rows: the common types are tested first, exactly."""
+    kind = type(value)
+    if kind is str:
+        return f'"{value}"' if '"' not in value else '"' + value.replace('"', '""') + '"'
+    if kind is int:
+        return str(value)
     if value is None:
         return ""
-    if isinstance(value, str):
-        return '"' + value.replace('"', '""') + '"'
-    if isinstance(value, list):
+    if kind is list:
         items = [str(v) for v in value]
         if any(";" in item or '"' in item for item in items):
             raise ValueError(f"an array item cannot hold ';' or '\"': {items!r}")
@@ -422,6 +432,8 @@ def bulk_ingest(
     is touched, for a Neo4j that relgraph does not manage or a database that holds data."""
     _refuse_unmanaged(config)
     show = sys.stderr.isatty() if progress is None else progress
+    skipped: list[str] = []
+    files = input_files(paths, skipped)  # a missing path is refused before anything else
     server = ManagedNeo4j(config)
     server.start()
     with connect(config) as store:
@@ -430,13 +442,30 @@ def bulk_ingest(
                 "--initial needs an empty database (the import replaces it), and this one holds data: "
                 "ingest without --initial to add to it"
             )
-    skipped: list[str] = []
-    files = input_files(paths, skipped)
-    with validated(files, pseudo, strict=strict, chunk=config.ingest.batch_size, show=show) as run:
-        run.summary.mode = "initial"
-        run.summary.skipped = skipped
-        if run.summary.accepted:
-            _load(server, config, run, show)
+    server.begin_stop()  # the import needs the empty database stopped: it shuts down while the input is read
+    handed_over = False  # to the import, which starts the database again, whatever happens
+    try:
+        with (
+            validated(files, pseudo, strict=strict, chunk=config.ingest.batch_size, show=show) as run,
+            tempfile.TemporaryDirectory(prefix="relgraph-import-") as tmp,
+        ):
+            run.summary.mode = "initial"
+            run.summary.skipped = skipped
+            if run.summary.accepted:
+                import_files = _write_import_files(run, Path(tmp), show)
+                if show:
+                    print("import: neo4j-admin database import full", file=sys.stderr)
+                handed_over = True
+                run.summary.phase_seconds |= server.import_database(
+                    import_files.nodes, import_files.relationships, Path(tmp)
+                )
+                with run.phase("migrate"), connect(config) as store:
+                    migrate(store)
+                    store.write(_EMPTY_STAGE_LISTS)
+    finally:
+        if not handed_over:
+            server.stop()
+            server.start()
     own, importer = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     run.summary.peak_rss_mb = round((own + importer) / 1024, 1)  # ru_maxrss is in KiB
     return run.finish()
@@ -453,8 +482,9 @@ def _without_gc() -> Iterator[None]:
         gc.enable()
 
 
-def _load(server: ManagedNeo4j, config: Config, run: ValidatedRun, show: bool) -> None:
-    """Aggregate the spooled rows, write the CSVs, import them and migrate the schema."""
+def _write_import_files(run: ValidatedRun, directory: Path, show: bool) -> ImportFiles:
+    """Aggregate the spooled rows into the graph and write its import files; the summary gets
+    what the load will create."""
     summary = run.summary
     graph = GraphBuilder(now_ms=int(time.time() * 1000))
     graph.tenants |= run.tenants
@@ -467,21 +497,14 @@ def _load(server: ManagedNeo4j, config: Config, run: ValidatedRun, show: bool) -
             for chunk in run.spool.chunks(kind):
                 graph.add(kind, chunk)
                 bar.update(len(chunk))
-    with tempfile.TemporaryDirectory(prefix="relgraph-import-") as tmp:
-        with run.phase("csv"), _without_gc():
-            try:
-                files = write_import_files(graph, Path(tmp))
-            except OSError as exc:  # e.g. a full disk
-                raise ProvisionError(
-                    f"writing the import files under {tmp} failed: {exc.strerror or exc}; the database was not "
-                    "touched: free space there (TMPDIR chooses where) and run the same command again"
-                ) from exc
-        if show:
-            print("import: neo4j-admin database import full, the database stopped meanwhile", file=sys.stderr)
-        summary.phase_seconds |= server.import_database(files.nodes, files.relationships, Path(tmp))
-    with run.phase("migrate"), connect(config) as store:
-        migrate(store)
-        store.write(_EMPTY_STAGE_LISTS)
+    with run.phase("csv"), _without_gc():
+        try:
+            files = write_import_files(graph, directory)
+        except OSError as exc:  # e.g. a full disk
+            raise ProvisionError(
+                f"writing the import files under {directory} failed: {exc.strerror or exc}; the database was not "
+                "touched: free space there (TMPDIR chooses where) and run the same command again"
+            ) from exc
     summary.nodes_created = files.node_count
     summary.relationships_created = files.relationship_count
     signals = sum(1 for a in graph.activities.values() if a.label == "Signal")
@@ -489,3 +512,4 @@ def _load(server: ManagedNeo4j, config: Config, run: ValidatedRun, show: bool) -
     summary.events_already_present = (
         graph.interaction_entries - graph.events_logged + summary.accepted_by_kind.get("signal", 0) - signals
     )
+    return files

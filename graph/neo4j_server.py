@@ -221,6 +221,12 @@ class ManagedNeo4j:
                 shutil.rmtree(store, ignore_errors=True)
                 moved.rename(store)
 
+    def begin_stop(self) -> None:
+        """Ask the server to shut down and return at once; `stop` waits for it."""
+        pid = self._running_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Stop the server; returns False when it was not running."""
         pid = self._running_pid()

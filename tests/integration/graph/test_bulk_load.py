@@ -166,6 +166,18 @@ def test_initial_load_refuses_a_database_with_data(
         assert stats(s).to_dict() == before
 
 
+def test_an_input_with_nothing_to_load_leaves_the_database_up_and_empty(
+    bulk_store: GraphStore, bulk_config: Config, tmp_path: Path, pseudo: Pseudonymizer
+) -> None:
+    bad = tmp_path / "members.jsonl"
+    bad.write_text('{"kind": "member", "tenant": "t", "email": "not an address"}\n')
+    summary = bulk_ingest(bulk_config, [bad], pseudo, progress=False)
+    assert (summary.accepted, summary.rejected, summary.nodes_created) == (0, 1, 0)
+    assert summary.first_errors[0].field == "email"
+    with connect(bulk_config) as s:  # the database shut down for the import and is back
+        assert stats(s).nodes["Person"] == 0
+
+
 def test_initial_load_refuses_a_server_relgraph_does_not_manage(
     neo4j_config: Config, edge_file: Path, pseudo: Pseudonymizer
 ) -> None:

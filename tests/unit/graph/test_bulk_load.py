@@ -27,7 +27,7 @@ def test_knows_aggregates_each_pair_as_the_knows_statement_does() -> None:
     )
     knows = {(t, lo, hi): props for t, lo, hi, props in graph.knows()}
     assert knows[("t", "a", "b")] == {
-        "events": [str(event_code(10, "email", False)), str(event_code(20, "call", True))],
+        "events": f"{event_code(10, 'email', False)};{event_code(20, 'call', True)}",
         "count": 2,
         "fwd": 1,
         "rev": 2,
