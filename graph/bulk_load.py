@@ -10,8 +10,10 @@ touches the store. The same validation and pseudonymization run as on the transa
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
-import resource
+import operator
 import sys
 import tempfile
 import time
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 import numpy as np
@@ -36,9 +39,11 @@ from graph.schema import migrate
 from graph.store import GraphStore, Query, connect
 
 _KIND_CODE = {kind: i for i, kind in enumerate(INTERACTION_KINDS)}
+_MEMBER_PROPS = operator.itemgetter("role", "team", "level", "function")
+_KNOWS_BLOCK = 1 << 16  # pairs formatted at a time: the event log's strings never all exist at once
 
 # Anything but schema bookkeeping makes a database non-empty: the import would replace it.
-_HAS_DATA = Query("bulk.has_data", "MATCH (n) WHERE NOT n:SchemaMigration RETURN count(n) > 0 AS any LIMIT 1")
+_HAS_DATA = Query("bulk.has_data", "RETURN EXISTS { MATCH (n) WHERE NOT n:SchemaMigration } AS any")
 # The importer stores no empty arrays (an empty field is no property), Cypher does: a deal without
 # stage changes has `stage_names = []` either way.
 _EMPTY_STAGE_LISTS = Query(
@@ -49,16 +54,18 @@ _EMPTY_STAGE_LISTS = Query(
 
 class _Activity:
     """An activity as the transactional writers leave it: the first record of an id creates it
-    (labels and properties); later records add deals and recipients only with the same author."""
+    (labels and properties: kind, ts, topic, value); later records add deals and recipients only
+    with the same author. Lists, not sets (hundreds of thousands of activities): deduplicated
+    when written."""
 
     __slots__ = ("author", "deals", "label", "props", "recipients")
 
-    def __init__(self, label: str, props: dict[str, Any]) -> None:
+    def __init__(self, label: str, props: tuple[Any, ...]) -> None:
         self.label = label
         self.props = props
         self.author: str | None = None
-        self.deals: set[str] = set()
-        self.recipients: set[str] = set()
+        self.deals: list[str] = []
+        self.recipients: list[str] = []
 
     def accepts(self, author: str) -> bool:
         """Whether a record by `author` adds to this activity (an id names one event)."""
@@ -78,8 +85,10 @@ class GraphBuilder:
     tenants: set[str] = field(default_factory=set)
     persons: dict[str, int] = field(default_factory=dict)  # pid -> index, in first-seen order
     companies: dict[str, dict[str, str]] = field(default_factory=dict)
-    members: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    employment: dict[tuple[str, str, str, int], dict[str, Any]] = field(default_factory=dict)
+    # Millions of rows at scale: kept as tuples of interned strings (role, team, level, function)
+    # and (to, level, function), a fifth of the rows' own size.
+    members: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    employment: dict[tuple[str, str, str, int], tuple[Any, ...]] = field(default_factory=dict)
     deals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # stubs hold {}
     deals_touched: set[tuple[str, str]] = field(default_factory=set)  # those with an updated_at
     contacts: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -100,7 +109,7 @@ class GraphBuilder:
     def _person(self, pid: str) -> int:
         index = self.persons.get(pid)
         if index is None:
-            index = self.persons[pid] = len(self.persons)
+            index = self.persons[intern(pid)] = len(self.persons)
         return index
 
     def _company(self, cid: str) -> dict[str, str]:
@@ -115,7 +124,7 @@ class GraphBuilder:
     def _add_member(self, r: dict[str, Any]) -> None:
         self.tenants.add(r["tenant"])
         self._person(r["pid"])
-        self.members[(r["tenant"], r["pid"])] = r
+        self.members[(intern(r["tenant"]), intern(r["pid"]))] = tuple(map(intern, _MEMBER_PROPS(r)))
 
     def _add_employment(self, r: dict[str, Any]) -> None:
         self._person(r["pid"])
@@ -123,7 +132,8 @@ class GraphBuilder:
         for prop in ("industry", "size_band"):
             if r[prop]:
                 company[prop] = r[prop]
-        self.employment[(r["tenant"], r["pid"], r["cid"], r["from"])] = r
+        key = (intern(r["tenant"]), intern(r["pid"]), intern(r["cid"]), r["from"])
+        self.employment[key] = (r["to"], intern(r["level"]), intern(r["function"]))
 
     def _add_deal(self, r: dict[str, Any]) -> None:
         self._company(r["cid"])
@@ -150,10 +160,10 @@ class GraphBuilder:
             self._pair_hi.append(to_index if from_lo else sender_index)
             self._pair_code.append(base if from_lo else base + 1)
         if r["deal"]:
-            activity = self._activity(tenant, r["id"], "Interaction", {"kind": r["kind"], "ts": r["ts"]})
-            if activity.accepts(sender):
-                activity.deals.add(r["deal"])
-                activity.recipients.update(r["to"])
+            activity = self._activity(tenant, r["id"], "Interaction", (intern(r["kind"]), r["ts"], None, None))
+            if activity.accepts(intern(sender)):
+                activity.deals.append(r["deal"])
+                activity.recipients.extend(map(intern, r["to"]))
                 self._deal(tenant, r["deal"], touched=True)
 
     def _add_signal(self, r: dict[str, Any]) -> None:
@@ -161,14 +171,14 @@ class GraphBuilder:
         self._person(r["pid"])
         if r["deal"]:
             self._deal(tenant, r["deal"], touched=False)
-        props = {"kind": r["kind"], "topic": r["topic"], "value": r["value"], "ts": r["ts"]}
+        props = (intern(r["kind"]), r["ts"], intern(r["topic"]), intern(r["value"]))
         activity = self._activity(tenant, r["id"], "Signal", props)
-        if activity.accepts(r["pid"]) and r["deal"]:
-            activity.deals.add(r["deal"])
+        if activity.accepts(intern(r["pid"])) and r["deal"]:
+            activity.deals.append(r["deal"])
             self._deal(tenant, r["deal"], touched=True)
 
-    def _activity(self, tenant: str, activity_id: str, label: str, props: dict[str, Any]) -> _Activity:
-        key = (tenant, activity_id)
+    def _activity(self, tenant: str, activity_id: str, label: str, props: tuple[Any, ...]) -> _Activity:
+        key = (intern(tenant), activity_id)
         activity = self.activities.get(key)
         if activity is None:
             activity = self.activities[key] = _Activity(label, props)
@@ -207,27 +217,31 @@ class GraphBuilder:
         rev = np.add.reduceat(((code & 1) == 1) | both_ways, starts)
         pids = list(self.persons)
         tenants = list(self._tenant_ids)
-        codes = list(map(str, code.tolist()))
-        firsts, lasts = (code[starts] >> 3).tolist(), (code[ends - 1] >> 3).tolist()
-        columns = zip(
-            tenant[starts].tolist(), lo[starts].tolist(), hi[starts].tolist(), starts.tolist(), ends.tolist(),
-            fwd.tolist(), rev.tolist(), firsts, lasts, strict=True,
-        )  # fmt: skip
-        for t, lo_index, hi_index, start, end, forward, reverse, first, last in columns:
-            yield (
-                tenants[t],
-                pids[lo_index],
-                pids[hi_index],
-                {
-                    "events": ";".join(codes[start:end]),
-                    "count": end - start,
-                    "fwd": forward,
-                    "rev": reverse,
-                    "two_way": min(forward, reverse),
-                    "first_ts": first,
-                    "last_ts": last,
-                },
-            )
+        for block in range(0, starts.shape[0], _KNOWS_BLOCK):
+            group = slice(block, block + _KNOWS_BLOCK)
+            first, end = int(starts[group][0]), int(ends[group][-1])
+            codes = list(map(str, code[first:end].tolist()))  # this block's events only
+            columns = zip(
+                tenant[starts[group]].tolist(), lo[starts[group]].tolist(), hi[starts[group]].tolist(),
+                (starts[group] - first).tolist(), (ends[group] - first).tolist(), fwd[group].tolist(),
+                rev[group].tolist(), (code[starts[group]] >> 3).tolist(), (code[ends[group] - 1] >> 3).tolist(),
+                strict=True,
+            )  # fmt: skip
+            for t, lo_index, hi_index, start, stop, forward, reverse, first_ts, last_ts in columns:
+                yield (
+                    tenants[t],
+                    pids[lo_index],
+                    pids[hi_index],
+                    {
+                        "events": ";".join(codes[start:stop]),
+                        "count": stop - start,
+                        "fwd": forward,
+                        "rev": reverse,
+                        "two_way": min(forward, reverse),
+                        "first_ts": first_ts,
+                        "last_ts": last_ts,
+                    },
+                )
 
     @property
     def interaction_entries(self) -> int:
@@ -261,6 +275,7 @@ class ImportFiles:
     """The CSV files of one import, as neo4j-admin's `--nodes`/`--relationships` arguments."""
 
     directory: Path
+    progress: tqdm | None = None  # counts the rows written
     nodes: list[str] = field(default_factory=list)
     relationships: list[str] = field(default_factory=list)
     node_count: int = 0
@@ -276,6 +291,10 @@ class ImportFiles:
             for row in rows:
                 fh.write(",".join(map(_field, row)) + "\n")
                 count += 1
+                if self.progress is not None and count % 10_000 == 0:
+                    self.progress.update(10_000)
+        if self.progress is not None:
+            self.progress.update(count % 10_000)
         if what == "nodes":
             self.nodes.append(f"{name}={path}")
             self.node_count += count
@@ -288,9 +307,9 @@ def _deal_id(tenant: str, deal_id: str) -> str:
     return f"{tenant}/{deal_id}"  # tenant ids hold no '/'; it joins the two parts of the key
 
 
-def write_import_files(graph: GraphBuilder, directory: Path) -> ImportFiles:
+def write_import_files(graph: GraphBuilder, directory: Path, progress: tqdm | None = None) -> ImportFiles:
     """The import CSVs of `graph`: one file per label and relationship type, typed headers."""
-    files = ImportFiles(directory)
+    files = ImportFiles(directory, progress)
     now = graph.now_ms
     files.write("nodes", "Tenant", ["tenant_id:ID(Tenant)"], ((t,) for t in sorted(graph.tenants)))
     files.write("nodes", "Person", ["pid:ID(Person)", "updated_at:long"], ((pid, now) for pid in graph.persons))
@@ -317,25 +336,19 @@ def write_import_files(graph: GraphBuilder, directory: Path) -> ImportFiles:
         "nodes",
         "Activity",
         [":ID(Activity)", ":LABEL", "tenant_id", "activity_id", "kind", "ts:long", "topic", "value"],
-        (
-            (f"{t}/{aid}", f"Activity;{a.label}", t, aid, *(a.props.get(p) for p in _ACTIVITY_PROPS))
-            for (t, aid), a in graph.activities.items()
-        ),
+        ((f"{t}/{aid}", f"Activity;{a.label}", t, aid, *a.props) for (t, aid), a in graph.activities.items()),
     )
     files.write(
         "relationships",
         "MEMBER_OF",
         [":START_ID(Person)", ":END_ID(Tenant)", "tenant_id", "role", "team", "title_level", "function"],
-        ((pid, t, t, r["role"], r["team"], r["level"], r["function"]) for (t, pid), r in graph.members.items()),
+        ((pid, t, t, *props) for (t, pid), props in graph.members.items()),
     )
     files.write(
         "relationships",
         "WORKED_AT",
         [":START_ID(Person)", ":END_ID(Company)", "tenant_id", "from:long", "to:long", "title_level", "function"],
-        (
-            (pid, cid, t, from_, r["to"], r["level"], r["function"])
-            for (t, pid, cid, from_), r in graph.employment.items()
-        ),
+        ((pid, cid, t, from_, *props) for (t, pid, cid, from_), props in graph.employment.items()),
     )
     records = [(key, d) for key, d in graph.deals.items() if "cid" in d]
     files.write(
@@ -377,18 +390,17 @@ def write_import_files(graph: GraphBuilder, directory: Path) -> ImportFiles:
         "relationships",
         "ON",
         [":START_ID(Activity)", ":END_ID(Deal)", "tenant_id"],
-        ((f"{t}/{aid}", _deal_id(t, deal), t) for (t, aid), a in activities for deal in sorted(a.deals)),
+        ((f"{t}/{aid}", _deal_id(t, deal), t) for (t, aid), a in activities for deal in sorted(set(a.deals))),
     )
     files.write(
         "relationships",
         "WITH",
         [":START_ID(Activity)", ":END_ID(Person)", "tenant_id"],
-        ((f"{t}/{aid}", pid, t) for (t, aid), a in activities for pid in sorted(a.recipients)),
+        ((f"{t}/{aid}", pid, t) for (t, aid), a in activities for pid in sorted(set(a.recipients))),
     )
     return files
 
 
-_ACTIVITY_PROPS = ("kind", "ts", "topic", "value")
 _DEAL_PROPS = ("amount", "created", "product", "stage_names", "stage_ts", "crm_stage", "closed", "outcome")
 
 
@@ -453,6 +465,7 @@ def bulk_ingest(
             run.summary.skipped = skipped
             if run.summary.accepted:
                 import_files = _write_import_files(run, Path(tmp), show)
+                _release_memory()  # the aggregated graph is gone: its memory goes back before the importer's
                 if show:
                     print("import: neo4j-admin database import full", file=sys.stderr)
                 handed_over = True
@@ -466,9 +479,13 @@ def bulk_ingest(
         if not handed_over:
             server.stop()
             server.start()
-    own, importer = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    run.summary.peak_rss_mb = round((own + importer) / 1024, 1)  # ru_maxrss is in KiB
     return run.finish()
+
+
+def _release_memory() -> None:
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # glibc only: elsewhere the memory stays with Python
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @contextmanager
@@ -497,9 +514,10 @@ def _write_import_files(run: ValidatedRun, directory: Path, show: bool) -> Impor
             for chunk in run.spool.chunks(kind):
                 graph.add(kind, chunk)
                 bar.update(len(chunk))
-    with run.phase("csv"), _without_gc():
+    bar = tqdm(desc="csv", unit=" row", disable=not show, file=sys.stderr)
+    with run.phase("csv"), bar, _without_gc():
         try:
-            files = write_import_files(graph, directory)
+            files = write_import_files(graph, directory, bar)
         except OSError as exc:  # e.g. a full disk
             raise ProvisionError(
                 f"writing the import files under {directory} failed: {exc.strerror or exc}; the database was not "

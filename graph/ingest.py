@@ -72,7 +72,6 @@ class IngestSummary:
     mode: str = "transactional"  # or "initial": the bulk initial load (graph/bulk_load.py)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # folders left out, with why
-    peak_rss_mb: float = 0.0  # initial load: this process's peak resident memory plus the importer's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,9 +151,10 @@ def _jsonl_records(
     number = 0
     try:
         with _open_binary(path) as fh:
-            if start:
+            if start:  # the rest of the line that started before `start` belongs to the range before
                 fh.seek(start - 1)
-                fh.readline()  # the rest of the line that started before `start` belongs to the range before
+                while (rest := fh.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                    pass
             for number, line in _lines(fh, end):
                 if isinstance(line, RecordError):
                     yield number, line, None

@@ -178,6 +178,8 @@ class ManagedNeo4j:
             *("database", "import", "full", database),
             "--overwrite-destination",
             "--bad-tolerance=0",  # any bad entry fails the import: nothing is dropped silently
+            # Its caches get what the server's page cache gets (by default it takes most free memory).
+            f"--max-off-heap-memory={self._config.managed_neo4j.pagecache}",
             f"--report-file={work_dir / 'import.report'}",
             *(f"--nodes={n}" for n in nodes),
             *(f"--relationships={r}" for r in relationships),

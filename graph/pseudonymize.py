@@ -52,11 +52,14 @@ class Pseudonymizer:
         key = network_key.encode() if isinstance(network_key, str) else network_key
         self._template = hmac.new(key, digestmod=hashlib.sha256)
         self.pid_of_normalized = lru_cache(maxsize=1 << 18)(self._pid_of_normalized)
+        # Ingest meets the same addresses again and again, written the same way: the pid of a raw
+        # address is cached too, which skips normalizing it (a refused one raises each time).
+        self.pid = lru_cache(maxsize=1 << 18)(self._pid)
 
     def _pid_of_normalized(self, email: str) -> str:
         mac = self._template.copy()
         mac.update(email.encode())
         return mac.hexdigest()[:PID_HEX_CHARS]
 
-    def pid(self, raw_email: str) -> str:
+    def _pid(self, raw_email: str) -> str:
         return self.pid_of_normalized(normalize_email(raw_email))

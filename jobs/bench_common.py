@@ -3,13 +3,17 @@ ingested into it."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from core.config import Config
 from graph.ingest import IngestSummary, ingest
@@ -38,6 +42,36 @@ def throwaway_neo4j(config: Config, home: Path) -> tuple[Config, ManagedNeo4j]:
     server = ManagedNeo4j(bench_config)
     server.start()
     return bench_config, server
+
+
+class PeakMemory:
+    """Peak summed RSS of a process (by default this one) and all its descendants (Ray's workers,
+    an ingest's validation workers and importer), sampled."""
+
+    def __init__(self, root: psutil.Process | None = None, interval_s: float = 0.5) -> None:
+        self.peak = 0
+        self._root = root or psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.is_set():
+            total, tree = 0, [self._root]
+            with contextlib.suppress(psutil.Error):  # the root just exited
+                tree += self._root.children(recursive=True)
+            for proc in tree:
+                with contextlib.suppress(psutil.Error):  # a worker that just exited
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(interval_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 @dataclass

@@ -17,13 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from core.config import Config
 from graph.ingest import ingest, read_records
 from graph.neo4j_server import NEO4J_VERSION
 from graph.pseudonymize import Pseudonymizer
 from graph.records import parse_record
 from graph.writes import WriteCounts, write_interactions
-from jobs.bench_common import generated_graph, throwaway_neo4j
+from jobs.bench_common import PeakMemory, generated_graph, throwaway_neo4j
 from jobs.generate import GeneratorConfig
 
 
@@ -53,20 +55,18 @@ def _initial_load(config: Config, data: Path, network_key: str) -> dict[str, Any
             "RELGRAPH_NEO4J_PORT": str(server.port),
             "RELGRAPH_NETWORK_KEY": network_key,
         }
+        command = [sys.executable, "-m", "relgraph.cli", "ingest", str(data), "--initial", "--json"]
         try:
             started = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-m", "relgraph.cli", "ingest", str(data), "--initial", "--json"],
-                env=env,
-                capture_output=True,
-                text=True,
-            )
+            proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            with PeakMemory(psutil.Process(proc.pid), interval_s=0.2) as memory:
+                stdout, stderr = proc.communicate()
             wall = time.perf_counter() - started
         finally:
             server.stop()
     if proc.returncode != 0:
-        raise RuntimeError(f"the initial load failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return {**json.loads(proc.stdout), "command_seconds": round(wall, 3)}
+        raise RuntimeError(f"the initial load failed (exit {proc.returncode}):\n{stderr[-3000:]}")
+    return {**json.loads(stdout), "command_seconds": round(wall, 3), "peak_rss_mb": round(memory.peak / 2**20, 1)}
 
 
 def run_ingest_benchmark(
