@@ -1,4 +1,4 @@
-"""`relgraph query ...`: a real gRPC client for every relgraph.v1 read. `--server` (or
+"""`relgraph query ...`: a real gRPC client for every relgraph.v1 RPC. `--server` (or
 RELGRAPH_SERVER) and `--key` (or RELGRAPH_KEY) say where and as whom; a failed call exits 1 and
 prints the status code name and its details (field violations, retry delay)."""
 
@@ -8,19 +8,25 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import grpc
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from core.errors import RecordError, RelgraphError
+from graph.ingest import input_files, read_records
 from relgraph.client import DEFAULT_SERVER, Client
+from relgraph.v1 import admin_pb2, ingest_pb2
 from relgraph.v1 import buyer_intelligence_pb2 as bi
 from relgraph.v1 import warm_paths_pb2 as wp
 
+_ROLES = {"member": admin_pb2.ROLE_MEMBER, "partner": admin_pb2.ROLE_PARTNER, "admin": admin_pb2.ROLE_ADMIN}
 _LEVELS = {
     "ic": wp.TITLE_LEVEL_IC,
     "manager": wp.TITLE_LEVEL_MANAGER,
@@ -77,6 +83,26 @@ def add_query_parser(sub: Any, run: Any) -> None:
     p.add_argument("--deal", required=True)
     p.add_argument("--limit", type=int, default=20)
     common(p)
+    p = kinds.add_parser("resolve", help="the pseudonyms of people your tenant knows")
+    p.add_argument("--email", action="append", required=True, help="an email address (repeatable)")
+    common(p)
+    p = kinds.add_parser("ingest", help="stream files in the ingest format to the server, as your tenant's")
+    p.add_argument("paths", nargs="+", help="files or folders; records may name one tenant at most (yours)")
+    common(p)
+    p = kinds.add_parser("erase", help="erase what your tenant holds about a person (admin keys)")
+    p.add_argument("--email", required=True)
+    common(p)
+    p = kinds.add_parser("snapshot", help="the server's serving snapshot (admin keys)")
+    common(p)
+    p = kinds.add_parser("models", help="model versions of every kind, and which serve (admin keys)")
+    common(p)
+    p = kinds.add_parser("keys", help="your tenant's API keys: list, create or revoke (admin keys)")
+    p.add_argument("action", choices=("list", "create", "revoke"))
+    p.add_argument("--role", choices=tuple(_ROLES), help="create: the new key's role")
+    p.add_argument("--scope", action="append", default=[], help="create: a partner scope (repeatable)")
+    p.add_argument("--label", default="", help="create: a label for people")
+    p.add_argument("--key-id", help="revoke: the key's id (its public part)")
+    common(p)
 
 
 def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
@@ -104,7 +130,85 @@ def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
             company_domain=args.company,
             profile=bi.DealProfile(amount=args.amount, product=args.product, engaged_roles=args.engaged),
         )
-    return client.buyer_intelligence.ListDealSignals, bi.ListDealSignalsRequest(deal_id=args.deal, limit=args.limit)
+    if args.rpc == "signals":
+        return client.buyer_intelligence.ListDealSignals, bi.ListDealSignalsRequest(deal_id=args.deal, limit=args.limit)
+    if args.rpc == "resolve":
+        return client.warm_paths.ResolvePeople, wp.ResolvePeopleRequest(emails=args.email)
+    if args.rpc == "ingest":
+        return client.ingest.IngestEvents, ingest_requests(args.paths)
+    if args.rpc == "erase":
+        return client.ingest.EraseSubject, ingest_pb2.EraseSubjectRequest(email=args.email)
+    if args.rpc == "snapshot":
+        return client.admin.GetSnapshotStatus, admin_pb2.GetSnapshotStatusRequest()
+    if args.rpc == "models":
+        return client.admin.ListModelVersions, admin_pb2.ListModelVersionsRequest()
+    if args.action == "create":
+        if args.role is None:
+            raise UsageError("keys create needs --role")
+        request = admin_pb2.CreateApiKeyRequest(role=_ROLES[args.role], scopes=args.scope, label=args.label)
+        return client.admin.CreateApiKey, request
+    if args.action == "revoke":
+        if not args.key_id:
+            raise UsageError("keys revoke needs --key-id")
+        return client.admin.RevokeApiKey, admin_pb2.RevokeApiKeyRequest(key_id=args.key_id)
+    return client.admin.ListApiKeys, admin_pb2.ListApiKeysRequest()
+
+
+class UsageError(Exception):
+    """A request this command cannot send as asked: one line, exit 1, nothing sent."""
+
+
+def ingest_requests(paths: list[str]) -> list[ingest_pb2.IngestEventsRequest]:
+    """The records of files in the ingest format as one IngestEvents stream. A stream is its key's
+    tenant's: records naming tenants are accepted only if they all name the same one (files
+    holding several tenants' data must not land in one), and a field the gRPC records do not
+    carry is refused here, with its file and line, rather than silently dropped."""
+    requests, tenants = [], set()
+    for path in input_files(paths):
+        for line, record, default_kind in read_records(path):
+            where = f"{path}:{line}"
+            if isinstance(record, RecordError):
+                raise UsageError(f"{where}: {record.reason}")
+            record = dict(record)
+            kind = record.pop("kind", None) or default_kind
+            field = _RECORD_FIELDS.get(kind) if isinstance(kind, str) else None
+            if field is None:
+                raise UsageError(f"{where}: field 'kind' must be one of {', '.join(_RECORD_FIELDS)}")
+            descriptor = field.message_type
+            if tenant := record.pop("tenant", None):
+                tenants.add(tenant)
+            try:
+                message = ParseDict(_for_message(record, descriptor), getattr(ingest_pb2, descriptor.name)())
+            except ParseError as exc:
+                raise UsageError(f"{where}: {exc}") from exc
+            requests.append(ingest_pb2.IngestEventsRequest(**{field.name: message}))
+    if len(tenants) > 1:
+        raise UsageError(f"the records name {len(tenants)} tenants; a stream carries one tenant's (its key's)")
+    return requests
+
+
+# The record kinds of the ingest format, by their field in IngestEventsRequest's `record` oneof.
+_RECORD_FIELDS = {f.name: f for f in ingest_pb2.IngestEventsRequest.DESCRIPTOR.oneofs_by_name["record"].fields}
+
+
+def _for_message(record: dict[str, Any], descriptor: Any) -> dict[str, Any]:
+    """An ingest-format record shaped for its gRPC message: times and numbers as the strings the
+    messages carry them as, a CSV list ("a;b") as a list; empty values left out. A field the
+    message lacks stays, for ParseDict to name it."""
+    shaped: dict[str, Any] = {}
+    for name, value in record.items():
+        if value is None or value == "":
+            continue
+        field = descriptor.fields_by_name.get(name)
+        if field is not None and field.type == FieldDescriptor.TYPE_STRING:
+            if field.is_repeated and isinstance(value, str):
+                value = [item for item in value.split(";") if item]
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                value = str(value)
+        elif field is not None and field.message_type is not None and isinstance(value, list):
+            value = [_for_message(item, field.message_type) if isinstance(item, dict) else item for item in value]
+        shaped[name] = value
+    return shaped
 
 
 def describe_error(error: grpc.RpcError) -> str:
@@ -203,11 +307,70 @@ def render_signals(r: bi.ListDealSignalsResponse) -> str:
     return "\n".join(lines)
 
 
-_RENDER = {
+def render_resolve(r: wp.ResolvePeopleResponse) -> str:
+    lines = [f"{len(r.people)} known to your tenant"]
+    lines += [f"  {p.email} -> {p.pid}" for p in r.people]
+    return "\n".join(lines)
+
+
+def render_ingest(r: ingest_pb2.IngestEventsResponse) -> str:
+    lines = [
+        f"read {r.records_read} records: {r.accepted} accepted, {r.rejected} rejected; created {r.nodes_created} "
+        f"nodes and {r.relationships_created} relationships ({r.events_added} events added)"
+    ]
+    lines += [f"  record {x.index}: {x.reason}" for x in r.first_rejections]
+    return "\n".join(lines)
+
+
+def render_erase(r: ingest_pb2.EraseSubjectResponse) -> str:
+    if not r.found:
+        return "your tenant holds nothing about this person"
+    return f"erased: {r.nodes_deleted} nodes and {r.relationships_deleted} relationships deleted"
+
+
+def render_snapshot(r: admin_pb2.GetSnapshotStatusResponse) -> str:
+    return (
+        f"snapshot of {r.people} people and {r.relationships} relationships, {r.bytes / 2**20:.1f} MiB; "
+        f"refreshed {r.age_seconds:.1f} s ago; Neo4j {'reachable' if r.store_reachable else 'UNREACHABLE'}"
+    )
+
+
+def render_models(r: admin_pb2.ListModelVersionsResponse) -> str:
+    lines = [f"{len(r.versions)} model version(s)"]
+    lines += [
+        f"  {v.kind:<6} {v.version:<32} {_day(v.created_at)}{'  serving' if v.promoted else ''}" for v in r.versions
+    ]
+    return "\n".join(lines)
+
+
+def _key_line(k: admin_pb2.ApiKeyInfo) -> str:
+    role = admin_pb2.Role.Name(k.role).removeprefix("ROLE_").lower()
+    scopes = f" scopes {', '.join(k.scopes)}" if k.scopes else ""
+    return f"  {k.key_id}  {role:<7} {k.label or '-'}{scopes}  created {_day(k.created_at)}" + (
+        "  REVOKED" if k.revoked else ""
+    )
+
+
+def render_keys(r: Message) -> str:
+    if isinstance(r, admin_pb2.CreateApiKeyResponse):
+        return f"{r.key}\n(shown once: keep it now)\n{_key_line(r.info)}"
+    if isinstance(r, admin_pb2.RevokeApiKeyResponse):
+        return "revoked" if r.revoked else "no such active key of your tenant"
+    keys = cast(admin_pb2.ListApiKeysResponse, r).keys
+    return "\n".join([f"{len(keys)} key(s)", *map(_key_line, keys)])
+
+
+_RENDER: dict[str, Callable[[Any], str]] = {
     "warm-paths": render_warm_paths,
     "deal-stage": render_deal_stage,
     "buyer-process": render_buyer_process,
     "signals": render_signals,
+    "resolve": render_resolve,
+    "ingest": render_ingest,
+    "erase": render_erase,
+    "snapshot": render_snapshot,
+    "models": render_models,
+    "keys": render_keys,
 }
 
 
@@ -246,9 +409,13 @@ def run_query(args: argparse.Namespace) -> int:
         print("relgraph: error: an API key is needed: --key or RELGRAPH_KEY", file=sys.stderr)
         return 1
     with Client(args.server, args.key) as client:
-        method, request = _request(args, client)
         try:
-            response = client.call(method, request, timeout=args.timeout)
+            method, request = _request(args, client)
+        except (UsageError, RelgraphError) as error:
+            print(f"relgraph: error: {error}", file=sys.stderr)
+            return 1
+        try:
+            response = client.call(method, iter(request) if args.rpc == "ingest" else request, timeout=args.timeout)
         except grpc.RpcError as error:
             print(describe_error(error), file=sys.stderr)
             return 1

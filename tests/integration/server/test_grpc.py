@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -515,3 +517,55 @@ def test_network_opt_out_keeps_a_tenants_relationships_to_itself(served: Served)
         for other in served.store.read(Query("test.tenants", "MATCH (t:Tenant) RETURN t.tenant_id AS t")):
             set_sharing(served.store, other["t"], network_opt_out=False)
         served.server.holder.refresh(full=True)
+
+
+def test_every_rpc_has_a_query_command(served: Served, tmp_path: Path, pseudo: Pseudonymizer) -> None:
+    a, b = served.tenants
+    env = {
+        "PATH": os.environ["PATH"],
+        "RELGRAPH_SERVER": served.address,
+        "RELGRAPH_KEY": served.keys["admin_a"],
+    }
+
+    def query(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["relgraph", "query", *args], env=env, capture_output=True, text=True, timeout=60)
+
+    def answer(*args: str) -> dict[str, Any]:
+        done = query(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    newcomer, colleague = "new.joiner@cli.example", "old.hand@cli.example"
+    records: list[dict[str, Any]] = [  # the ingest format as files hold it: epoch times, codes, a list of recipients
+        {"kind": "member", "tenant": a, "email": newcomer, "role": "rep", "title_level": "vp", "function": "sales"},
+        {"kind": "employment", "tenant": a, "email": colleague, "company": "cli.example", "from": 1700000000,
+         "company_size": 40, "title_level": "director", "function": "it"},
+        {"kind": "interaction", "tenant": a, "type": "email", "ts": 1760000000, "from": newcomer, "to": [colleague]},
+    ]  # fmt: skip
+    stream = tmp_path / "records.jsonl"
+    stream.write_text("".join(json.dumps(r) + "\n" for r in records))
+    ingested = answer("ingest", str(stream))
+    assert (ingested["accepted"], ingested["rejected"], ingested["events_added"]) == (3, 0, 1)
+    served.server.holder.refresh()
+    resolved = answer("resolve", "--email", newcomer, "--email", "nobody@cli.example")
+    assert resolved["people"] == [{"email": newcomer, "pid": pseudo.pid(newcomer)}]
+
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps(records[0]) + "\n" + json.dumps({**records[1], "tenant": b}) + "\n")
+    refused = query("ingest", str(mixed))
+    assert refused.returncode == 1 and "name 2 tenants" in refused.stderr
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps({**records[0], "nickname": "jo"}) + "\n")
+    refused = query("ingest", str(unknown))
+    assert refused.returncode == 1 and f"{unknown}:1" in refused.stderr and "nickname" in refused.stderr
+
+    assert answer("erase", "--email", newcomer)["found"] is True
+    assert answer("snapshot")["people"] > 0
+    assert "versions" in answer("models")
+    created = answer("keys", "create", "--role", "partner", "--scope", "company:cli.example", "--label", "cli-test")
+    key_id = created["info"]["key_id"]
+    listed = query("keys", "list")
+    assert listed.returncode == 0 and key_id in listed.stdout and "cli-test" in listed.stdout
+    assert answer("keys", "revoke", "--key-id", key_id)["revoked"] is True
+    missing = query("keys", "create")
+    assert missing.returncode == 1 and "keys create needs --role" in missing.stderr
