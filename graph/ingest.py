@@ -490,20 +490,29 @@ def _merge_file(
         for rejection in result.summary.first_errors:
             if len(summary.first_errors) < MAX_REPORTED_ERRORS:
                 summary.first_errors.append(dataclasses.replace(rejection, line=rejection.line + offset))
-    summary.rejected += errors
-    file_accepted = sum(sum(result.accepted.values()) for _, result in results)
-    if strict and errors:
-        summary.files_rejected += 1
-        summary.rejected += file_accepted  # strict: the whole file is refused
-    else:
+    file_accepted = {kind: sum(result.accepted[kind] for _, result in results) for kind in KINDS}
+    if _settle_file(summary, accepted, file_accepted, errors, strict):
         for _, result in results:
             run.spool.append(result.spool_dir)
             run.tenants |= result.tenants
-            for kind, n in result.accepted.items():
-                accepted[kind] += n
-        summary.accepted += file_accepted
     for _, result in results:
         shutil.rmtree(result.spool_dir, ignore_errors=True)
+
+
+def _settle_file(
+    summary: IngestSummary, accepted: dict[str, int], file_accepted: dict[str, int], errors: int, strict: bool
+) -> bool:
+    """Count a validated file's records into the summary; False when strict mode refuses it whole
+    (it had errors), and what it accepted must be dropped."""
+    summary.rejected += errors
+    if strict and errors:
+        summary.files_rejected += 1
+        summary.rejected += sum(file_accepted.values())
+        return False
+    for kind, n in file_accepted.items():
+        accepted[kind] += n
+        summary.accepted += n
+    return True
 
 
 def _validate_source(
@@ -539,13 +548,7 @@ def _validate_source(
         tenants.add(tenant)
         spool.add(kind, row, chunk)
         file_accepted[kind] += 1
-    summary.rejected += file_errors
-    if strict and file_errors:
+    if not _settle_file(summary, accepted, file_accepted, file_errors, strict):
         spool.rewind(mark)
-        summary.files_rejected += 1
-        summary.rejected += sum(file_accepted.values())  # strict: the whole file is refused
         return set()
-    for kind, n in file_accepted.items():
-        accepted[kind] += n
-        summary.accepted += n
     return tenants
