@@ -13,13 +13,11 @@ import pytest
 from core.config import Config, load_config
 from graph.neo4j_server import ManagedNeo4j
 from graph.pseudonymize import Pseudonymizer
-from graph.schema import migrate
-from graph.store import GraphStore, Query, connect
-from jobs.bench_common import free_port
+from graph.store import GraphStore
 from jobs.generate import GeneratorConfig, generate
+from tests.support.neo4j import empty_store, managed_neo4j
 
 TEST_KEY = "test-network-key-0123456789"
-_CLEAR = Query("test.clear", "MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n")
 
 
 @pytest.fixture(scope="session")
@@ -28,31 +26,22 @@ def neo4j_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     if base.neo4j.uri is not None:
         yield dataclasses.replace(base, network_key=TEST_KEY)
         return
-    home = tmp_path_factory.mktemp("neo4j-home")
-    config = dataclasses.replace(
-        base, home=home, network_key=TEST_KEY, managed_neo4j=dataclasses.replace(base.managed_neo4j, port=free_port())
-    )
-    server = ManagedNeo4j(config)
-    server.start()
-    try:
+    with managed_neo4j(
+        dataclasses.replace(base, network_key=TEST_KEY), tmp_path_factory.mktemp("neo4j-home")
+    ) as config:
         yield config
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def store(neo4j_config: Config) -> Iterator[GraphStore]:
     """A store on an empty graph (schema applied)."""
-    with connect(neo4j_config) as s:
-        migrate(s)
-        s.write(_CLEAR)
+    with empty_store(neo4j_config) as s:
         yield s
 
 
 @pytest.fixture
 def cli_env(neo4j_config: Config) -> dict[str, str]:
     """Environment that points the `relgraph` command at the test Neo4j."""
-    from graph.neo4j_server import ManagedNeo4j
 
     server = ManagedNeo4j(neo4j_config)
     uri = neo4j_config.neo4j.uri or server.uri

@@ -18,11 +18,10 @@ from graph.ingest import ingest
 from graph.neo4j_server import ManagedNeo4j
 from graph.operations import stats
 from graph.pseudonymize import Pseudonymizer
-from graph.schema import LATEST_VERSION, current_version, migrate
+from graph.schema import LATEST_VERSION, current_version
 from graph.store import GraphStore, Query, connect
-from jobs.bench_common import free_port
+from tests.support.neo4j import empty_store, managed_neo4j
 
-_CLEAR = Query("test.clear", "MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n")
 _NODES = Query("test.nodes", "MATCH (n) WHERE NOT n:SchemaMigration RETURN labels(n) AS labels, properties(n) AS props")
 _RELATIONSHIPS = Query(
     "test.relationships",
@@ -70,26 +69,14 @@ _EDGE_RECORDS = [
 @pytest.fixture(scope="module")
 def bulk_config(neo4j_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
     """A managed Neo4j of this module's own: the import stops and replaces its database."""
-    config = dataclasses.replace(
-        neo4j_config,
-        home=tmp_path_factory.mktemp("bulk-home"),
-        neo4j=dataclasses.replace(neo4j_config.neo4j, uri=None, password=None),
-        managed_neo4j=dataclasses.replace(neo4j_config.managed_neo4j, port=free_port()),
-    )
-    server = ManagedNeo4j(config)
-    server.start()
-    try:
+    with managed_neo4j(neo4j_config, tmp_path_factory.mktemp("bulk-home")) as config:
         yield config
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def bulk_store(bulk_config: Config) -> Iterator[GraphStore]:
     """The module's server, emptied."""
-    with connect(bulk_config) as s:
-        migrate(s)
-        s.write(_CLEAR)
+    with empty_store(bulk_config) as s:
         yield s
 
 
