@@ -15,8 +15,6 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
-
 from core.config import Config
 from core.secrets import api_key_pepper
 from gnn.buyer_process import CohortMinimum
@@ -33,8 +31,8 @@ from jobs.promotion import promote_forced, promote_through_gate
 from jobs.runner import RunSettings
 from jobs.train_deals import DealSettings, GroundTruth
 from jobs.trainers import TRAINERS, TrainingRequest
-from relgraph.client import Client
-from relgraph.query import describe_error, render_buyer_process, render_deal_stage, render_signals, render_warm_paths
+from relgraph.client import ApiError, Client
+from relgraph.query import render_buyer_process, render_deal_stage, render_signals, render_warm_paths
 from relgraph.v1 import buyer_intelligence_pb2, warm_paths_pb2
 from server.app import create_server
 from server.auth import create_api_key
@@ -184,7 +182,7 @@ def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) ->
         with Client(f"127.0.0.1:{port}", key) as client:
             for title, request in questions:
                 print(f"\n-- warm paths: {title}")
-                print(render_warm_paths(client.call(client.warm_paths.FindWarmPaths, request)))
+                print(render_warm_paths(client.find_warm_paths(request)))
             truth = {
                 r["deal"]: r for r in map(json.loads, (out / "ground_truth" / "deals.jsonl").read_text().splitlines())
             }
@@ -194,10 +192,7 @@ def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) ->
                 print(f"\n-- deal-stage estimate for {deal_id} (true stage: {truth[deal_id]['true_stage']})")
                 print(
                     render_deal_stage(
-                        client.call(
-                            client.buyer_intelligence.EstimateDealStage,
-                            buyer_intelligence_pb2.EstimateDealStageRequest(deal_id=deal_id),
-                        )
+                        client.estimate_deal_stage(buyer_intelligence_pb2.EstimateDealStageRequest(deal_id=deal_id))
                     )
                 )
             planted = [json.loads(line) for line in (out / "ground_truth" / "signals.jsonl").read_text().splitlines()]
@@ -205,10 +200,7 @@ def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) ->
             print(f"\n-- signals around deal {flared} (planted: a contract-expiry poll answer by someone not on it)")
             print(
                 render_signals(
-                    client.call(
-                        client.buyer_intelligence.ListDealSignals,
-                        buyer_intelligence_pb2.ListDealSignalsRequest(deal_id=flared, limit=5),
-                    )
+                    client.list_deal_signals(buyer_intelligence_pb2.ListDealSignalsRequest(deal_id=flared, limit=5))
                 )
             )
             account = open_deals[0]["account"]
@@ -216,13 +208,12 @@ def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) ->
             try:
                 print(
                     render_buyer_process(
-                        client.call(
-                            client.buyer_intelligence.PredictBuyerProcess,
-                            buyer_intelligence_pb2.PredictBuyerProcessRequest(company_domain=account),
+                        client.predict_buyer_process(
+                            buyer_intelligence_pb2.PredictBuyerProcessRequest(company_domain=account)
                         )
                     )
                 )
-            except grpc.RpcError as error:
-                print(describe_error(error))
+            except ApiError as error:
+                print(error)
     finally:
         server.stop()

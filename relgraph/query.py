@@ -12,16 +12,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import grpc
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from core.errors import RecordError, RelgraphError
 from graph.ingest import input_files, read_records
-from relgraph.client import DEFAULT_SERVER, Client
+from relgraph.client import DEFAULT_SERVER, ApiError, Client
 from relgraph.v1 import admin_pb2, ingest_pb2
 from relgraph.v1 import buyer_intelligence_pb2 as bi
 from relgraph.v1 import warm_paths_pb2 as wp
@@ -122,36 +119,36 @@ def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
             request.source.rep_email = args.rep
         elif args.team:
             request.source.team = args.team
-        return client.warm_paths.FindWarmPaths, request
+        return client.find_warm_paths, request
     if args.rpc == "deal-stage":
-        return client.buyer_intelligence.EstimateDealStage, bi.EstimateDealStageRequest(deal_id=args.deal)
+        return client.estimate_deal_stage, bi.EstimateDealStageRequest(deal_id=args.deal)
     if args.rpc == "buyer-process":
-        return client.buyer_intelligence.PredictBuyerProcess, bi.PredictBuyerProcessRequest(
+        return client.predict_buyer_process, bi.PredictBuyerProcessRequest(
             company_domain=args.company,
             profile=bi.DealProfile(amount=args.amount, product=args.product, engaged_roles=args.engaged),
         )
     if args.rpc == "signals":
-        return client.buyer_intelligence.ListDealSignals, bi.ListDealSignalsRequest(deal_id=args.deal, limit=args.limit)
+        return client.list_deal_signals, bi.ListDealSignalsRequest(deal_id=args.deal, limit=args.limit)
     if args.rpc == "resolve":
-        return client.warm_paths.ResolvePeople, wp.ResolvePeopleRequest(emails=args.email)
+        return client.resolve_people, wp.ResolvePeopleRequest(emails=args.email)
     if args.rpc == "ingest":
-        return client.ingest.IngestEvents, ingest_requests(args.paths)
+        return client.ingest_events, ingest_requests(args.paths)
     if args.rpc == "erase":
-        return client.ingest.EraseSubject, ingest_pb2.EraseSubjectRequest(email=args.email)
+        return client.erase_subject, ingest_pb2.EraseSubjectRequest(email=args.email)
     if args.rpc == "snapshot":
-        return client.admin.GetSnapshotStatus, admin_pb2.GetSnapshotStatusRequest()
+        return client.get_snapshot_status, admin_pb2.GetSnapshotStatusRequest()
     if args.rpc == "models":
-        return client.admin.ListModelVersions, admin_pb2.ListModelVersionsRequest()
+        return client.list_model_versions, admin_pb2.ListModelVersionsRequest()
     if args.action == "create":
         if args.role is None:
             raise UsageError("keys create needs --role")
         request = admin_pb2.CreateApiKeyRequest(role=_ROLES[args.role], scopes=args.scope, label=args.label)
-        return client.admin.CreateApiKey, request
+        return client.create_api_key, request
     if args.action == "revoke":
         if not args.key_id:
             raise UsageError("keys revoke needs --key-id")
-        return client.admin.RevokeApiKey, admin_pb2.RevokeApiKeyRequest(key_id=args.key_id)
-    return client.admin.ListApiKeys, admin_pb2.ListApiKeysRequest()
+        return client.revoke_api_key, admin_pb2.RevokeApiKeyRequest(key_id=args.key_id)
+    return client.list_api_keys, admin_pb2.ListApiKeysRequest()
 
 
 class UsageError(Exception):
@@ -209,18 +206,6 @@ def _for_message(record: dict[str, Any], descriptor: Any) -> dict[str, Any]:
             value = [_for_message(item, field.message_type) if isinstance(item, dict) else item for item in value]
         shaped[name] = value
     return shaped
-
-
-def describe_error(error: grpc.RpcError) -> str:
-    lines = [f"{error.code().name}: {error.details()}"]
-    status = rpc_status.from_call(error)
-    for detail in status.details if status else []:
-        bad_request, retry = error_details_pb2.BadRequest(), error_details_pb2.RetryInfo()
-        if detail.Unpack(bad_request):
-            lines += [f"  field {v.field}: {v.description}" for v in bad_request.field_violations]
-        elif detail.Unpack(retry):
-            lines.append(f"  retry after {retry.retry_delay.ToTimedelta().total_seconds():.3f} s")
-    return "\n".join(lines)
 
 
 def _person(view: wp.PersonView) -> str:  # type: ignore[name-defined]
@@ -415,9 +400,9 @@ def run_query(args: argparse.Namespace) -> int:
             print(f"relgraph: error: {error}", file=sys.stderr)
             return 1
         try:
-            response = client.call(method, iter(request) if args.rpc == "ingest" else request, timeout=args.timeout)
-        except grpc.RpcError as error:
-            print(describe_error(error), file=sys.stderr)
+            response = method(request, timeout=args.timeout)
+        except ApiError as error:
+            print(error, file=sys.stderr)
             return 1
     if args.json:
         print(response_json(response))

@@ -26,7 +26,7 @@ from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
 from graph.store import GraphStore, Query, connect
 from graph.tenancy import set_sharing
-from relgraph.client import Client
+from relgraph.client import ApiError, Client
 from relgraph.v1 import admin_pb2, buyer_intelligence_pb2, ingest_pb2, warm_paths_pb2
 from server.app import RelgraphServer, create_server
 from server.auth import create_api_key
@@ -247,6 +247,20 @@ def test_bad_requests_name_the_field(served: Served, request_fields: dict, field
         member.call(member.warm_paths.FindWarmPaths, request)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in _violations(info.value)
+
+
+def test_the_client_librarys_typed_calls_and_decoded_errors(served: Served) -> None:
+    target = _emails(served.network, "deal_contacts", "email")[0]
+    with served.client("member_a") as member:
+        raw = member.call(member.warm_paths.FindWarmPaths, warm_paths_pb2.FindWarmPathsRequest(target_email=target))
+        typed = member.find_warm_paths(warm_paths_pb2.FindWarmPathsRequest(target_email=target))
+        assert typed.paths == raw.paths and typed.targets == raw.targets
+        assert member.get_snapshot_status().people > 0
+        with pytest.raises(ApiError) as info:
+            member.find_warm_paths(warm_paths_pb2.FindWarmPathsRequest(target_email="x@y.example", max_hops=4))
+    error = info.value
+    assert error.code == "INVALID_ARGUMENT" and [f for f, _ in error.field_violations] == ["max_hops"]
+    assert len(error.request_id) == 32 and error.attempts == 1
 
 
 def test_deadline_exceeded(served: Served) -> None:
