@@ -96,6 +96,7 @@ class ServerConfig:
     port: int = 50051  # 0 picks a free port
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464  # 0 turns the metrics endpoint off
+    http_port: int = 0  # HTTP/JSON (Connect), /openapi.json and the web page on `host`; 0 turns it off
     workers: int = 8  # threads answering RPCs; graph work runs there, never on an event loop
     refresh_interval_s: float = 5.0  # incremental snapshot refresh from Neo4j
     full_rebuild_interval_s: float = 600.0  # picks up attribute changes and erasures made elsewhere
@@ -135,6 +136,9 @@ class ServerConfig:
             )
         if self.max_search_work < 1000:
             raise ConfigError("max_search_work must be at least 1000")
+        for name in ("port", "http_port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} must be a port number, 0-65535, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,6 +228,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     for var, key, cast in (
         ("RELGRAPH_SERVER_HOST", "host", str),
         ("RELGRAPH_SERVER_PORT", "port", int),
+        ("RELGRAPH_HTTP_PORT", "http_port", int),
         ("RELGRAPH_METRICS_HOST", "metrics_host", str),
         ("RELGRAPH_METRICS_PORT", "metrics_port", int),
         ("RELGRAPH_LOG_LEVEL", "log_level", str),

@@ -525,7 +525,12 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
         config.server,
         **{
             k: v
-            for k, v in (("host", args.host), ("port", args.port), ("metrics_port", args.metrics_port))
+            for k, v in (
+                ("host", args.host),
+                ("port", args.port),
+                ("http_port", args.http_port),
+                ("metrics_port", args.metrics_port),
+            )
             if v is not None
         },
     )
@@ -802,9 +807,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_models)
 
-    p = sub.add_parser("serve", help="run the gRPC server (relgraph.v1)")
+    p = sub.add_parser("serve", help="run the gRPC server (relgraph.v1), optionally HTTP/JSON and the web page too")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument(
+        "--http-port", type=int, help="also serve HTTP/JSON (Connect), /openapi.json and the web page here; 0: off"
+    )
     p.add_argument("--metrics-port", type=int, help="Prometheus metrics port; 0 turns it off")
     p.set_defaults(run=cmd_serve)
 

@@ -5,6 +5,7 @@ GraphReader and the one clock; `serve(config)` runs one until interrupted."""
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import socket
 import threading
@@ -16,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core.clock import Clock, clock_at
-from core.config import Config
+from core.config import Config, ServerConfig
 from core.errors import ConfigError
 from core.secrets import api_key_pepper, network_key
 from gnn.buyer_process import CohortMinimum
@@ -39,6 +40,7 @@ from relgraph.v1 import (
 from server.admin_service import AdminService
 from server.auth import KeyRing, RateLimiter
 from server.buyer_intelligence_service import BuyerIntelligenceService
+from server.http_gateway import HttpGateway
 from server.ingest_service import IngestService
 from server.interceptor import ServiceInterceptor
 from server.metrics import Metrics
@@ -70,8 +72,10 @@ class RelgraphServer:
         store: GraphStore,
         metrics: Metrics,
         health: health.HealthServicer,
+        http: HttpGateway | None,
     ) -> None:
         self.grpc_server = server
+        self.http = http
         self.holder = holder
         self.keys = keys
         self.store = store
@@ -82,12 +86,16 @@ class RelgraphServer:
 
     def start(self) -> None:
         self.grpc_server.start()
+        if self.http:
+            self.http.start()
         self.holder.start()
         self.keys.start()
         self._watchdog.start()
 
     def stop(self, grace: float | None = 2.0) -> None:
         self._stop.set()
+        if self.http:
+            self.http.stop()
         self.grpc_server.stop(grace).wait()
         self.holder.stop()
         self.keys.stop()
@@ -162,9 +170,10 @@ def _assemble(config: Config, store: GraphStore, metrics: Metrics, clock: Clock)
         prune_tombstones=lambda: prune_erasure_tombstones(store, settings.erasure_retention_s),
     )
     keys = KeyRing(reader, pepper, settings.key_cache_s)
+    gateway_secret = secrets.token_urlsafe(32)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="rpc"),
-        interceptors=[ServiceInterceptor(keys, RateLimiter(settings), metrics)],
+        interceptors=[ServiceInterceptor(keys, RateLimiter(settings), metrics, gateway_secret)],
         options=[("grpc.so_reuseport", 0)],
     )
     warm_paths_pb2_grpc.add_WarmPathsServiceServicer_to_server(
@@ -193,7 +202,20 @@ def _assemble(config: Config, store: GraphStore, metrics: Metrics, clock: Clock)
         port = 0
     if port == 0:  # taken since the check in create_server
         raise _port_refused(settings.host, settings.port)
-    return RelgraphServer(server, holder, keys, store, metrics, health_servicer), port
+    http = _http_gateway(settings, port, gateway_secret) if settings.http_port else None
+    return RelgraphServer(server, holder, keys, store, metrics, health_servicer, http), port
+
+
+def _http_gateway(settings: ServerConfig, grpc_port: int, secret: str) -> HttpGateway:
+    """The HTTP/JSON gateway on `http_port`, calling the gRPC server over loopback."""
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(settings.host, settings.host)
+    try:
+        return HttpGateway(f"{loopback}:{grpc_port}", secret, settings.host, settings.http_port, settings.workers)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve HTTP on {settings.host}:{settings.http_port} ({exc.strerror}); "
+            "set RELGRAPH_HTTP_PORT (or --http-port) to a free port, or 0 to turn HTTP off"
+        ) from exc
 
 
 def _can_listen(host: str, port: int) -> bool:
@@ -222,6 +244,7 @@ def serve(config: Config) -> None:
     snap = server.holder.current.snapshot
     log.info(
         f"relgraph gRPC listening on {config.server.host}:{port}; snapshot {snap!r}"
+        + (f"; HTTP/JSON and the web page on http://{config.server.host}:{server.http.port}/" if server.http else "")
         + (
             f"; metrics on http://{config.server.metrics_host}:{config.server.metrics_port}/metrics"
             if config.server.metrics_port

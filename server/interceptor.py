@@ -4,6 +4,7 @@ role and rate checks, translation of relgraph errors into gRPC statuses with ric
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -26,6 +27,12 @@ log = logging.getLogger("relgraph.server")
 # Standard services that must answer without a key (load balancers, grpcurl).
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
+
+# The HTTP gateway (server/http_gateway.py) forwards its calls over loopback with the client's
+# address under FORWARDED_FOR_KEY; that address is believed only beside this process's gateway
+# secret, so a gRPC client cannot pick the address its failed authentications are counted under.
+GATEWAY_SECRET_KEY = "x-relgraph-gateway-secret"
+FORWARDED_FOR_KEY = "x-relgraph-forwarded-for"
 
 # A status travels in response trailers, which clients cap (8 KiB by default): messages and details
 # are kept well under that whatever the request held.
@@ -74,8 +81,9 @@ def _address(peer: str) -> str:
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, keys: KeyRing, limiter: RateLimiter, metrics: Metrics) -> None:
+    def __init__(self, keys: KeyRing, limiter: RateLimiter, metrics: Metrics, gateway_secret: str) -> None:
         self._keys = keys
+        self._gateway_secret = gateway_secret.encode()
         self._limiter = limiter
         self._metrics = metrics
 
@@ -97,6 +105,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 )
         return handler
 
+    def _client_address(self, context: grpc.ServicerContext, metadata: dict[str, Any]) -> str:
+        forwarded = metadata.get(FORWARDED_FOR_KEY)
+        vouched = hmac.compare_digest(str(metadata.get(GATEWAY_SECRET_KEY, "")).encode(), self._gateway_secret)
+        return str(forwarded) if forwarded and vouched else _address(context.peer())
+
     def _guard(self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -105,7 +118,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
             context.send_initial_metadata((("x-request-id", request_id),))
             code, tenant = "OK", ""
-            peer = _address(context.peer())
+            peer = self._client_address(context, metadata)
             try:
                 self._limiter.check_peer(peer)
                 try:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,74 +16,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from core.config import Config, RateLimit
-from graph.ingest import ingest
+from core.config import Config
 from graph.neo4j_server import ManagedNeo4j
 from graph.pseudonymize import Pseudonymizer
-from graph.schema import migrate
-from graph.store import GraphStore, Query, connect
+from graph.store import GraphStore, Query
 from graph.tenancy import set_sharing
 from relgraph.client import ApiError, Client
 from relgraph.v1 import admin_pb2, buyer_intelligence_pb2, ingest_pb2, warm_paths_pb2
-from server.app import RelgraphServer, create_server
-from server.auth import create_api_key
+from tests.integration.server.conftest import Served
 
 pytestmark = pytest.mark.neo4j
-PEPPER = "test-pepper-0123456789"
-
-
-@dataclass
-class Served:
-    server: RelgraphServer
-    address: str
-    store: GraphStore
-    network: Path
-    tenants: list[str]
-    keys: dict[str, str]  # name -> API key
-    config: Config
-
-    def client(self, key: str) -> Client:
-        return Client(self.address, self.keys.get(key, key))
-
-
-@pytest.fixture(scope="module")
-def served(neo4j_config: Config, small_network: Path, pseudo: Pseudonymizer) -> Iterator[Served]:
-    store = connect(neo4j_config)
-    migrate(store)
-    store.write(Query("test.clear", "MATCH (n) WHERE NOT n:SchemaMigration DETACH DELETE n"))
-    ingest(store, [small_network / "ingest"], pseudo, progress=False)
-    tenants = sorted(
-        json.loads(line)["tenant"] for line in (small_network / "ingest" / "members.jsonl").read_text().splitlines()
-    )
-    tenants = sorted(set(tenants))
-    a, b = tenants[0], tenants[1]
-    partner_company = json.loads((small_network / "ingest" / "deals.jsonl").read_text().partition("\n")[0])["account"]
-    keys = {
-        "member_a": create_api_key(store, PEPPER, tenant=a, role="member", scopes=[])[0],
-        "member_b": create_api_key(store, PEPPER, tenant=b, role="member", scopes=[])[0],
-        "admin_a": create_api_key(store, PEPPER, tenant=a, role="admin", scopes=[])[0],
-        "partner_a": create_api_key(
-            store, PEPPER, tenant=a, role="partner", scopes=[f"company:{partner_company}", "max-hops:2"]
-        )[0],
-    }
-    config = dataclasses.replace(
-        neo4j_config,
-        api_key_pepper=PEPPER,
-        server=dataclasses.replace(
-            neo4j_config.server,
-            port=0,
-            metrics_port=0,
-            refresh_interval_s=3600,
-            partner_rate=RateLimit(per_second=0.5, burst=4),
-        ),
-    )
-    server, port = create_server(config, store=connect(neo4j_config))
-    server.start()
-    try:
-        yield Served(server, f"127.0.0.1:{port}", store, small_network, [a, b], keys, config)
-    finally:
-        server.stop()
-        store.close()
 
 
 def _emails(network: Path, name: str, field: str) -> list[str]:
