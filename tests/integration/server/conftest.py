@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from core.config import Config, RateLimit
 from graph.ingest import ingest
@@ -89,3 +91,19 @@ def served(neo4j_config: Config, small_network: Path, pseudo: Pseudonymizer) -> 
     finally:
         server.stop()
         store.close()
+
+
+def assert_same_answer(got: Message, expected: Message, rel: float = 1e-5) -> None:
+    """Equal messages, but for doubles, equal within `rel`: strengths decay with the wall clock,
+    which moves between two calls."""
+    assert type(got) is type(expected)
+    for field in expected.DESCRIPTOR.fields:
+        mine, theirs = getattr(got, field.name), getattr(expected, field.name)
+        pairs = list(zip(mine, theirs, strict=True)) if field.is_repeated else [(mine, theirs)]
+        for a, b in pairs:
+            if field.message_type is not None and not field.message_type.GetOptions().map_entry:
+                assert_same_answer(a, b, rel)
+            elif field.type == FieldDescriptor.TYPE_DOUBLE:
+                assert a == pytest.approx(b, rel=rel), field.full_name
+            else:
+                assert a == b, field.full_name
