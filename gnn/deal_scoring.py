@@ -146,6 +146,14 @@ class DealScorer:
             missing_evidence=missing_evidence(deal, features) + unseen + ([] if self.stage_head else [_NO_STAGE_HEAD]),
         )
 
+    def estimated_stages(self, data: DealBundle, deals: list[Deal], t: int) -> list[str]:
+        """The most likely stage of each deal at t, in one forward pass (no evidence); "" for each
+        without a stage head."""
+        if not self.stage_head or not deals:
+            return [""] * len(deals)
+        stages, _, _ = self._win_and_more([deal_features(data, deal, t) for deal in deals])
+        return [self.stages[int(i)] for i in np.argmax(stages, axis=1)]
+
     def _unseen(self, features: DealFeatures) -> list[str]:
         """The deal's own age or amount outside the training deals' range, one line each."""
         if self.tabular_range is None:

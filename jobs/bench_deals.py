@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from core.config import Config
+from gnn.pipeline_health import DEFAULT_STALE_DAYS
 from gnn.registry import ModelRegistry
 from graph.deal_bundle import DealBundle
 from graph.neo4j_reader import Neo4jReader
 from graph.pseudonymize import Pseudonymizer
 from graph.reader import ALL_TENANTS
+from jobs.audit import audit_tenant
 from jobs.bench_common import BenchGraph, free_port, generated_graph
 from jobs.generate import AS_OF, GeneratorConfig
 from jobs.train_buyer import train_buyer_model
@@ -60,21 +63,24 @@ def run_deals_benchmark(
                 scope={"bench": people, "hygiene": level},
                 truth=GroundTruth.load(graph.data / "ingest"),
             )
-            rows.append(_sweep_row(level, report.manifest))
+            assert report.version is not None
+            registry.promote("deal", report.version.name)
+            rows.append({**_sweep_row(level, report.manifest), "hygiene_score": _audit_score(graph, registry, data)})
             if i == len(hygiene) - 1:  # latency through the real server, on the last network
-                assert report.version is not None
-                registry.promote("deal", report.version.name)
                 buyer = train_buyer_model(data, as_of=AS_OF, registry=registry, scope={"bench": people})
                 registry.promote("buyer", buyer.name)
                 latency = _rpc_latency(graph, data, network_key, requests)
         ray.shutdown()
     if plot is not None:
         plot_sweep(rows, plot)
+    levels, scores = [r["hygiene"] for r in rows], [r["hygiene_score"] for r in rows]
     return {
         "people": people,
         "deals_per_100_people": DEALS_PER_100_PEOPLE,
         "seed": seed,
         "sweep": rows,
+        # How well the audit's score tracks the generator's hygiene (Pearson, across the levels).
+        "hygiene_score_correlation": float(np.corrcoef(levels, scores)[0, 1]) if len(rows) > 1 else None,
         "rpc_latency_ms": latency,
         "plot": str(plot) if plot else None,
     }
@@ -100,6 +106,16 @@ def _sweep_row(level: float, manifest: dict[str, Any]) -> dict[str, Any]:
         "gbm_days_mae": m["days_to_close"]["mae_days"]["gradient_boosting"],
         "train_stage_labels": manifest["sizes"]["train_stage_labels"],
     }
+
+
+def _audit_score(graph: BenchGraph, registry: ModelRegistry, data: DealBundle) -> float:
+    """The hygiene audit's score (`relgraph audit hygiene`) at the generated world's time, averaged
+    over the tenants."""
+    tenants = sorted({d.tenant for d in data.deals})
+    audits = [
+        audit_tenant(graph.store, registry, t, AS_OF, stale_days=DEFAULT_STALE_DAYS, sample=0)[0] for t in tenants
+    ]
+    return statistics.fmean(a.score for a in audits)
 
 
 def _rpc_latency(graph: BenchGraph, data: DealBundle, network_key: str, requests: int) -> dict[str, dict[str, float]]:
@@ -180,11 +196,12 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path) -> None:
         ("stage_accuracy", "deal model (engagement)"),
         ("gbm_stage_accuracy", "gradient boosting"),
         ("crm_stage_accuracy", "CRM-reported stage"),
+        ("hygiene_score", "hygiene audit score"),
     ):
         ax.plot(x, [r[key] for r in rows], marker="o", label=label)
     ax.axhline(0.85, color="grey", linestyle="--", linewidth=1, label="target 0.85")
     ax.set_xlabel("CRM hygiene (share of deals whose CRM stage is right and current)")
-    ax.set_ylabel("stage accuracy, open deals")
+    ax.set_ylabel("stage accuracy (open deals); audit score")
     ax.set_ylim(0, 1)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -196,15 +213,17 @@ def render_deals_benchmark(r: dict[str, Any]) -> str:
     lines = [
         f"deal model, {r['people']:,} people, {r['deals_per_100_people']:g} deals per 100 people, seed {r['seed']}",
         f"{'hygiene':>7} {'open':>5} {'stage':>6} {'GBM':>6} {'CRM':>6} {'win AUC':>8} {'GBM AUC':>8} "
-        f"{'Brier':>6} {'GBM Br':>6} {'MAE d':>6}",
+        f"{'Brier':>6} {'GBM Br':>6} {'MAE d':>6} {'audit':>6}",
     ]
     for row in r["sweep"]:
         lines.append(
             f"{row['hygiene']:>7.1f} {row['open_deals']:>5} {row['stage_accuracy']:>6.3f} "
             f"{row['gbm_stage_accuracy']:>6.3f} {row['crm_stage_accuracy']:>6.3f} {row['win_auc']:>8.4f} "
             f"{row['gbm_win_auc']:>8.4f} {row['win_brier']:>6.4f} {row['gbm_win_brier']:>6.4f} "
-            f"{row['days_mae']:>6.1f}"
+            f"{row['days_mae']:>6.1f} {row['hygiene_score']:>6.3f}"
         )
+    if r.get("hygiene_score_correlation") is not None:
+        lines.append(f"audit score against generator hygiene: Pearson r = {r['hygiene_score_correlation']:.3f}")
     for name, t in r["rpc_latency_ms"].items():
         lines.append(f"{name}: p50 {t['p50_ms']:.1f} ms, p99 {t['p99_ms']:.1f} ms ({t['requests']} requests)")
     if r.get("plot"):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.clock import clock_at
 from core.config import Config, load_config
 from core.errors import ConfigError, RelgraphError
 from core.secrets import api_key_pepper, network_key
@@ -416,6 +417,32 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
             + ")"
         ),
     )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, config: Config) -> int:
+    from gnn.registry import ModelRegistry
+    from jobs.audit import audit_tenant
+    from relgraph.query import render_pipeline_health, response_json
+    from server.pipeline_service import MAX_SAMPLE, MAX_STALE_DAYS, health_response
+
+    if not 1 <= args.stale_days <= MAX_STALE_DAYS or not 0 <= args.sample <= MAX_SAMPLE:
+        raise ConfigError(f"--stale-days must be 1-{MAX_STALE_DAYS} and --sample 0-{MAX_SAMPLE}")
+    try:
+        as_of = parse_time(args.as_of, "--as-of") if args.as_of else clock_at(config.server.as_of).now()
+    except RelgraphError as exc:
+        raise ConfigError(str(exc)) from exc
+    with _open_store(config) as store:
+        audit, version = audit_tenant(
+            store,
+            ModelRegistry(config.models_dir),
+            _tenant_id(args.tenant),
+            as_of,
+            stale_days=args.stale_days,
+            sample=args.sample,
+        )
+    response = health_response(audit, version)
+    print(response_json(response) if args.json else render_pipeline_health(response))
     return 0
 
 
@@ -843,6 +870,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_tenants)
+
+    p = sub.add_parser("audit", help="audit a tenant's CRM hygiene (its open deals against their behaviour)")
+    p.add_argument("what", choices=("hygiene",))
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--stale-days", type=int, default=30, help="days without an interaction that make a deal stale")
+    p.add_argument("--sample", type=int, default=50, help="deals in the random sample shown with their findings")
+    p.add_argument("--as-of", help="audit as of this time (epoch seconds or ISO 8601); default RELGRAPH_AS_OF or now")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_audit)
 
     from relgraph.query import add_query_parser
 

@@ -32,6 +32,8 @@ from relgraph.v1 import (
     buyer_intelligence_pb2_grpc,
     ingest_pb2,
     ingest_pb2_grpc,
+    pipeline_pb2,
+    pipeline_pb2_grpc,
     warm_paths_pb2,
     warm_paths_pb2_grpc,
 )
@@ -108,6 +110,7 @@ class Client:
         self.buyer_intelligence = buyer_intelligence_pb2_grpc.BuyerIntelligenceServiceStub(self.channel)
         self.ingest = ingest_pb2_grpc.IngestServiceStub(self.channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.pipeline = pipeline_pb2_grpc.PipelineServiceStub(self.channel)
 
     def call(self, method: Any, request: Any, timeout: float | None = 30.0) -> Any:
         """One attempt of a raw stub method; gRPC's own RpcError on failure."""
@@ -160,6 +163,15 @@ class Client:
             request,
             timeout,
             idempotent=True,
+        )
+
+    # Pipeline
+    def get_pipeline_health(
+        self, request: pipeline_pb2.GetPipelineHealthRequest | None = None, *, timeout: float | None = None
+    ) -> pipeline_pb2.GetPipelineHealthResponse:
+        request = request or pipeline_pb2.GetPipelineHealthRequest()
+        return self._unary(
+            pipeline_pb2.GetPipelineHealthResponse, self.pipeline.GetPipelineHealth, request, timeout, idempotent=True
         )
 
     # Ingest: a stream is consumed as it is sent, so it is never retried.

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from core.errors import RecordError, RelgraphError
 from graph.ingest import input_files, read_records
 from relgraph.client import DEFAULT_SERVER, ApiError, Client
-from relgraph.v1 import admin_pb2, ingest_pb2
+from relgraph.v1 import admin_pb2, ingest_pb2, pipeline_pb2
 from relgraph.v1 import buyer_intelligence_pb2 as bi
 from relgraph.v1 import warm_paths_pb2 as wp
 
@@ -80,6 +80,10 @@ def add_query_parser(sub: Any, run: Any) -> None:
     p.add_argument("--deal", required=True)
     p.add_argument("--limit", type=int, default=20)
     common(p)
+    p = kinds.add_parser("pipeline-health", help="the hygiene audit of your tenant's open deals")
+    p.add_argument("--stale-days", type=int, default=0, help="days without an interaction that make a deal stale")
+    p.add_argument("--sample", type=int, help="deals in the random sample (default 50)")
+    common(p)
     p = kinds.add_parser("resolve", help="the pseudonyms of people your tenant knows")
     p.add_argument("--email", action="append", required=True, help="an email address (repeatable)")
     common(p)
@@ -129,6 +133,10 @@ def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
         )
     if args.rpc == "signals":
         return client.list_deal_signals, bi.ListDealSignalsRequest(deal_id=args.deal, limit=args.limit)
+    if args.rpc == "pipeline-health":
+        return client.get_pipeline_health, pipeline_pb2.GetPipelineHealthRequest(
+            stale_days=args.stale_days, sample_size=args.sample
+        )
     if args.rpc == "resolve":
         return client.resolve_people, wp.ResolvePeopleRequest(emails=args.email)
     if args.rpc == "ingest":
@@ -328,6 +336,23 @@ def render_models(r: admin_pb2.ListModelVersionsResponse) -> str:
     return "\n".join(lines)
 
 
+def render_pipeline_health(r: pipeline_pb2.GetPipelineHealthResponse) -> str:
+    verdict = "below" if r.below_threshold else "at or above"
+    lines = [
+        f"CRM hygiene {r.score:.0%} over {r.open_deals} open deals ({verdict} the {r.threshold:.0%} below which "
+        "automating on the CRM is worse than a coin flip)"
+        + (f"; stage estimates from {r.model_version}" if r.model_version else ""),
+    ]
+    lines += [f"  {c.pass_share:6.1%}  {c.check:<22} {c.description} ({c.deals} deals)" for c in r.checks if c.deals]
+    lines += [f"  not audited: {line}" for line in r.not_audited]
+    flagged = [d for d in r.sample if d.issues]
+    lines.append(f"sample of {len(r.sample)} deals, {len(flagged)} with findings:")
+    for d in flagged:
+        estimate = f", behaviour {d.estimated_stage}" if d.estimated_stage else ""
+        lines.append(f"  {d.deal_id} (CRM {d.crm_stage or 'no stage'}{estimate}): {'; '.join(d.issues)}")
+    return "\n".join(lines)
+
+
 def _key_line(k: admin_pb2.ApiKeyInfo) -> str:
     role = admin_pb2.Role.Name(k.role).removeprefix("ROLE_").lower()
     scopes = f" scopes {', '.join(k.scopes)}" if k.scopes else ""
@@ -350,6 +375,7 @@ _RENDER: dict[str, Callable[[Any], str]] = {
     "deal-stage": render_deal_stage,
     "buyer-process": render_buyer_process,
     "signals": render_signals,
+    "pipeline-health": render_pipeline_health,
     "resolve": render_resolve,
     "ingest": render_ingest,
     "erase": render_erase,

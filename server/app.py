@@ -28,13 +28,10 @@ from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
 from graph.store import GraphStore, connect
 from relgraph.v1 import (
-    admin_pb2,
     admin_pb2_grpc,
-    buyer_intelligence_pb2,
     buyer_intelligence_pb2_grpc,
-    ingest_pb2,
     ingest_pb2_grpc,
-    warm_paths_pb2,
+    pipeline_pb2_grpc,
     warm_paths_pb2_grpc,
 )
 from server.admin_service import AdminService
@@ -44,21 +41,15 @@ from server.http_gateway import HttpGateway
 from server.ingest_service import IngestService
 from server.interceptor import ServiceInterceptor
 from server.metrics import Metrics
+from server.openapi import SERVICES
+from server.pipeline_service import PipelineService
 from server.state import ServingStateHolder
 from server.warm_paths_service import WarmPathsService
 
 log = logging.getLogger("relgraph.server")
 
 _HEALTH_CHECK_S = 1.0
-SERVICE_NAMES = tuple(
-    module.DESCRIPTOR.services_by_name[name].full_name
-    for module, name in (
-        (warm_paths_pb2, "WarmPathsService"),
-        (buyer_intelligence_pb2, "BuyerIntelligenceService"),
-        (ingest_pb2, "IngestService"),
-        (admin_pb2, "AdminService"),
-    )
-)
+SERVICE_NAMES = tuple(service.full_name for service in SERVICES)
 
 
 class RelgraphServer:
@@ -189,6 +180,7 @@ def _assemble(config: Config, store: GraphStore, metrics: Metrics, clock: Clock)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(store, reader, holder, keys, pepper, registry), server
     )
+    pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineService(holder, clock), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

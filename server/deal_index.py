@@ -61,6 +61,10 @@ class DealIndex:
             return None
         return self._tenant_views[tenant], deal
 
+    def tenant_deals(self, tenant: str) -> DealBundle | None:
+        """All of the tenant's deals, seen as its own read would see them; None when it has none."""
+        return self._tenant_views.get(tenant)
+
     def names_company(self, tenant: str, cid: str) -> bool:
         """Whether the tenant's own records name the company (an account of its deals, an employer)."""
         return cid in self.named_companies.get(tenant, frozenset())

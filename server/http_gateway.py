@@ -40,7 +40,7 @@ MAX_UNARY_BODY = 1 << 20  # a unary request is small; more is refused before it 
 MAX_STREAM_BODY = 64 << 20  # an IngestEvents stream; bigger loads go through gRPC or `relgraph ingest`
 DEFAULT_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 300.0
-_CLIENT_TIMEOUT_S = 30.0  # a client that stalls mid-request is dropped after this long
+_CLIENT_TIMEOUT_S = 10.0  # a client that stalls mid-request (or idles on keep-alive) is dropped after this long
 _END_STREAM = 0x02
 _DRAINED = 1 << 20  # an oversized body up to this much bigger is read before the refusal
 
@@ -328,7 +328,9 @@ class HttpGateway:
     def __init__(self, grpc_target: str, secret: str, host: str, port: int, workers: int) -> None:
         self.secret = secret
         self.channel = grpc.insecure_channel(grpc_target)
-        self._server = _GatewayServer((host, port), self, workers)
+        # Connection threads mostly wait on clients: several per gRPC worker, so that a few slow
+        # clients cannot hold every one.
+        self._server = _GatewayServer((host, port), self, max(32, 4 * workers))
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-gateway", daemon=True)
 

@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor, ServiceDescriptor
 
-from relgraph.v1 import admin_pb2, buyer_intelligence_pb2, ingest_pb2, warm_paths_pb2
+from relgraph.v1 import admin_pb2, buyer_intelligence_pb2, ingest_pb2, pipeline_pb2, warm_paths_pb2
 
 SERVICES: tuple[ServiceDescriptor, ...] = tuple(
     module.DESCRIPTOR.services_by_name[name]
@@ -28,6 +28,7 @@ SERVICES: tuple[ServiceDescriptor, ...] = tuple(
         (buyer_intelligence_pb2, "BuyerIntelligenceService"),
         (ingest_pb2, "IngestService"),
         (admin_pb2, "AdminService"),
+        (pipeline_pb2, "PipelineService"),
     )
 )
 CONNECT_STREAM = "application/connect+json"

@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from relgraph.client import ApiError
-from relgraph.v1 import admin_pb2, buyer_intelligence_pb2, ingest_pb2, warm_paths_pb2
+from relgraph.v1 import admin_pb2, buyer_intelligence_pb2, ingest_pb2, pipeline_pb2, warm_paths_pb2
 from server.http_gateway import MAX_UNARY_BODY
 from server.openapi import openapi_document
 from tests.integration.server.conftest import Served, assert_same_answer
@@ -87,6 +87,7 @@ def test_every_unary_rpc_answers_over_http_as_over_grpc(served: Served) -> None:
         (member, "AdminService/GetSnapshotStatus", admin_pb2.GetSnapshotStatusRequest(), None),
         (member, "AdminService/ListModelVersions", admin_pb2.ListModelVersionsRequest(), None),
         (admin, "AdminService/ListApiKeys", admin_pb2.ListApiKeysRequest(), None),
+        (member, "PipelineService/GetPipelineHealth", pipeline_pb2.GetPipelineHealthRequest(), None),
         (admin, "AdminService/RevokeApiKey", *(admin_pb2.RevokeApiKeyRequest(key_id=k) for k in spares)),
         (member, "AdminService/CreateApiKey", admin_pb2.CreateApiKeyRequest(role=admin_pb2.ROLE_ADMIN), None),
     ]  # fmt: skip

@@ -1,0 +1,73 @@
+"""PipelineService: the tenant's pipeline as a whole, answered from the serving state (the deal
+index and the promoted deal model), never from Neo4j on the request path."""
+
+from __future__ import annotations
+
+import grpc
+
+from core.clock import Clock
+from core.errors import InvalidRequestError, NoModelError
+from gnn.deal_scoring import DealScorer
+from gnn.deals import DAY
+from gnn.pipeline_health import DEFAULT_SAMPLE, DEFAULT_STALE_DAYS, HYGIENE_THRESHOLD, HygieneAudit, audit_hygiene
+from relgraph.v1 import pipeline_pb2 as pb
+from relgraph.v1 import pipeline_pb2_grpc
+from server.auth import current_auth
+from server.state import ServingStateHolder
+
+MAX_STALE_DAYS = 365
+MAX_SAMPLE = 200
+
+
+class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignore[misc]
+    def __init__(self, holder: ServingStateHolder, clock: Clock) -> None:
+        self._holder = holder
+        self._clock = clock
+
+    def GetPipelineHealth(
+        self, request: pb.GetPipelineHealthRequest, context: grpc.ServicerContext
+    ) -> pb.GetPipelineHealthResponse:
+        violations = []
+        if not 0 <= request.stale_days <= MAX_STALE_DAYS:
+            violations.append(("stale_days", f"must be 1-{MAX_STALE_DAYS} (0 means {DEFAULT_STALE_DAYS})"))
+        if request.HasField("sample_size") and not 0 <= request.sample_size <= MAX_SAMPLE:
+            violations.append(("sample_size", f"must be 0-{MAX_SAMPLE}"))
+        if violations:
+            raise InvalidRequestError(violations)
+        state = self._holder.current
+        try:
+            scorer: DealScorer | None = state.deal
+        except NoModelError:
+            scorer = None  # the audit still runs, without the stage check, and says so
+        tenant = current_auth().tenant
+        data = state.deals.tenant_deals(tenant)
+        t = self._clock.now()
+        audit = audit_hygiene(
+            data.deals if data else [],
+            t,
+            (lambda deals: scorer.estimated_stages(data, deals, t)) if scorer and data else None,
+            scorer.stages if scorer else (),
+            stale_days=request.stale_days or DEFAULT_STALE_DAYS,
+            sample=request.sample_size if request.HasField("sample_size") else DEFAULT_SAMPLE,
+            seed=t // DAY,  # the same sample all day
+        )
+        return health_response(audit, f"deal/{scorer.version}" if scorer else "")
+
+
+def health_response(audit: HygieneAudit, model_version: str) -> pb.GetPipelineHealthResponse:
+    return pb.GetPipelineHealthResponse(
+        open_deals=audit.open_deals,
+        score=audit.score,
+        threshold=HYGIENE_THRESHOLD,
+        below_threshold=audit.below_threshold,
+        checks=[
+            pb.HygieneCheck(check=c.check.code, description=c.check.description, deals=c.deals, pass_share=c.pass_share)
+            for c in audit.checks
+        ],
+        sample=[
+            pb.DealHygiene(deal_id=f.deal_id, crm_stage=f.crm_stage, estimated_stage=f.estimated_stage, issues=f.issues)
+            for f in audit.sample
+        ],
+        not_audited=audit.not_audited,
+        model_version=model_version,
+    )
