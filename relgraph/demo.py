@@ -32,8 +32,14 @@ from jobs.runner import RunSettings
 from jobs.train_deals import DealSettings, GroundTruth
 from jobs.trainers import TRAINERS, TrainingRequest
 from relgraph.client import ApiError, Client
-from relgraph.query import render_buyer_process, render_deal_stage, render_signals, render_warm_paths
-from relgraph.v1 import buyer_intelligence_pb2, warm_paths_pb2
+from relgraph.query import (
+    render_buyer_process,
+    render_deal_stage,
+    render_pipeline_health,
+    render_signals,
+    render_warm_paths,
+)
+from relgraph.v1 import buyer_intelligence_pb2, pipeline_pb2, warm_paths_pb2
 from server.app import create_server
 from server.auth import create_api_key
 
@@ -215,5 +221,9 @@ def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) ->
                 )
             except ApiError as error:
                 print(error)
+            print(f"\n-- how far {tenant}'s CRM can be trusted (the hygiene audit of its open deals)")
+            print(
+                render_pipeline_health(client.get_pipeline_health(pipeline_pb2.GetPipelineHealthRequest(sample_size=8)))
+            )
     finally:
         server.stop()
