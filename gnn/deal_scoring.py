@@ -88,6 +88,14 @@ class DealEstimate:
     missing_evidence: list[str]
 
 
+@dataclass(frozen=True)
+class DealOutlook:
+    """What a forecast needs of one open deal: its win probability and when it closes."""
+
+    win_probability: float
+    close_log_days: tuple[float, float, float]  # p10, p50, p90 of log1p(days to close)
+
+
 class DealScorer:
     """A deal-model version loaded for scoring (the state `jobs/train_deals.py` registers)."""
 
@@ -126,13 +134,9 @@ class DealScorer:
         variants, labels = self._occlusions(features)
         stages, win, log_days = self._win_and_more([features, *variants])
         probs = stages[0]
-        engaged = bool(features.tabular[TABULAR_FEATURES.index("has_interactions")] > 0)
-        median = float(clamp_log_days(self.intervals, log_days)[0])
-        low, high = interval(self.intervals, median, engaged)
         unseen = self._unseen(features)
-        if unseen:  # the model never saw such a deal: the close could be now or as late as any seen
-            low, high = 0.0, max(high, self.intervals["max_log_days"][0])
-        p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in (low, median, high))
+        close = self._close_log_days(features, float(log_days[0]), bool(unseen))
+        p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in close)
         return DealEstimate(
             as_of=t,
             stages={s: float(p) for s, p in zip(self.stages, probs)} if self.stage_head else {},
@@ -145,6 +149,27 @@ class DealScorer:
             evidence=_top_evidence(labels, float(win[0]) - win[1:]),
             missing_evidence=missing_evidence(deal, features) + unseen + ([] if self.stage_head else [_NO_STAGE_HEAD]),
         )
+
+    def outlooks(self, data: DealBundle, deals: list[Deal], t: int) -> list[DealOutlook]:
+        """Each deal's win probability and close-time quantiles at t, in one forward pass (no evidence)."""
+        if not deals:
+            return []
+        features = [deal_features(data, deal, t) for deal in deals]
+        _, win, log_days = self._win_and_more(features)
+        return [
+            DealOutlook(float(w), self._close_log_days(f, float(d), bool(self._unseen(f))))
+            for f, w, d in zip(features, win, log_days, strict=True)
+        ]
+
+    def _close_log_days(self, features: DealFeatures, log_days: float, unseen: bool) -> tuple[float, float, float]:
+        """The p10, p50 and p90 of log1p(days to close): the prediction kept within what training saw,
+        with its evidence group's interval."""
+        engaged = bool(features.tabular[TABULAR_FEATURES.index("has_interactions")] > 0)
+        median = float(clamp_log_days(self.intervals, np.asarray([log_days]))[0])
+        low, high = interval(self.intervals, median, engaged)
+        if unseen:  # the model never saw such a deal: the close could be now or as late as any seen
+            low, high = 0.0, max(high, self.intervals["max_log_days"][0])
+        return low, median, high
 
     def estimated_stages(self, data: DealBundle, deals: list[Deal], t: int) -> list[str]:
         """The most likely stage of each deal at t, in one forward pass (no evidence); "" for each

@@ -1,0 +1,65 @@
+"""The bookings forecast: calendar periods, exact expectations, sampled intervals, and the two CRM
+forecasts beside it, on hand-made deals and outlooks."""
+
+from __future__ import annotations
+
+import calendar
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gnn.deal_scoring import DealOutlook
+from gnn.deals import DAY
+from gnn.forecast import booked, forecast, periods_from, stage_probabilities
+from tests.unit.gnn.test_pipeline_health import STAGES, deal
+
+T = calendar.timegm((2026, 5, 15, 0, 0, 0))
+
+
+def test_calendar_periods() -> None:
+    quarters = periods_from(T, "quarter", 3)
+    assert [p.label for p in quarters] == ["2026-Q2", "2026-Q3", "2026-Q4"]
+    assert quarters[0].start == calendar.timegm((2026, 4, 1, 0, 0, 0)) and quarters[-1].end == calendar.timegm(
+        (2027, 1, 1, 0, 0, 0)
+    )
+    months = periods_from(calendar.timegm((2026, 12, 3, 0, 0, 0)), "month", 2)
+    assert [(p.label, p.end) for p in months] == [
+        ("2026-12", calendar.timegm((2027, 1, 1, 0, 0, 0))),
+        ("2027-01", calendar.timegm((2027, 2, 1, 0, 0, 0))),
+    ]
+    with pytest.raises(ValueError, match="period"):
+        periods_from(T, "week", 1)
+
+
+def outlook(win: float, days: float, spread: float = 0.3) -> DealOutlook:
+    mid = float(np.log1p(days))
+    return DealOutlook(win, (mid - spread, mid, mid + spread))
+
+
+def test_expectation_interval_and_owners() -> None:
+    deals = [deal("a", ["discovery"], touches=[T - DAY]), deal("b", ["discovery", "negotiation"])]
+    deals = [dataclasses.replace(d, amount=a, created=T - 10 * DAY) for d, a in zip(deals, (100.0, 50.0), strict=True)]
+    quarters = periods_from(T, "quarter", 4)
+    result = forecast(deals, [outlook(0.5, 20), outlook(1.0, 120, spread=0.05)], T, quarters, STAGES, [], samples=4000)
+    rows = {r.period.label: r for r in result.periods}
+    # a: 20 days out, well inside Q2 (ends June 30); b: 120 days out, in Q3 (ends September 30).
+    assert rows["2026-Q2"].expected == pytest.approx(50.0, rel=0.01)
+    assert rows["2026-Q3"].expected == pytest.approx(50.0, rel=0.05)
+    assert rows["2026-Q2"].p10 == 0.0 and rows["2026-Q2"].p90 == 100.0  # a coin flip on 100
+    assert rows["2026-Q3"].p50 == 50.0
+    assert sum(r.expected for r in result.periods) == pytest.approx(100.0, rel=0.02)
+    assert result.by_owner["rep"] == pytest.approx([r.expected for r in result.periods])
+    # Commit: b is in negotiation, in full, this quarter; weighted: stage probability x amount.
+    assert rows["2026-Q2"].commit == 50.0 and rows["2026-Q3"].commit == 0.0
+    probability = stage_probabilities(STAGES)
+    assert sum(r.weighted_pipeline for r in result.periods) == pytest.approx(
+        100 * probability["discovery"] + 50 * probability["negotiation"]
+    )
+
+
+def test_what_was_booked() -> None:
+    quarters = periods_from(T, "quarter", 2)
+    won = deal("w", ["discovery"], closed=quarters[1].start + DAY)
+    still_open = deal("o", ["discovery"])
+    assert booked([won, still_open], quarters) == [0.0, 1.0]
