@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from statistics import median
 
 import numpy as np
 from scipy.stats import norm
 
-from gnn.deal_scoring import DealOutlook
+from gnn.deal_scoring import DealOutlook, DealScorer
 from gnn.deals import DAY
-from graph.deal_bundle import Deal
+from gnn.pipeline_health import open_deals
+from graph.deal_bundle import Deal, DealBundle
 
 PERIOD_KINDS = ("month", "quarter")
 _Z90 = float(norm.ppf(0.9))
@@ -151,3 +152,91 @@ def _crm_forecasts(
 def booked(deals: Sequence[Deal], periods: list[Period]) -> list[float]:
     """What was actually booked in each period: the amounts of deals won in it."""
     return [sum(d.amount for d in deals if d.outcome == "won" and p.start <= d.closed < p.end) for p in periods]
+
+
+def forecast_open_deals(data: DealBundle | None, scorer: DealScorer, t: int, period: str, count: int) -> Forecast:
+    """The forecast at t of the open deals among a tenant's (`data`: its deals as its own read sees
+    them; None when it has none) over `count` periods of kind `period`, with the deal model."""
+    deals = data.deals if data else []
+    live = open_deals(deals, t)
+    outlooks = scorer.outlooks(data, live, t) if data else []
+    return forecast(live, outlooks, t, periods_from(t, period, count), scorer.stages, deals, seed=t // DAY)
+
+
+def known_at(data: DealBundle, t: int) -> DealBundle:
+    """`data` as it was known at t: deals created by then, open unless they had closed, with the
+    stage changes, interactions, jobs, signals and ties recorded by then. A backtest forecasts from
+    this, so it cannot read the future whatever its features do."""
+    deals = []
+    for d in data.deals:
+        if d.created > t:
+            continue
+        seen = d.ts <= t
+        stages = [(name, ts) for name, ts in zip(d.stage_names, d.stage_ts, strict=True) if ts <= t]
+        deals.append(
+            replace(
+                d,
+                stage_names=[name for name, _ in stages],
+                stage_ts=[ts for _, ts in stages],
+                closed=d.closed if 0 <= d.closed <= t else -1,
+                outcome=d.outcome if 0 <= d.closed <= t else "open",
+                ts=d.ts[seen],
+                kind=d.kind[seen],
+                buyer=d.buyer[seen],
+                seller=d.seller[seen],
+                inbound=d.inbound[seen],
+            )
+        )
+    return DealBundle(
+        deals=deals,
+        jobs={
+            p: [replace(j, end=j.end if j.end <= t else -1) for j in js if j.start <= t] for p, js in data.jobs.items()
+        },
+        staff=data.staff,
+        signals={k: [s for s in found if s.ts <= t] for k, found in data.signals.items()},
+        ties={k: [(m, times[times <= t]) for m, times in tied] for k, tied in data.ties.items()},
+        held_by=data.held_by,
+        shared=data.shared,
+    )
+
+
+@dataclass(frozen=True)
+class BacktestRow:
+    """One past period: the forecasts made at its start from what was known then, and what the deals
+    open then actually booked in it."""
+
+    period: Period
+    open_deals: int
+    booked: float
+    expected: float
+    p10: float
+    p90: float
+    weighted_pipeline: float
+    commit: float
+
+    @property
+    def covered(self) -> bool:
+        return self.p10 <= self.booked <= self.p90
+
+
+def backtest_period(data: DealBundle, scorer: DealScorer, start: int, period: str) -> BacktestRow:
+    """The forecast at `start` (a period's first instant) from `data` known at `start`, against what
+    the deals open at `start` booked in that period. `scorer` must be trained on data up to `start`."""
+    result = forecast_open_deals(known_at(data, start), scorer, start, period, 1)
+    row = result.periods[0]
+    pipeline = {d.deal_id for d in open_deals(data.deals, start)}
+    actual = booked([d for d in data.deals if d.deal_id in pipeline], [row.period])[0]
+    return BacktestRow(
+        row.period, result.open_deals, actual, row.expected, row.p10, row.p90, row.weighted_pipeline, row.commit
+    )
+
+
+def periods_before(t: int, kind: str, count: int) -> list[Period]:
+    """The `count` whole calendar periods before the one holding t, oldest first."""
+    found: list[Period] = []
+    start = periods_from(t, kind, 1)[0].start
+    for _ in range(count):
+        period = periods_from(start - 1, kind, 1)[0]
+        found.insert(0, period)
+        start = period.start
+    return found

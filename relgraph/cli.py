@@ -420,6 +420,41 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _as_of(args: argparse.Namespace, config: Config) -> int:
+    """--as-of, else the configured clock's time (RELGRAPH_AS_OF, else now)."""
+    try:
+        return parse_time(args.as_of, "--as-of") if args.as_of else clock_at(config.server.as_of).now()
+    except RelgraphError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def cmd_forecast(args: argparse.Namespace, config: Config) -> int:
+    from gnn.registry import ModelRegistry
+    from jobs.forecast import backtest_tenant, forecast_tenant, plot_backtest, plot_forecast, render_backtest
+    from relgraph.query import render_forecast, response_json
+    from server.pipeline_service import MAX_PERIODS, forecast_response
+
+    periods = args.periods or (6 if args.backtest else 4)
+    if not 1 <= periods <= (24 if args.backtest else MAX_PERIODS):
+        raise ConfigError(f"--periods must be 1-{24 if args.backtest else MAX_PERIODS}")
+    tenant, as_of = _tenant_id(args.tenant), _as_of(args, config)
+    with _open_store(config) as store:
+        if args.backtest:
+            backtest = backtest_tenant(
+                store, tenant, as_of, args.period, periods, _deal_settings(args), progress=sys.stderr.isatty()
+            )
+            if args.plot and backtest.rows:
+                plot_backtest(backtest, args.plot)
+            _emit(backtest.to_dict(), args.json, render_backtest)
+            return 0
+        result, version = forecast_tenant(store, ModelRegistry(config.models_dir), tenant, as_of, args.period, periods)
+    if args.plot:
+        plot_forecast(result, args.plot)
+    response = forecast_response(result, version, by_rep=args.by == "rep")
+    print(response_json(response) if args.json else render_forecast(response))
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace, config: Config) -> int:
     from gnn.registry import ModelRegistry
     from jobs.audit import audit_tenant
@@ -428,10 +463,7 @@ def cmd_audit(args: argparse.Namespace, config: Config) -> int:
 
     if not 1 <= args.stale_days <= MAX_STALE_DAYS or not 0 <= args.sample <= MAX_SAMPLE:
         raise ConfigError(f"--stale-days must be 1-{MAX_STALE_DAYS} and --sample 0-{MAX_SAMPLE}")
-    try:
-        as_of = parse_time(args.as_of, "--as-of") if args.as_of else clock_at(config.server.as_of).now()
-    except RelgraphError as exc:
-        raise ConfigError(str(exc)) from exc
+    as_of = _as_of(args, config)
     with _open_store(config) as store:
         audit, version = audit_tenant(
             store,
@@ -870,6 +902,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_tenants)
+
+    p = sub.add_parser("forecast", help="a tenant's bookings forecast beside the CRM's, or its backtest")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--period", choices=("quarter", "month"), default="quarter")
+    p.add_argument("--periods", type=int, help="periods forecast (default 4) or backtested (default 6)")
+    p.add_argument("--by", choices=("rep",), help="also break the expected bookings down by deal owner")
+    p.add_argument(
+        "--as-of", help="forecast as of this time (epoch seconds or ISO 8601); default RELGRAPH_AS_OF or now"
+    )
+    p.add_argument("--backtest", action="store_true", help="replay past periods, each from what was known then")
+    p.add_argument("--stages", help="backtest: the CRM's stage codes in order (as `relgraph train`)")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--epochs", type=int, help="backtest: training epochs per period (default 60)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--plot", type=Path, help="write the forecasts (or the backtest) as a PNG here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_forecast)
 
     p = sub.add_parser("audit", help="audit a tenant's CRM hygiene (its open deals against their behaviour)")
     p.add_argument("what", choices=("hygiene",))

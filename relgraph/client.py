@@ -174,6 +174,14 @@ class Client:
             pipeline_pb2.GetPipelineHealthResponse, self.pipeline.GetPipelineHealth, request, timeout, idempotent=True
         )
 
+    def forecast_bookings(
+        self, request: pipeline_pb2.ForecastBookingsRequest | None = None, *, timeout: float | None = None
+    ) -> pipeline_pb2.ForecastBookingsResponse:
+        request = request or pipeline_pb2.ForecastBookingsRequest()
+        return self._unary(
+            pipeline_pb2.ForecastBookingsResponse, self.pipeline.ForecastBookings, request, timeout, idempotent=True
+        )
+
     # Ingest: a stream is consumed as it is sent, so it is never retried.
     def ingest_events(
         self, requests: Iterable[ingest_pb2.IngestEventsRequest], *, timeout: float | None = None

@@ -84,6 +84,11 @@ def add_query_parser(sub: Any, run: Any) -> None:
     p.add_argument("--stale-days", type=int, default=0, help="days without an interaction that make a deal stale")
     p.add_argument("--sample", type=int, help="deals in the random sample (default 50)")
     common(p)
+    p = kinds.add_parser("forecast", help="your tenant's bookings forecast beside the CRM's")
+    p.add_argument("--period", choices=("quarter", "month"), default="quarter")
+    p.add_argument("--periods", type=int, default=0, help="periods forecast (default 4)")
+    p.add_argument("--by", choices=("rep",), help="also break the expected bookings down by deal owner")
+    common(p)
     p = kinds.add_parser("resolve", help="the pseudonyms of people your tenant knows")
     p.add_argument("--email", action="append", required=True, help="an email address (repeatable)")
     common(p)
@@ -136,6 +141,10 @@ def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
     if args.rpc == "pipeline-health":
         return client.get_pipeline_health, pipeline_pb2.GetPipelineHealthRequest(
             stale_days=args.stale_days, sample_size=args.sample
+        )
+    if args.rpc == "forecast":
+        return client.forecast_bookings, pipeline_pb2.ForecastBookingsRequest(
+            period=args.period, periods=args.periods, by_rep=args.by == "rep"
         )
     if args.rpc == "resolve":
         return client.resolve_people, wp.ResolvePeopleRequest(emails=args.email)
@@ -353,6 +362,20 @@ def render_pipeline_health(r: pipeline_pb2.GetPipelineHealthResponse) -> str:
     return "\n".join(lines)
 
 
+def render_forecast(r: pipeline_pb2.ForecastBookingsResponse) -> str:
+    lines = [
+        f"expected bookings of {r.open_deals} open deals ({r.model_version}), beside the CRM-weighted pipeline "
+        "and the commit",
+        f"{'period':<9} {'relgraph':>10} {'p10':>10} {'p50':>10} {'p90':>10} {'weighted':>10} {'commit':>10}",
+    ]
+    for p in r.periods:
+        values = (p.expected, p.p10, p.p50, p.p90, p.weighted_pipeline, p.commit)
+        lines.append(f"{p.label:<9} " + " ".join(f"{v:>10,.0f}" for v in values))
+    for rep in sorted(r.by_rep, key=lambda b: -sum(b.expected)):
+        lines.append(f"  rep {rep.rep_pid[:12]}… " + " ".join(f"{v:>10,.0f}" for v in rep.expected))
+    return "\n".join(lines)
+
+
 def _key_line(k: admin_pb2.ApiKeyInfo) -> str:
     role = admin_pb2.Role.Name(k.role).removeprefix("ROLE_").lower()
     scopes = f" scopes {', '.join(k.scopes)}" if k.scopes else ""
@@ -376,6 +399,7 @@ _RENDER: dict[str, Callable[[Any], str]] = {
     "buyer-process": render_buyer_process,
     "signals": render_signals,
     "pipeline-health": render_pipeline_health,
+    "forecast": render_forecast,
     "resolve": render_resolve,
     "ingest": render_ingest,
     "erase": render_erase,

@@ -4,12 +4,20 @@ index and the promoted deal model), never from Neo4j on the request path."""
 from __future__ import annotations
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from core.clock import Clock
 from core.errors import InvalidRequestError, NoModelError
 from gnn.deal_scoring import DealScorer
 from gnn.deals import DAY
-from gnn.pipeline_health import DEFAULT_SAMPLE, DEFAULT_STALE_DAYS, HYGIENE_THRESHOLD, HygieneAudit, audit_hygiene
+from gnn.forecast import PERIOD_KINDS, Forecast, forecast_open_deals
+from gnn.pipeline_health import (
+    DEFAULT_SAMPLE,
+    DEFAULT_STALE_DAYS,
+    HYGIENE_THRESHOLD,
+    HygieneAudit,
+    audit_hygiene,
+)
 from relgraph.v1 import pipeline_pb2 as pb
 from relgraph.v1 import pipeline_pb2_grpc
 from server.auth import current_auth
@@ -17,6 +25,8 @@ from server.state import ServingStateHolder
 
 MAX_STALE_DAYS = 365
 MAX_SAMPLE = 200
+MAX_PERIODS = 8
+DEFAULT_PERIODS = 4
 
 
 class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignore[misc]
@@ -52,6 +62,45 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
             seed=t // DAY,  # the same sample all day
         )
         return health_response(audit, f"deal/{scorer.version}" if scorer else "")
+
+    def ForecastBookings(
+        self, request: pb.ForecastBookingsRequest, context: grpc.ServicerContext
+    ) -> pb.ForecastBookingsResponse:
+        violations = []
+        if request.period not in ("", *PERIOD_KINDS):
+            violations.append(("period", f"must be one of {', '.join(PERIOD_KINDS)} (empty means quarter)"))
+        if not 0 <= request.periods <= MAX_PERIODS:
+            violations.append(("periods", f"must be 1-{MAX_PERIODS} (0 means {DEFAULT_PERIODS})"))
+        if violations:
+            raise InvalidRequestError(violations)
+        state = self._holder.current
+        scorer = state.deal  # FAILED_PRECONDITION without a promoted deal model
+        t = self._clock.now()
+        data = state.deals.tenant_deals(current_auth().tenant)
+        result = forecast_open_deals(data, scorer, t, request.period or "quarter", request.periods or DEFAULT_PERIODS)
+        return forecast_response(result, f"deal/{scorer.version}", request.by_rep)
+
+
+def forecast_response(result: Forecast, model_version: str, by_rep: bool) -> pb.ForecastBookingsResponse:
+    return pb.ForecastBookingsResponse(
+        periods=[
+            pb.PeriodBookings(
+                label=row.period.label,
+                start=timestamp_pb2.Timestamp(seconds=row.period.start),
+                end=timestamp_pb2.Timestamp(seconds=row.period.end),
+                expected=row.expected,
+                p10=row.p10,
+                p50=row.p50,
+                p90=row.p90,
+                weighted_pipeline=row.weighted_pipeline,
+                commit=row.commit,
+            )
+            for row in result.periods
+        ],
+        by_rep=[pb.RepBookings(rep_pid=owner, expected=e) for owner, e in result.by_owner.items()] if by_rep else [],
+        open_deals=result.open_deals,
+        model_version=model_version,
+    )
 
 
 def health_response(audit: HygieneAudit, model_version: str) -> pb.GetPipelineHealthResponse:

@@ -3,11 +3,15 @@ compared with the gRPC answer to the same request from the same server."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import http.client
 import json
 import re
+import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -16,9 +20,12 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from core.errors import ConfigError
+from graph.store import connect
 from relgraph.client import ApiError
 from relgraph.v1 import admin_pb2, buyer_intelligence_pb2, ingest_pb2, pipeline_pb2, warm_paths_pb2
-from server.http_gateway import MAX_UNARY_BODY
+from server.app import create_server
+from server.http_gateway import _CONNECTIONS_PER_CLIENT, _READ_DEADLINE_S, MAX_UNARY_BODY
 from server.openapi import openapi_document
 from tests.integration.server.conftest import Served, assert_same_answer
 
@@ -88,6 +95,7 @@ def test_every_unary_rpc_answers_over_http_as_over_grpc(served: Served) -> None:
         (member, "AdminService/ListModelVersions", admin_pb2.ListModelVersionsRequest(), None),
         (admin, "AdminService/ListApiKeys", admin_pb2.ListApiKeysRequest(), None),
         (member, "PipelineService/GetPipelineHealth", pipeline_pb2.GetPipelineHealthRequest(), None),
+        (member, "PipelineService/ForecastBookings", pipeline_pb2.ForecastBookingsRequest(period="month"), None),
         (admin, "AdminService/RevokeApiKey", *(admin_pb2.RevokeApiKeyRequest(key_id=k) for k in spares)),
         (member, "AdminService/CreateApiKey", admin_pb2.CreateApiKeyRequest(role=admin_pb2.ROLE_ADMIN), None),
     ]  # fmt: skip
@@ -242,3 +250,120 @@ def test_openapi_and_the_page_are_served(served: Served) -> None:
         assert response.status == 404 and b"root:" not in response.read()
     finally:
         connection.close()
+
+
+def raw(served: Served, data: bytes, *, wait_s: float = 10.0) -> bytes:
+    """Send bytes on a fresh connection and read until the server closes it or `wait_s` passes."""
+    url = urlparse(served.http_url)
+    with socket.create_connection((url.hostname, url.port), timeout=wait_s) as connection:
+        connection.sendall(data)
+        received = b""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := connection.recv(65536):
+                received += chunk
+        return received
+
+
+def test_a_stream_is_authenticated_before_its_body_is_read(served: Served) -> None:
+    """The answer comes while most of the declared body is still unsent: nothing waits for it."""
+    path = "/relgraph.v1.IngestService/IngestEvents"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/connect+json\r\n"
+        f"Authorization: Bearer rgk_0000_nope\r\nContent-Length: {16 << 20}\r\n\r\n"
+    ).encode()
+    answer = raw(served, head + envelope(0, b"{}") * 1000, wait_s=10)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 200") and b"unauthenticated" in body
+
+
+def test_a_cut_stream_writes_nothing(served: Served) -> None:
+    email = "cut.stream@http.example"
+    good = envelope(0, json_format.MessageToJson(
+        ingest_pb2.IngestEventsRequest(member=ingest_pb2.MemberRecord(email=email, role="rep"))).encode())  # fmt: skip
+    status, _, answer = post(
+        served, "/relgraph.v1.IngestService/IngestEvents", good + envelope(1, b"{}"), key="member_a",
+        content_type="application/connect+json",
+    )  # fmt: skip
+    assert status == 400 and "compression" in json.loads(answer)["message"]
+    served.server.holder.refresh()
+    with served.client("member_a") as member:
+        assert not member.resolve_people(warm_paths_pb2.ResolvePeopleRequest(emails=[email])).people
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "words"),
+    [
+        ("Content-Length: 2\r\nContent-Length: 40\r\n", 411, "exactly one Content-Length"),
+        ("Content-Length: +2\r\n", 411, "exactly one Content-Length"),
+        ("Transfer-Encoding: chunked\r\nContent-Length: 2\r\n", 411, "Transfer-Encoding"),
+        ("Content-Length: 2\r\nAuthorization: Bearer \xe9\r\n", 400, "Authorization must be printable ASCII"),
+        ("Content-Length: 2\r\nConnect-Timeout-Ms: \xb2\r\n", 400, "Connect-Timeout-Ms"),
+        ("Content-Length: 2\r\nContent-Type: application/json; charset=utf-16\r\n", 415, "UTF-8"),
+    ],
+)
+def test_hostile_headers_are_refused_with_json(served: Served, headers: str, status: int, words: str) -> None:
+    content_type = "" if "Content-Type" in headers else "Content-Type: application/json\r\n"
+    request = f"POST /relgraph.v1.WarmPathsService/FindWarmPaths HTTP/1.1\r\nHost: x\r\n{content_type}{headers}\r\n{{}}"
+    head, _, body = raw(served, request.encode("latin-1")).partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status}".encode()), head
+    assert words in json.loads(body)["message"]
+
+
+def test_methods_other_than_get_and_post(served: Served) -> None:
+    url = urlparse(served.http_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        for method, path, status in (
+            ("HEAD", "/", 200),
+            ("OPTIONS", "/relgraph.v1.WarmPathsService/FindWarmPaths", 405),
+            ("GET", "/relgraph.v1.WarmPathsService/FindWarmPaths", 405),
+            ("DELETE", "/", 405),
+        ):
+            connection.request(method, path)
+            response = connection.getresponse()
+            body = response.read()
+            assert response.status == status, (method, path)
+            assert body == b"" if method == "HEAD" else json.loads(body)["code"]
+    finally:
+        connection.close()
+
+
+def test_connections_per_client_are_bounded_and_slow_ones_cut(served: Served) -> None:
+    url = urlparse(served.http_url)
+    idle = [socket.create_connection((url.hostname, url.port), timeout=10) for _ in range(_CONNECTIONS_PER_CLIENT)]
+    try:
+        time.sleep(0.5)
+        refused = raw(served, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 503") and b"too many connections" in refused
+    finally:
+        for connection in idle:
+            connection.close()
+    time.sleep(0.5)
+    # A client trickling a header line every two seconds is cut at the reading deadline.
+    with socket.create_connection((url.hostname, url.port), timeout=5) as slow:
+        slow.sendall(b"POST /relgraph.v1.WarmPathsService/FindWarmPaths HTTP/1.1\r\n")
+        started, cut = time.monotonic(), False
+        while time.monotonic() - started < _READ_DEADLINE_S + 10:
+            time.sleep(2)
+            try:
+                slow.sendall(b"X-Slow: 1\r\n")
+                if slow.recv(1, socket.MSG_DONTWAIT) == b"":
+                    cut = True
+                    break
+            except BlockingIOError:
+                continue
+            except OSError:
+                cut = True
+                break
+        assert cut and time.monotonic() - started < _READ_DEADLINE_S + 10
+
+
+def test_a_taken_http_port_is_one_clear_error(served: Served) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = dataclasses.replace(
+            served.config, server=dataclasses.replace(served.config.server, port=0, http_port=taken.getsockname()[1])
+        )
+        with pytest.raises(ConfigError, match="cannot serve HTTP on"):
+            create_server(config, store=connect(served.config))

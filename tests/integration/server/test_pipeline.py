@@ -1,0 +1,101 @@
+"""PipelineService on the real server: the member's own tenant only, the same answers as the
+operator's `relgraph audit hygiene` and `relgraph forecast` reading Neo4j, refused to partners and
+for bad fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graph.pseudonymize import Pseudonymizer
+from graph.store import connect
+from jobs.generate import AS_OF
+from relgraph.client import ApiError, Client
+from relgraph.query import response_json
+from relgraph.v1 import pipeline_pb2
+from server.app import create_server
+from tests.integration.server.conftest import Served
+from tests.support.serving import untrained_models
+
+pytestmark = pytest.mark.neo4j
+
+
+def _relgraph(env: dict[str, str], *args: str) -> dict[str, Any]:
+    done = subprocess.run(["relgraph", *args, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_a_member_audits_its_own_tenant_as_the_operator_does(served: Served, cli_env: dict[str, str]) -> None:
+    a, b = served.tenants
+    deals = [json.loads(line) for line in (served.network / "ingest" / "deals.jsonl").read_text().splitlines()]
+    open_b = {d["id"] for d in deals if d["tenant"] == b and "outcome" not in d}
+
+    with served.client("member_b") as member:
+        health = member.get_pipeline_health(pipeline_pb2.GetPipelineHealthRequest(sample_size=200))
+    assert health.open_deals == len(open_b) > 0
+    assert {d.deal_id for d in health.sample} <= open_b and len(health.sample) == min(200, len(open_b))
+    assert 0 <= health.score <= 1 and health.threshold == 0.7 and health.below_threshold == (health.score < 0.7)
+    assert any(line.startswith("stage agreement") for line in health.not_audited)  # no deal model here
+
+    env = {**cli_env, "RELGRAPH_SERVER": served.address, "RELGRAPH_KEY": served.keys["member_a"]}
+    over_cli = _relgraph(env, "query", "pipeline-health")
+    operator = _relgraph(env, "audit", "hygiene", "--tenant", a)
+    for answer in (over_cli, operator):
+        answer.pop("model_version")
+    assert over_cli == operator and over_cli["open_deals"] == sum(
+        1 for d in deals if d["tenant"] == a and "outcome" not in d
+    )
+
+
+def test_partners_and_bad_fields_are_refused(served: Served) -> None:
+    with served.client("partner_a") as partner, pytest.raises(ApiError) as info:
+        partner.get_pipeline_health()
+    assert info.value.code == "PERMISSION_DENIED"
+    with served.client("member_a") as member, pytest.raises(ApiError) as info:
+        member.get_pipeline_health(pipeline_pb2.GetPipelineHealthRequest(stale_days=-1, sample_size=1000))
+    assert info.value.code == "INVALID_ARGUMENT"
+    assert {f for f, _ in info.value.field_violations} == {"stale_days", "sample_size"}
+
+
+def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
+    served: Served, cli_env: dict[str, str], tmp_path: Path, pseudo: Pseudonymizer
+) -> None:
+    """With a deal model promoted (an untrained one: the numbers are the same code's either way)."""
+    _, b = served.tenants  # the tenant with open deals in the small network
+    untrained_models(tmp_path / "models")
+    config = dataclasses.replace(
+        served.config, home=tmp_path, server=dataclasses.replace(served.config.server, as_of=AS_OF, http_port=0)
+    )
+    server, port = create_server(config, store=connect(served.config))
+    server.start()
+    try:
+        with Client(f"127.0.0.1:{port}", served.keys["member_b"]) as member:
+            answer = member.forecast_bookings(
+                pipeline_pb2.ForecastBookingsRequest(period="month", periods=3, by_rep=True)
+            )
+        with Client(f"127.0.0.1:{port}", served.keys["partner_a"]) as partner, pytest.raises(ApiError) as info:
+            partner.forecast_bookings()
+        assert info.value.code == "PERMISSION_DENIED"
+    finally:
+        server.stop()
+    env = {**cli_env, "RELGRAPH_HOME": str(tmp_path)}
+    operator = _relgraph(env, "forecast", "--tenant", b, "--period", "month", "--periods", "3", "--by", "rep",
+                         "--as-of", str(AS_OF))  # fmt: skip
+    assert operator == json.loads(response_json(answer))
+    deals = [json.loads(line) for line in (served.network / "ingest" / "deals.jsonl").read_text().splitlines()]
+    assert answer.open_deals == sum(1 for d in deals if d["tenant"] == b and "outcome" not in d) > 0
+    members = {
+        pseudo.pid(json.loads(line)["email"])
+        for line in (served.network / "ingest" / "members.jsonl").read_text().splitlines()
+        if json.loads(line)["tenant"] == b
+    }
+    assert answer.by_rep and {rep.rep_pid for rep in answer.by_rep} <= members
+    assert [p.label for p in answer.periods] == ["2026-06", "2026-07", "2026-08"][: len(answer.periods)]
+    for p in answer.periods:
+        assert 0 <= p.p10 <= p.p50 <= p.p90 and p.expected >= 0
