@@ -38,26 +38,7 @@ class Backtest:
     skipped: list[str]  # periods left out, with why
 
     def summary(self) -> dict[str, Any]:
-        """Mean absolute error of each forecast against what was booked, and the interval's coverage."""
-        if not self.rows:
-            return {"periods": 0}
-        error = {
-            name: statistics.fmean(abs(getattr(r, field) - r.booked) for r in self.rows)
-            for name, field in (
-                ("relgraph", "expected"),
-                ("weighted_pipeline", "weighted_pipeline"),
-                ("commit", "commit"),
-            )
-        }
-        return {
-            "periods": len(self.rows),
-            "mean_booked": statistics.fmean(r.booked for r in self.rows),
-            "mean_absolute_error": error,
-            "relgraph_error_vs_weighted": error["relgraph"] / error["weighted_pipeline"]
-            if error["weighted_pipeline"]
-            else None,
-            "interval_coverage": sum(r.covered for r in self.rows) / len(self.rows),
-        }
+        return backtest_summary(self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,17 +50,44 @@ class Backtest:
         }
 
 
-def backtest_tenant(
-    store: GraphStore, tenant: str, as_of: int, period: str, count: int, settings: DealSettings, progress: bool = False
-) -> Backtest:
-    """The backtest over the `count` whole periods before the one holding `as_of`. Each period's deal
-    model learns from the network's deals known at the period's start (as `relgraph train` would
-    have then, tenants that opted out left out), in a throwaway registry."""
+def backtest_summary(rows: list[BacktestRow]) -> dict[str, Any]:
+    """Mean absolute error of each forecast against what was booked, and the interval's coverage."""
+    if not rows:
+        return {"periods": 0}
+    forecasts = {"relgraph": "expected", "weighted_pipeline": "weighted_pipeline", "commit": "commit"}
+    error = {
+        name: statistics.fmean(abs(getattr(r, field) - r.booked) for r in rows) for name, field in forecasts.items()
+    }
+    weighted = error["weighted_pipeline"]
+    return {
+        "periods": len(rows),
+        "mean_booked": statistics.fmean(r.booked for r in rows),
+        "mean_absolute_error": error,
+        "relgraph_error_vs_weighted": error["relgraph"] / weighted if weighted else None,
+        "interval_coverage": sum(r.covered for r in rows) / len(rows),
+    }
+
+
+def backtest_tenants(
+    store: GraphStore,
+    tenants: list[str],
+    as_of: int,
+    period: str,
+    count: int,
+    settings: DealSettings,
+    progress: bool = False,
+) -> list[Backtest]:
+    """Each tenant's backtest over the `count` whole periods before the one holding `as_of`. Each
+    period's deal model learns from the network's deals known at the period's start (as `relgraph
+    train` would have then, tenants that opted out left out), once for every tenant, in a throwaway
+    registry."""
     reader = Neo4jReader(store)
+    rows: dict[str, list[BacktestRow]] = {t: [] for t in tenants}
+    skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="relgraph-backtest-") as work:
         request = TrainingRequest(reader, ModelRegistry(Path(work) / "models"), Path(work) / "runs", None)
-        network, mine = request.deals, reader.deal_bundle(TenantScope.of(tenant))
-        rows, skipped = [], []
+        network = request.deals
+        theirs = {t: reader.deal_bundle(TenantScope.of(t)) for t in tenants}
         for past in periods_before(as_of, period, count):
             registry = ModelRegistry(Path(work) / f"models-{past.label}")
             try:
@@ -89,7 +97,7 @@ def backtest_tenant(
                     as_of=past.start,
                     runs_dir=request.runs_dir,
                     registry=registry,
-                    scope={"backtest": tenant, "period": past.label},
+                    scope={"backtest": past.label},
                     progress=progress,
                 )
             except InvalidInputError as exc:  # too few closed deals yet
@@ -97,8 +105,10 @@ def backtest_tenant(
                 continue
             assert report.version is not None
             registry.promote("deal", report.version.name)
-            rows.append(backtest_period(mine, DEAL.load_promoted(registry), past.start, period))
-    return Backtest(tenant, period, rows, skipped)
+            scorer = DEAL.load_promoted(registry)
+            for tenant in tenants:
+                rows[tenant].append(backtest_period(theirs[tenant], scorer, past.start, period))
+    return [Backtest(t, period, rows[t], skipped) for t in tenants]
 
 
 def _axes() -> Any:

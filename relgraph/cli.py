@@ -281,6 +281,20 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         )
         _emit(result, args.json, render_deals_benchmark)
         return 0
+    elif args.what == "forecast":
+        from jobs.bench_forecast import render_forecast_benchmark, run_forecast_benchmark
+
+        result = run_forecast_benchmark(
+            config,
+            people=args.people,
+            hygiene=_hygiene_levels(args.hygiene),
+            network_key=key,
+            settings=_bench_deal_settings(args),
+            period=args.period,
+            periods=args.periods,
+        )
+        _emit(result, args.json, render_forecast_benchmark)
+        return 0
     else:
         from jobs.bench_grpc import render_grpc_benchmark, run_grpc_benchmark
 
@@ -430,7 +444,7 @@ def _as_of(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_forecast(args: argparse.Namespace, config: Config) -> int:
     from gnn.registry import ModelRegistry
-    from jobs.forecast import backtest_tenant, forecast_tenant, plot_backtest, plot_forecast, render_backtest
+    from jobs.forecast import backtest_tenants, forecast_tenant, plot_backtest, plot_forecast, render_backtest
     from relgraph.query import render_forecast, response_json
     from server.pipeline_service import MAX_PERIODS, forecast_response
 
@@ -440,8 +454,8 @@ def cmd_forecast(args: argparse.Namespace, config: Config) -> int:
     tenant, as_of = _tenant_id(args.tenant), _as_of(args, config)
     with _open_store(config) as store:
         if args.backtest:
-            backtest = backtest_tenant(
-                store, tenant, as_of, args.period, periods, _deal_settings(args), progress=sys.stderr.isatty()
+            (backtest,) = backtest_tenants(
+                store, [tenant], as_of, args.period, periods, _deal_settings(args), progress=sys.stderr.isatty()
             )
             if args.plot and backtest.rows:
                 plot_backtest(backtest, args.plot)
@@ -760,7 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_generate)
 
     p = sub.add_parser("bench", help="benchmarks that write measured numbers")
-    p.add_argument("what", choices=("ingest", "warm-paths", "grpc", "train", "deals"))
+    p.add_argument("what", choices=("ingest", "warm-paths", "grpc", "train", "deals", "forecast"))
     p.add_argument("--people", type=int, default=100_000)
     p.add_argument(
         "--baseline-events",
@@ -777,9 +791,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="grpc: concurrent streams (ghz's -c)")
     p.add_argument("--workers", default="1,2", help="train: Ray worker counts to compare, e.g. 1,2")
     p.add_argument("--epochs", type=int, help="train, deals, grpc: epochs per run (default: as `relgraph train`)")
-    p.add_argument("--hygiene", default="0.2,0.4,0.6,0.8,1.0", help="deals: CRM hygiene levels to sweep")
+    p.add_argument("--hygiene", default="0.2,0.4,0.6,0.8,1.0", help="deals, forecast: CRM hygiene levels to sweep")
     p.add_argument("--requests", type=int, default=200, help="deals: requests per RPC for the latency numbers")
     p.add_argument("--plot", type=Path, help="deals: write the accuracy-vs-hygiene plot here (PNG)")
+    p.add_argument("--period", choices=("month", "quarter"), default="month", help="forecast: period length")
+    p.add_argument("--periods", type=int, default=6, help="forecast: past periods backtested")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_bench)
 
