@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gnn.deal_scoring import DealOutlook
 from gnn.deals import DAY
-from gnn.forecast import booked, forecast, periods_from, stage_probabilities
+from gnn.forecast import backtest_period, booked, forecast, periods_from, stage_probabilities
+from gnn.model_kinds import DEAL
+from graph.deal_bundle import Deal
+from graph.ingest import read_records
+from graph.memory_reader import InMemoryGraph
+from graph.pseudonymize import Pseudonymizer
+from graph.reader import ALL_TENANTS, TenantScope
+from tests.support.serving import untrained_models
 from tests.unit.gnn.test_pipeline_health import STAGES, deal
 
 T = calendar.timegm((2026, 5, 15, 0, 0, 0))
@@ -63,3 +71,46 @@ def test_what_was_booked() -> None:
     won = deal("w", ["discovery"], closed=quarters[1].start + DAY)
     still_open = deal("o", ["discovery"])
     assert booked([won, still_open], quarters) == [0.0, 1.0]
+
+
+def test_a_backtest_forecast_reads_nothing_after_its_date(
+    small_network: Path, pseudo: Pseudonymizer, tmp_path: Path
+) -> None:
+    """Rewriting everything after the backtest date (outcomes, later stages, interactions, signals,
+    ties) changes what was booked, never the forecasts made at that date."""
+    graph = InMemoryGraph(pseudo)
+    graph.ingest([r for path in sorted((small_network / "ingest").glob("*.jsonl")) for _, r, _ in read_records(path)])
+    scorer = DEAL.load_promoted(untrained_models(tmp_path))  # untrained: any leak would still move its numbers
+    network = graph.deal_bundle(ALL_TENANTS)
+    tenant = max({d.tenant for d in network.deals}, key=lambda t: sum(d.tenant == t for d in network.deals))
+    data = graph.deal_bundle(TenantScope.of(tenant))
+    start = sorted(d.created for d in data.deals)[len(data.deals) // 2]  # with many deals open
+
+    def rewritten(d: Deal) -> Deal:
+        if d.created > start or 0 <= d.closed <= start:
+            return d
+        later = d.ts > start
+        return dataclasses.replace(
+            d,
+            outcome={"won": "lost", "lost": "won", "open": "won"}[d.outcome],
+            closed=max(d.closed, start + DAY),
+            stage_names=[*d.stage_names, "negotiation"],
+            stage_ts=[*d.stage_ts, start + DAY],
+            ts=np.concatenate([d.ts[~later], [start + 2 * DAY]]),
+            kind=np.concatenate([d.kind[~later], ["meeting"]]),
+            buyer=np.concatenate([d.buyer[~later], d.buyer[:1] if len(d.buyer) else ["someone"]]),
+            seller=np.concatenate([d.seller[~later], d.seller[:1] if len(d.seller) else ["rep"]]),
+            inbound=np.concatenate([d.inbound[~later], [True]]),
+        )
+
+    future = dataclasses.replace(
+        data,
+        deals=[rewritten(d) for d in data.deals],
+        signals={k: [s for s in found if s.ts <= start] for k, found in data.signals.items()},
+        ties={k: [(m, times[times <= start]) for m, times in tied] for k, tied in data.ties.items()},
+    )
+    made, remade = backtest_period(data, scorer, start, "quarter"), backtest_period(future, scorer, start, "quarter")
+    assert made.open_deals > 0
+    forecasts = ("open_deals", "expected", "p10", "p90", "weighted_pipeline", "commit")
+    assert [getattr(made, f) for f in forecasts] == [getattr(remade, f) for f in forecasts]
+    assert made.booked != remade.booked
