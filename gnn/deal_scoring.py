@@ -90,10 +90,12 @@ class DealEstimate:
 
 @dataclass(frozen=True)
 class DealOutlook:
-    """What a forecast needs of one open deal: its win probability and when it closes."""
+    """One open deal at a time, in short: its win probability, when it closes and its stage."""
 
     win_probability: float
     close_log_days: tuple[float, float, float]  # p10, p50, p90 of log1p(days to close)
+    stage: str  # the most likely stage; "" without a stage head
+    stage_probability: float
 
 
 class DealScorer:
@@ -151,14 +153,20 @@ class DealScorer:
         )
 
     def outlooks(self, data: DealBundle, deals: list[Deal], t: int) -> list[DealOutlook]:
-        """Each deal's win probability and close-time quantiles at t, in one forward pass (no evidence)."""
+        """Each deal's win probability, close-time quantiles and stage at t, in one forward pass (no
+        evidence): what the pipeline-wide answers need of every open deal."""
         if not deals:
             return []
         features = [deal_features(data, deal, t) for deal in deals]
-        _, win, log_days = self._win_and_more(features)
+        stages, win, log_days = self._win_and_more(features)
         return [
-            DealOutlook(float(w), self._close_log_days(f, float(d), bool(self._unseen(f))))
-            for f, w, d in zip(features, win, log_days, strict=True)
+            DealOutlook(
+                float(w),
+                self._close_log_days(f, float(d), bool(self._unseen(f))),
+                self.stages[int(np.argmax(p))] if self.stage_head else "",
+                float(np.max(p)) if self.stage_head else 0.0,
+            )
+            for f, w, d, p in zip(features, win, log_days, stages, strict=True)
         ]
 
     def _close_log_days(self, features: DealFeatures, log_days: float, unseen: bool) -> tuple[float, float, float]:
@@ -170,14 +178,6 @@ class DealScorer:
         if unseen:  # the model never saw such a deal: the close could be now or as late as any seen
             low, high = 0.0, max(high, self.intervals["max_log_days"][0])
         return low, median, high
-
-    def estimated_stages(self, data: DealBundle, deals: list[Deal], t: int) -> list[str]:
-        """The most likely stage of each deal at t, in one forward pass (no evidence); "" for each
-        without a stage head."""
-        if not self.stage_head or not deals:
-            return [""] * len(deals)
-        stages, _, _ = self._win_and_more([deal_features(data, deal, t) for deal in deals])
-        return [self.stages[int(i)] for i in np.argmax(stages, axis=1)]
 
     def _unseen(self, features: DealFeatures) -> list[str]:
         """The deal's own age or amount outside the training deals' range, one line each."""

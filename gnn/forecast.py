@@ -79,7 +79,7 @@ class Forecast:
     by_owner: dict[str, list[float]]  # owner pid -> expected bookings per period
 
 
-def _close_in(outlook: DealOutlook, t: int, bounds: np.ndarray) -> np.ndarray:
+def close_cdf(outlook: DealOutlook, t: int, bounds: np.ndarray) -> np.ndarray:
     """P(close before each bound) under the split normal on log1p(days after t)."""
     low, mid, high = outlook.close_log_days
     x = np.log1p(np.maximum(bounds - t, 0) / DAY)
@@ -114,7 +114,7 @@ def forecast(
     rng = np.random.default_rng(seed)
     sampled = np.zeros((samples, len(periods)))
     for deal, outlook in zip(deals, outlooks, strict=True):
-        share = np.diff(_close_in(outlook, t, bounds))
+        share = np.diff(close_cdf(outlook, t, bounds))
         booked = outlook.win_probability * deal.amount * share
         expected += booked
         by_owner[deal.owner] = by_owner.get(deal.owner, np.zeros(len(periods))) + booked

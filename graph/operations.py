@@ -229,3 +229,27 @@ def strongest_ties(store: GraphStore, tenant: str, limit: int = 5) -> list[dict[
 
 def deals_by_crm_stage(store: GraphStore, tenant: str) -> list[dict[str, Any]]:
     return store.read(_DEALS_BY_CRM_STAGE, tenant=tenant)
+
+
+_DECIDE = Query(
+    "proposals.decide",
+    "MERGE (d:ProposalDecision {key: $tenant + ':' + $proposal_id}) "
+    "SET d.tenant = $tenant, d.proposal_id = $proposal_id, d.field = $field, d.decision = $decision, d.at = $at",
+)
+_DECISIONS = Query(
+    "proposals.decisions",
+    "MATCH (d:ProposalDecision {tenant: $tenant}) "
+    "RETURN d.proposal_id AS proposal_id, d.field AS field, d.decision AS decision ORDER BY d.at",
+)
+
+
+def record_proposal_decision(
+    store: GraphStore, tenant: str, proposal_id: str, field: str, decision: str, at: int
+) -> None:
+    """A rep's decision on a proposed CRM update (the last one told counts); no person data is kept."""
+    store.write(_DECIDE, tenant=tenant, proposal_id=proposal_id, field=field, decision=decision, at=at)
+
+
+def proposal_decisions(store: GraphStore, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's recorded decisions: proposal_id, field, decision, oldest first."""
+    return store.read(_DECISIONS, tenant=tenant)

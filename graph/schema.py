@@ -59,6 +59,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "deals changed since the serving state's last refresh",
         ("CREATE INDEX deal_updated IF NOT EXISTS FOR (d:Deal) ON (d.updated_at)",),
     ),
+    Migration(
+        7,
+        "reps' decisions on proposed CRM updates",
+        ("CREATE CONSTRAINT proposal_decision_key IF NOT EXISTS FOR (d:ProposalDecision) REQUIRE d.key IS UNIQUE",),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

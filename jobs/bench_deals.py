@@ -23,9 +23,9 @@ from graph.deal_bundle import DealBundle
 from graph.neo4j_reader import Neo4jReader
 from graph.pseudonymize import Pseudonymizer
 from graph.reader import ALL_TENANTS
-from jobs.audit import audit_tenant
 from jobs.bench_common import BenchGraph, free_port, generated_graph
 from jobs.generate import AS_OF, GeneratorConfig
+from jobs.pipeline import audit_tenant
 from jobs.train_buyer import train_buyer_model
 from jobs.train_deals import DealSettings, GroundTruth, train_deal_model
 

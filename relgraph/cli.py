@@ -469,9 +469,30 @@ def cmd_forecast(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_proposals(args: argparse.Namespace, config: Config) -> int:
+    from gnn.registry import ModelRegistry
+    from graph.pseudonymize import Pseudonymizer
+    from jobs.pipeline import decide, proposal_queue, render_proposals
+
+    tenant, as_of, registry = _tenant_id(args.tenant), _as_of(args, config), ModelRegistry(config.models_dir)
+    if args.action:
+        if len(args.action) != 3 or args.action[0] != "decide" or args.action[2] not in ("accept", "reject"):
+            raise ConfigError("usage: relgraph proposals decide ID accept|reject --tenant T")
+        with _open_store(config) as store:
+            decided = decide(store, registry, tenant, as_of, args.action[1], args.action[2])
+        print(f"recorded: {args.action[2]} {decided.field} of {decided.deal_id} -> {decided.proposed}")
+        return 0
+    rep = Pseudonymizer(network_key(config)).pid(args.rep) if args.rep else None
+    with _open_store(config) as store:
+        queue = proposal_queue(store, registry, tenant, as_of, rep)
+    queue = dataclasses.replace(queue, proposals=queue.proposals[: max(0, args.limit)])
+    _emit(queue.to_dict(), args.json, render_proposals)
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace, config: Config) -> int:
     from gnn.registry import ModelRegistry
-    from jobs.audit import audit_tenant
+    from jobs.pipeline import audit_tenant
     from relgraph.query import render_pipeline_health, response_json
     from server.pipeline_service import MAX_SAMPLE, MAX_STALE_DAYS, health_response
 
@@ -935,6 +956,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write the forecasts (or the backtest) as a PNG here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_forecast)
+
+    p = sub.add_parser("proposals", help="CRM updates the evidence supports, for reps to approve (never written)")
+    p.add_argument("action", nargs="*", metavar="decide ID accept|reject", help="record a rep's decision")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--rep", help="only the deals this rep (email) owns")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--as-of", help="as of this time (epoch seconds or ISO 8601); default RELGRAPH_AS_OF or now")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_proposals)
 
     p = sub.add_parser("audit", help="audit a tenant's CRM hygiene (its open deals against their behaviour)")
     p.add_argument("what", choices=("hygiene",))

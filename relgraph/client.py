@@ -182,6 +182,18 @@ class Client:
             pipeline_pb2.ForecastBookingsResponse, self.pipeline.ForecastBookings, request, timeout, idempotent=True
         )
 
+    def list_proposed_updates(
+        self, request: pipeline_pb2.ListProposedUpdatesRequest | None = None, *, timeout: float | None = None
+    ) -> pipeline_pb2.ListProposedUpdatesResponse:
+        request = request or pipeline_pb2.ListProposedUpdatesRequest()
+        return self._unary(
+            pipeline_pb2.ListProposedUpdatesResponse,
+            self.pipeline.ListProposedUpdates,
+            request,
+            timeout,
+            idempotent=True,
+        )
+
     # Ingest: a stream is consumed as it is sent, so it is never retried.
     def ingest_events(
         self, requests: Iterable[ingest_pb2.IngestEventsRequest], *, timeout: float | None = None

@@ -35,7 +35,9 @@ from relgraph.client import ApiError, Client
 from relgraph.query import (
     render_buyer_process,
     render_deal_stage,
+    render_forecast,
     render_pipeline_health,
+    render_proposed_updates,
     render_signals,
     render_warm_paths,
 )
@@ -222,8 +224,12 @@ def _serve_and_ask(config: Config, store: GraphStore, out: Path, tenant: str) ->
             except ApiError as error:
                 print(error)
             print(f"\n-- how far {tenant}'s CRM can be trusted (the hygiene audit of its open deals)")
-            print(
-                render_pipeline_health(client.get_pipeline_health(pipeline_pb2.GetPipelineHealthRequest(sample_size=8)))
-            )
+            health = pipeline_pb2.GetPipelineHealthRequest(sample_size=8)
+            print(render_pipeline_health(client.get_pipeline_health(health)))
+            print(f"\n-- {tenant}'s bookings forecast, beside the CRM-weighted pipeline and the commit")
+            print(render_forecast(client.forecast_bookings(pipeline_pb2.ForecastBookingsRequest(periods=3))))
+            print(f"\n-- CRM updates the evidence supports, for {tenant}'s reps to approve (never written)")
+            proposed = pipeline_pb2.ListProposedUpdatesRequest(limit=6)
+            print(render_proposed_updates(client.list_proposed_updates(proposed)))
     finally:
         server.stop()

@@ -89,6 +89,10 @@ def add_query_parser(sub: Any, run: Any) -> None:
     p.add_argument("--periods", type=int, default=0, help="periods forecast (default 4)")
     p.add_argument("--by", choices=("rep",), help="also break the expected bookings down by deal owner")
     common(p)
+    p = kinds.add_parser("proposals", help="CRM updates the evidence supports, for your reps to approve")
+    p.add_argument("--rep", default="", help="only the deals this rep (email) owns")
+    p.add_argument("--limit", type=int, default=0, help="most proposals (default 100)")
+    common(p)
     p = kinds.add_parser("resolve", help="the pseudonyms of people your tenant knows")
     p.add_argument("--email", action="append", required=True, help="an email address (repeatable)")
     common(p)
@@ -145,6 +149,10 @@ def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
     if args.rpc == "forecast":
         return client.forecast_bookings, pipeline_pb2.ForecastBookingsRequest(
             period=args.period, periods=args.periods, by_rep=args.by == "rep"
+        )
+    if args.rpc == "proposals":
+        return client.list_proposed_updates, pipeline_pb2.ListProposedUpdatesRequest(
+            rep_email=args.rep, limit=args.limit
         )
     if args.rpc == "resolve":
         return client.resolve_people, wp.ResolvePeopleRequest(emails=args.email)
@@ -376,6 +384,17 @@ def render_forecast(r: pipeline_pb2.ForecastBookingsResponse) -> str:
     return "\n".join(lines)
 
 
+def render_proposed_updates(r: pipeline_pb2.ListProposedUpdatesResponse) -> str:
+    lines = [f"{len(r.updates)} proposed CRM updates over {r.open_deals} open deals ({r.model_version})"]
+    for u in r.updates:
+        current = f"{u.current_value or '(empty)'} -> " if u.field == "stage" else ""
+        lines.append(
+            f"  {u.proposal_id} {u.deal_id} {u.field}: {current}{u.proposed_value} (confidence {u.confidence:.0%}); "
+            + "; ".join(u.evidence)
+        )
+    return "\n".join(lines)
+
+
 def _key_line(k: admin_pb2.ApiKeyInfo) -> str:
     role = admin_pb2.Role.Name(k.role).removeprefix("ROLE_").lower()
     scopes = f" scopes {', '.join(k.scopes)}" if k.scopes else ""
@@ -400,6 +419,7 @@ _RENDER: dict[str, Callable[[Any], str]] = {
     "signals": render_signals,
     "pipeline-health": render_pipeline_health,
     "forecast": render_forecast,
+    "proposals": render_proposed_updates,
     "resolve": render_resolve,
     "ingest": render_ingest,
     "erase": render_erase,

@@ -180,7 +180,7 @@ def _assemble(config: Config, store: GraphStore, metrics: Metrics, clock: Clock)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminService(store, reader, holder, keys, pepper, registry), server
     )
-    pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineService(holder, clock), server)
+    pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineService(holder, clock, pseudo), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -7,7 +7,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from core.clock import Clock
-from core.errors import InvalidRequestError, NoModelError
+from core.errors import InvalidRequestError, NoModelError, RecordError
 from gnn.deal_scoring import DealScorer
 from gnn.deals import DAY
 from gnn.forecast import PERIOD_KINDS, Forecast, forecast_open_deals
@@ -18,6 +18,8 @@ from gnn.pipeline_health import (
     HygieneAudit,
     audit_hygiene,
 )
+from gnn.proposals import Proposal, proposals_for
+from graph.pseudonymize import Pseudonymizer
 from relgraph.v1 import pipeline_pb2 as pb
 from relgraph.v1 import pipeline_pb2_grpc
 from server.auth import current_auth
@@ -26,13 +28,16 @@ from server.state import ServingStateHolder
 MAX_STALE_DAYS = 365
 MAX_SAMPLE = 200
 MAX_PERIODS = 8
+MAX_PROPOSALS = 1000
+DEFAULT_PROPOSALS = 100
 DEFAULT_PERIODS = 4
 
 
 class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignore[misc]
-    def __init__(self, holder: ServingStateHolder, clock: Clock) -> None:
+    def __init__(self, holder: ServingStateHolder, clock: Clock, pseudo: Pseudonymizer) -> None:
         self._holder = holder
         self._clock = clock
+        self._pseudo = pseudo
 
     def GetPipelineHealth(
         self, request: pb.GetPipelineHealthRequest, context: grpc.ServicerContext
@@ -55,7 +60,7 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
         audit = audit_hygiene(
             data.deals if data else [],
             t,
-            (lambda deals: scorer.estimated_stages(data, deals, t)) if scorer and data else None,
+            (lambda deals: [o.stage for o in scorer.outlooks(data, deals, t)]) if scorer and data else None,
             scorer.stages if scorer else (),
             stale_days=request.stale_days or DEFAULT_STALE_DAYS,
             sample=request.sample_size if request.HasField("sample_size") else DEFAULT_SAMPLE,
@@ -79,6 +84,47 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
         data = state.deals.tenant_deals(current_auth().tenant)
         result = forecast_open_deals(data, scorer, t, request.period or "quarter", request.periods or DEFAULT_PERIODS)
         return forecast_response(result, f"deal/{scorer.version}", request.by_rep)
+
+    def ListProposedUpdates(
+        self, request: pb.ListProposedUpdatesRequest, context: grpc.ServicerContext
+    ) -> pb.ListProposedUpdatesResponse:
+        violations: list[tuple[str, str]] = []
+        rep = None
+        if request.rep_email:
+            try:
+                rep = self._pseudo.pid(request.rep_email)
+            except RecordError as exc:
+                violations.append(("rep_email", exc.reason))
+        if not 0 <= request.limit <= MAX_PROPOSALS:
+            violations.append(("limit", f"must be 1-{MAX_PROPOSALS} (0 means {DEFAULT_PROPOSALS})"))
+        if violations:
+            raise InvalidRequestError(violations)
+        state = self._holder.current
+        scorer = state.deal  # FAILED_PRECONDITION without a promoted deal model
+        t = self._clock.now()
+        data = state.deals.tenant_deals(current_auth().tenant)
+        found, live = proposals_for(data, scorer, t, rep)
+        return proposals_response(found[: request.limit or DEFAULT_PROPOSALS], live, f"deal/{scorer.version}")
+
+
+def proposals_response(found: list[Proposal], open_deals: int, model_version: str) -> pb.ListProposedUpdatesResponse:
+    return pb.ListProposedUpdatesResponse(
+        updates=[
+            pb.ProposedUpdate(
+                proposal_id=p.proposal_id,
+                deal_id=p.deal_id,
+                rep_pid=p.owner,
+                field=p.field,
+                current_value=p.current,
+                proposed_value=p.proposed,
+                evidence=p.evidence,
+                confidence=p.confidence,
+            )
+            for p in found
+        ],
+        open_deals=open_deals,
+        model_version=model_version,
+    )
 
 
 def forecast_response(result: Forecast, model_version: str, by_rep: bool) -> pb.ForecastBookingsResponse:

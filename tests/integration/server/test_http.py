@@ -96,6 +96,7 @@ def test_every_unary_rpc_answers_over_http_as_over_grpc(served: Served) -> None:
         (admin, "AdminService/ListApiKeys", admin_pb2.ListApiKeysRequest(), None),
         (member, "PipelineService/GetPipelineHealth", pipeline_pb2.GetPipelineHealthRequest(), None),
         (member, "PipelineService/ForecastBookings", pipeline_pb2.ForecastBookingsRequest(period="month"), None),
+        (member, "PipelineService/ListProposedUpdates", pipeline_pb2.ListProposedUpdatesRequest(), None),
         (admin, "AdminService/RevokeApiKey", *(admin_pb2.RevokeApiKeyRequest(key_id=k) for k in spares)),
         (member, "AdminService/CreateApiKey", admin_pb2.CreateApiKeyRequest(role=admin_pb2.ROLE_ADMIN), None),
     ]  # fmt: skip

@@ -79,6 +79,10 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
             answer = member.forecast_bookings(
                 pipeline_pb2.ForecastBookingsRequest(period="month", periods=3, by_rep=True)
             )
+            proposed = member.list_proposed_updates(pipeline_pb2.ListProposedUpdatesRequest(limit=1000))
+            with pytest.raises(ApiError) as info:
+                member.list_proposed_updates(pipeline_pb2.ListProposedUpdatesRequest(rep_email="not an email"))
+            assert info.value.code == "INVALID_ARGUMENT" and info.value.field_violations[0][0] == "rep_email"
         with Client(f"127.0.0.1:{port}", served.keys["partner_a"]) as partner, pytest.raises(ApiError) as info:
             partner.forecast_bookings()
         assert info.value.code == "PERMISSION_DENIED"
@@ -90,6 +94,26 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
     assert operator == json.loads(response_json(answer))
     deals = [json.loads(line) for line in (served.network / "ingest" / "deals.jsonl").read_text().splitlines()]
     assert answer.open_deals == sum(1 for d in deals if d["tenant"] == b and "outcome" not in d) > 0
+    assert proposed.open_deals == answer.open_deals and proposed.updates
+    assert {u.deal_id for u in proposed.updates} <= {d["id"] for d in deals if d["tenant"] == b}
+
+    # The operator's queue is the same proposals; a decision is recorded in Neo4j and counted.
+    queue = _relgraph(env, "proposals", "--tenant", b, "--limit", "1000", "--as-of", str(AS_OF))
+    assert [p["proposal_id"] for p in queue["proposals"]] == [u.proposal_id for u in proposed.updates]
+    first = proposed.updates[0]
+    done = subprocess.run(
+        ["relgraph", "proposals", "decide", first.proposal_id, "reject", "--tenant", b, "--as-of", str(AS_OF)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and "recorded: reject" in done.stdout, done.stderr
+    queue = _relgraph(env, "proposals", "--tenant", b, "--limit", "1000", "--as-of", str(AS_OF))
+    assert queue["proposals"][0]["decision"] == "reject"
+    assert queue["acceptance"] == {first.field: {"decided": 1.0, "accepted": 0.0}}
+    unknown = subprocess.run(
+        ["relgraph", "proposals", "decide", "0" * 16, "accept", "--tenant", b, "--as-of", str(AS_OF)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert unknown.returncode == 1 and "no current proposal" in unknown.stderr
     members = {
         pseudo.pid(json.loads(line)["email"])
         for line in (served.network / "ingest" / "members.jsonl").read_text().splitlines()

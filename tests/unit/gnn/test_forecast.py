@@ -42,7 +42,7 @@ def test_calendar_periods() -> None:
 
 def outlook(win: float, days: float, spread: float = 0.3) -> DealOutlook:
     mid = float(np.log1p(days))
-    return DealOutlook(win, (mid - spread, mid, mid + spread))
+    return DealOutlook(win, (mid - spread, mid, mid + spread), "", 0.0)
 
 
 def test_expectation_interval_and_owners() -> None:
