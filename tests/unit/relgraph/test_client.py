@@ -102,7 +102,7 @@ def test_the_deadline_bounds_the_retries(scripted: tuple[ScriptedAdmin, str]) ->
     started = time.monotonic()
     with Client(address, "key", retry=slow) as client, pytest.raises(ApiError):
         client.get_snapshot_status(timeout=0.5)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 10  # without the deadline, 1000 attempts would take 50 s
     assert admin.calls < 1000
 
 
