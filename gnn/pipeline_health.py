@@ -1,9 +1,8 @@
 """How far a tenant's CRM can be trusted: the audit a revenue-operations lead would do by hand,
 over every open deal at a time t. Each check passes or fails per deal it applies to; the hygiene
-score is the mean of the checks' pass shares (each check weighs the same, however many deals it
-applies to), and below `HYGIENE_THRESHOLD` automating on the CRM (AI-driven qualification) does
-worse than a coin flip. Pure computation on the read seam's deals and a deal model's stage
-estimates; relgraph never writes to a CRM."""
+score is the share of open deals that pass every check, and below `HYGIENE_THRESHOLD` automating on
+the CRM (AI-driven qualification) does worse than a coin flip. Pure computation on the read seam's
+deals and a deal model's stage estimates; relgraph never writes to a CRM."""
 
 from __future__ import annotations
 
@@ -66,11 +65,13 @@ class HygieneAudit:
     sample: list[DealFindings]  # a random sample, as one would audit by hand
     not_audited: list[str]
 
+    clean_deals: int  # open deals that pass every check that applies to them
+
     @property
     def score(self) -> float:
-        """The mean pass share of the checks that apply to at least one deal; 1.0 with no open deal."""
-        applied = [c.pass_share for c in self.checks if c.deals]
-        return sum(applied) / len(applied) if applied else 1.0
+        """The share of open deals whose record passes every check (1.0 with no open deal): what
+        could be automated on as it stands."""
+        return self.clean_deals / self.open_deals if self.open_deals else 1.0
 
     @property
     def below_threshold(self) -> bool:
@@ -133,7 +134,8 @@ def audit_hygiene(
         not_audited.append("stage agreement: no deal model with a stage estimate is promoted")
     if eb_from is None:
         not_audited.append(f"economic buyer: the CRM's stages have no {ECONOMIC_BUYER_FROM!r}")
-    return HygieneAudit(t, len(live), results, sorted(picked, key=lambda f: f.deal_id), not_audited)
+    clean = sum(not f.issues for f in findings)
+    return HygieneAudit(t, len(live), results, sorted(picked, key=lambda f: f.deal_id), not_audited, clean)
 
 
 def _days_since(seen: np.ndarray, created: int, t: int) -> int:

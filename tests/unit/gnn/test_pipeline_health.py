@@ -52,7 +52,7 @@ def test_each_check_and_the_score() -> None:
         "has_interactions": (3, 2),
         "economic_buyer_named": (2, 1),  # at proposal: "clean" names one, "bare" does not
     }
-    assert audit.score == pytest.approx((2 / 3 + 1 / 3 + 2 / 3 + 2 / 3 + 1 / 2) / 5)
+    assert audit.score == pytest.approx(1 / 3)  # only "clean" passes every check
     assert audit.below_threshold == (audit.score < HYGIENE_THRESHOLD)
     found = {f.deal_id: f.issues for f in audit.sample}
     assert found["clean"] == ()
