@@ -27,7 +27,7 @@ import yaml
 KUBERNETES_VERSION = "1.31.0"
 DEPLOY = Path(__file__).resolve().parent
 # Ports each service of compose.yaml listens on in its container.
-LISTENS = {"neo4j": {7474, 7687}, "ray-head": {6379, 8265, 10001}, "server": {50051, 9464}, "demo": set()}
+LISTENS = {"neo4j": {7474, 7687}, "ray-head": {6379, 8265, 10001}, "server": {50051, 8080, 9464}, "demo": set()}
 
 
 def render(helm: str, chart: Path, values: list[Path], extra: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
