@@ -67,7 +67,7 @@ def test_a_bad_rayjob_field_is_caught(chart: Path) -> None:
 
 def test_a_compose_port_nothing_listens_on_is_caught(tmp_path: Path) -> None:
     compose = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())
-    compose["services"]["server"]["ports"].append("127.0.0.1:8080:8080")
+    compose["services"]["server"]["ports"].append("127.0.0.1:8081:8081")
     compose["services"]["demo"]["depends_on"]["ghost"] = {"condition": "service_started"}
     for service in compose["services"].values():
         if "build" in service:
@@ -76,7 +76,7 @@ def test_a_compose_port_nothing_listens_on_is_caught(tmp_path: Path) -> None:
     broken.write_text(yaml.safe_dump(compose))
     run = _lint("--compose", str(broken))
     assert run.returncode == 1
-    assert "publishes port 8080" in run.stderr and "'ghost'" in run.stderr
+    assert "publishes port 8081" in run.stderr and "'ghost'" in run.stderr
 
 
 def test_the_chart_config_file_is_one_relgraph_reads(tmp_path: Path, helm: str) -> None:
