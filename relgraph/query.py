@@ -356,8 +356,8 @@ def render_models(r: admin_pb2.ListModelVersionsResponse) -> str:
 def render_pipeline_health(r: pipeline_pb2.GetPipelineHealthResponse) -> str:
     verdict = "below" if r.below_threshold else "at or above"
     lines = [
-        f"CRM hygiene {r.score:.0%} over {r.open_deals} open deals ({verdict} the {r.threshold:.0%} below which "
-        "automating on the CRM is worse than a coin flip)"
+        f"CRM hygiene {r.score:.0%} of {r.open_deals} open deals clean: {verdict} the {r.threshold:.0%} threshold "
+        "(under it, automating on the CRM does worse than a coin flip)"
         + (f"; stage estimates from {r.model_version}" if r.model_version else ""),
     ]
     lines += [f"  {c.pass_share:6.1%}  {c.check:<22} {c.description} ({c.deals} deals)" for c in r.checks if c.deals]
