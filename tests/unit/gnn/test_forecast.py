@@ -12,13 +12,14 @@ import pytest
 
 from gnn.deal_scoring import DealOutlook
 from gnn.deals import DAY
-from gnn.forecast import backtest_period, booked, forecast, periods_from, stage_probabilities
+from gnn.forecast import CloseTiming, backtest_period, booked, forecast, periods_from, stage_probabilities
 from gnn.model_kinds import DEAL
+from gnn.pipeline_health import open_deals
 from graph.deal_bundle import Deal
 from graph.ingest import read_records
 from graph.memory_reader import InMemoryGraph
 from graph.pseudonymize import Pseudonymizer
-from graph.reader import ALL_TENANTS, TenantScope
+from graph.reader import ALL_TENANTS
 from tests.support.serving import untrained_models
 from tests.unit.gnn.test_pipeline_health import STAGES, deal
 
@@ -46,17 +47,26 @@ def outlook(win: float, days: float, spread: float = 0.3) -> DealOutlook:
 
 
 def test_expectation_interval_and_owners() -> None:
+    # The tenant's history: half its deals lived 30 days, half 130 (one still open at 200 days: censored).
+    history = [
+        dataclasses.replace(deal(f"h{i}", ["discovery"], closed=T - 400 * DAY + life * DAY), created=T - 400 * DAY)
+        for i, life in enumerate([30, 30, 130, 130])
+    ] + [deal("open-old", ["discovery"], created=T - 200 * DAY)]
     deals = [deal("a", ["discovery"], touches=[T - DAY]), deal("b", ["discovery", "negotiation"])]
     deals = [dataclasses.replace(d, amount=a, created=T - 10 * DAY) for d, a in zip(deals, (100.0, 50.0), strict=True)]
     quarters = periods_from(T, "quarter", 4)
-    result = forecast(deals, [outlook(0.5, 20), outlook(1.0, 120, spread=0.05)], T, quarters, STAGES, [], samples=4000)
+    outlooks = [outlook(0.5, 20), outlook(1.0, 120)]  # the model's close times: not what places closes
+    result = forecast(deals, outlooks, T, quarters, STAGES, [*history, *deals], samples=4000)
     rows = {r.period.label: r for r in result.periods}
-    # a: 20 days out, well inside Q2 (ends June 30); b: 120 days out, in Q3 (ends September 30).
-    assert rows["2026-Q2"].expected == pytest.approx(50.0, rel=0.01)
-    assert rows["2026-Q3"].expected == pytest.approx(50.0, rel=0.05)
-    assert rows["2026-Q2"].p10 == 0.0 and rows["2026-Q2"].p90 == 100.0  # a coin flip on 100
-    assert rows["2026-Q3"].p50 == 50.0
-    assert sum(r.expected for r in result.periods) == pytest.approx(100.0, rel=0.02)
+    # Both deals are 10 days old. Of the deals at risk, 2 of 5 closed at 30 days and 2 of the 3 left
+    # at 130; the one open at 200 days never has: 40% close 20 days on (Q2), 40% 120 days on (Q3,
+    # by September 12th), 20% not within the year.
+    assert rows["2026-Q2"].expected == pytest.approx(0.4 * (0.5 * 100 + 1.0 * 50))
+    assert rows["2026-Q3"].expected == pytest.approx(rows["2026-Q2"].expected)
+    assert rows["2026-Q4"].expected == rows["2027-Q1"].expected == 0.0
+    for r in result.periods:
+        assert r.p10 <= r.p50 <= r.p90
+    assert rows["2026-Q2"].p10 == 0.0 and rows["2026-Q2"].p90 == 100.0  # 150 needs both: 0.5 x 0.4 x 0.4
     assert result.by_owner["rep"] == pytest.approx([r.expected for r in result.periods])
     # Commit: b is in negotiation, in full, this quarter; weighted: stage probability x amount.
     assert rows["2026-Q2"].commit == 50.0 and rows["2026-Q3"].commit == 0.0
@@ -64,6 +74,17 @@ def test_expectation_interval_and_owners() -> None:
     assert sum(r.weighted_pipeline for r in result.periods) == pytest.approx(
         100 * probability["discovery"] + 50 * probability["negotiation"]
     )
+
+
+def test_close_timing_counts_the_open_deals() -> None:
+    """Kaplan-Meier: a deal still open at 200 days keeps a share of the deals from ever closing."""
+    lives = [deal(f"c{i}", ["discovery"], created=T - 300 * DAY, closed=T - 300 * DAY + 10 * DAY) for i in range(3)]
+    timing = CloseTiming.of([*lives, deal("open", ["discovery"], created=T - 200 * DAY)], T)
+    assert timing.closed_by(0.0, np.asarray([5.0, 10.0, 1000.0])) == pytest.approx([0.0, 0.75, 0.75])
+    assert timing.closed_by(50.0, np.asarray([1000.0])) == pytest.approx([0.0])  # past every close, still open
+    draws = timing.sample_close(0.0, T, np.random.default_rng(0), 4000)
+    assert np.isinf(draws).mean() == pytest.approx(0.25, abs=0.03)
+    assert set(draws[np.isfinite(draws)]) == {T + 10 * DAY}
 
 
 def test_what_was_booked() -> None:
@@ -81,10 +102,12 @@ def test_a_backtest_forecast_reads_nothing_after_its_date(
     graph = InMemoryGraph(pseudo)
     graph.ingest([r for path in sorted((small_network / "ingest").glob("*.jsonl")) for _, r, _ in read_records(path)])
     scorer = DEAL.load_promoted(untrained_models(tmp_path))  # untrained: any leak would still move its numbers
-    network = graph.deal_bundle(ALL_TENANTS)
-    tenant = max({d.tenant for d in network.deals}, key=lambda t: sum(d.tenant == t for d in network.deals))
-    data = graph.deal_bundle(TenantScope.of(tenant))
-    start = sorted(d.created for d in data.deals)[len(data.deals) // 2]  # with many deals open
+    data = graph.deal_bundle(ALL_TENANTS)  # the small network's every deal: one tenant's are few
+    # The moment with the most open deals among those with a closed history (the close timing's).
+    start = max(
+        (d.created for d in data.deals if sum(0 <= x.closed <= d.created for x in data.deals) >= 5),
+        key=lambda t: len(open_deals(data.deals, t)),
+    )
 
     def rewritten(d: Deal) -> Deal:
         if d.created > start or 0 <= d.closed <= start:
@@ -92,8 +115,8 @@ def test_a_backtest_forecast_reads_nothing_after_its_date(
         later = d.ts > start
         return dataclasses.replace(
             d,
-            outcome={"won": "lost", "lost": "won", "open": "won"}[d.outcome],
-            closed=max(d.closed, start + DAY),
+            outcome="won",  # every deal open at the start wins the next day
+            closed=start + DAY,
             stage_names=[*d.stage_names, "negotiation"],
             stage_ts=[*d.stage_ts, start + DAY],
             ts=np.concatenate([d.ts[~later], [start + 2 * DAY]]),
@@ -110,7 +133,7 @@ def test_a_backtest_forecast_reads_nothing_after_its_date(
         ties={k: [(m, times[times <= start]) for m, times in tied] for k, tied in data.ties.items()},
     )
     made, remade = backtest_period(data, scorer, start, "quarter"), backtest_period(future, scorer, start, "quarter")
-    assert made.open_deals > 0
+    assert made.open_deals > 1 and made.expected > 0
     forecasts = ("open_deals", "expected", "p10", "p90", "weighted_pipeline", "commit")
     assert [getattr(made, f) for f in forecasts] == [getattr(remade, f) for f in forecasts]
     assert made.booked != remade.booked
