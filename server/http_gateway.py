@@ -248,8 +248,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise GatewayError(invalid, f"Content-Type must be {expected} (UTF-8), not {media.strip() or 'none'}", 415)
         length, limit = int(lengths[0]), MAX_STREAM_BODY if route.client_streaming else MAX_UNARY_BODY
         if length > limit:
-            if length <= limit + _DRAINED:  # read it, so that the client sees the answer, not a reset
-                self._read_exactly(length)
+            if length <= limit + _DRAINED:  # read (and drop) it, so that the client sees the answer, not a reset
+                left = length
+                while left > 0 and (chunk := self.rfile.read(min(1 << 16, left))):
+                    left -= len(chunk)
             raise GatewayError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED, f"the body may be at most {limit} bytes, this one is {length}", 413
             )
