@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gnn.deal_scoring import DealScorer
 from gnn.deals import DAY
-from graph.deal_bundle import Deal
+from graph.deal_bundle import Deal, DealBundle
 
 HYGIENE_THRESHOLD = 0.7
 DEFAULT_STALE_DAYS = 30
@@ -140,3 +141,19 @@ def audit_hygiene(
 
 def _days_since(seen: np.ndarray, created: int, t: int) -> int:
     return int((t - (int(seen[-1]) if len(seen) else created)) // DAY)
+
+
+def audit_open_deals(
+    data: DealBundle | None, scorer: DealScorer | None, t: int, *, stale_days: int, sample: int
+) -> HygieneAudit:
+    """The audit at t of a tenant's deals (`data`: its deals as its own read sees them; None when it
+    has none), with the deal model's stages when one is promoted; the sample is the same all day."""
+    return audit_hygiene(
+        data.deals if data else [],
+        t,
+        (lambda deals: [o.stage for o in scorer.outlooks(data, deals, t)]) if scorer and data else None,
+        scorer.stages if scorer else (),
+        stale_days=stale_days,
+        sample=sample,
+        seed=t // DAY,
+    )

@@ -9,9 +9,8 @@ from typing import Any
 
 from core.errors import NoModelError, NotFoundError
 from gnn.deal_scoring import DealScorer
-from gnn.deals import DAY
 from gnn.model_kinds import DEAL
-from gnn.pipeline_health import HygieneAudit, audit_hygiene
+from gnn.pipeline_health import HygieneAudit, audit_open_deals
 from gnn.proposals import Proposal, acceptance_rates, proposals_for
 from gnn.registry import ModelRegistry
 from graph.neo4j_reader import Neo4jReader
@@ -29,15 +28,7 @@ def audit_tenant(
         scorer: DealScorer | None = DEAL.load_promoted(registry)
     except NoModelError:
         scorer = None
-    audit = audit_hygiene(
-        data.deals,
-        as_of,
-        (lambda deals: [o.stage for o in scorer.outlooks(data, deals, as_of)]) if scorer else None,
-        scorer.stages if scorer else (),
-        stale_days=stale_days,
-        sample=sample,
-        seed=as_of // DAY,  # the same sample all day, as the server draws it
-    )
+    audit = audit_open_deals(data, scorer, as_of, stale_days=stale_days, sample=sample)
     return audit, f"deal/{scorer.version}" if scorer else ""
 
 

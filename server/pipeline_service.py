@@ -9,21 +9,21 @@ from google.protobuf import timestamp_pb2
 from core.clock import Clock
 from core.errors import InvalidRequestError, NoModelError, RecordError
 from gnn.deal_scoring import DealScorer
-from gnn.deals import DAY
 from gnn.forecast import PERIOD_KINDS, Forecast, forecast_open_deals
 from gnn.pipeline_health import (
     DEFAULT_SAMPLE,
     DEFAULT_STALE_DAYS,
     HYGIENE_THRESHOLD,
     HygieneAudit,
-    audit_hygiene,
+    audit_open_deals,
 )
 from gnn.proposals import Proposal, proposals_for
+from graph.deal_bundle import DealBundle
 from graph.pseudonymize import Pseudonymizer
 from relgraph.v1 import pipeline_pb2 as pb
 from relgraph.v1 import pipeline_pb2_grpc
 from server.auth import current_auth
-from server.state import ServingStateHolder
+from server.state import ServingState, ServingStateHolder
 
 MAX_STALE_DAYS = 365
 MAX_SAMPLE = 200
@@ -39,6 +39,11 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
         self._clock = clock
         self._pseudo = pseudo
 
+    def _tenant_deals(self) -> tuple[ServingState, DealBundle | None, int]:
+        """The serving state, the caller's tenant's deals in it (None when it has none) and the time."""
+        state = self._holder.current
+        return state, state.deals.tenant_deals(current_auth().tenant), self._clock.now()
+
     def GetPipelineHealth(
         self, request: pb.GetPipelineHealthRequest, context: grpc.ServicerContext
     ) -> pb.GetPipelineHealthResponse:
@@ -49,23 +54,14 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
             violations.append(("sample_size", f"must be 0-{MAX_SAMPLE}"))
         if violations:
             raise InvalidRequestError(violations)
-        state = self._holder.current
+        state, data, t = self._tenant_deals()
         try:
             scorer: DealScorer | None = state.deal
         except NoModelError:
             scorer = None  # the audit still runs, without the stage check, and says so
-        tenant = current_auth().tenant
-        data = state.deals.tenant_deals(tenant)
-        t = self._clock.now()
-        audit = audit_hygiene(
-            data.deals if data else [],
-            t,
-            (lambda deals: [o.stage for o in scorer.outlooks(data, deals, t)]) if scorer and data else None,
-            scorer.stages if scorer else (),
-            stale_days=request.stale_days or DEFAULT_STALE_DAYS,
-            sample=request.sample_size if request.HasField("sample_size") else DEFAULT_SAMPLE,
-            seed=t // DAY,  # the same sample all day
-        )
+        stale_days = request.stale_days or DEFAULT_STALE_DAYS
+        sample = request.sample_size if request.HasField("sample_size") else DEFAULT_SAMPLE
+        audit = audit_open_deals(data, scorer, t, stale_days=stale_days, sample=sample)
         return health_response(audit, f"deal/{scorer.version}" if scorer else "")
 
     def ForecastBookings(
@@ -78,10 +74,8 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
             violations.append(("periods", f"must be 1-{MAX_PERIODS} (0 means {DEFAULT_PERIODS})"))
         if violations:
             raise InvalidRequestError(violations)
-        state = self._holder.current
+        state, data, t = self._tenant_deals()
         scorer = state.deal  # FAILED_PRECONDITION without a promoted deal model
-        t = self._clock.now()
-        data = state.deals.tenant_deals(current_auth().tenant)
         result = forecast_open_deals(data, scorer, t, request.period or "quarter", request.periods or DEFAULT_PERIODS)
         return forecast_response(result, f"deal/{scorer.version}", request.by_rep)
 
@@ -99,10 +93,8 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
             violations.append(("limit", f"must be 1-{MAX_PROPOSALS} (0 means {DEFAULT_PROPOSALS})"))
         if violations:
             raise InvalidRequestError(violations)
-        state = self._holder.current
+        state, data, t = self._tenant_deals()
         scorer = state.deal  # FAILED_PRECONDITION without a promoted deal model
-        t = self._clock.now()
-        data = state.deals.tenant_deals(current_auth().tenant)
         found, live = proposals_for(data, scorer, t, rep)
         return proposals_response(found[: request.limit or DEFAULT_PROPOSALS], live, f"deal/{scorer.version}")
 
