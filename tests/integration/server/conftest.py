@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +19,12 @@ from graph.ingest import ingest
 from graph.pseudonymize import Pseudonymizer
 from graph.schema import migrate
 from graph.store import GraphStore, Query, connect
+from jobs.bench_common import free_port
 from relgraph.client import Client
 from server.app import RelgraphServer, create_server
 from server.auth import create_api_key
 
 PEPPER = "test-pepper-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
