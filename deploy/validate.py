@@ -7,7 +7,8 @@
   openAPIV3Schema of KubeRay's CRDs, read from the ray-operator Go module that bin/lint-deploy
   fetches through the Go module proxy (schema data only; Apache-2.0, github.com/ray-project/kuberay);
 - compose.yaml: YAML syntax, services that depends_on names, images (the one deploy/Dockerfile
-  builds, or a pinned tag), published ports that the service listens on, named volumes declared.
+  builds, or a pinned tag), published ports that the service listens on, named volumes declared;
+- the Dockerfile: it copies every top-level package that pyproject.toml installs.
 
 Exit status 1 with one line per problem; 0 when everything passes.
 Usage: python deploy/validate.py --helm HELM --kuberay DIR [--chart DIR] [--compose FILE]"""
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,16 @@ def check_compose(path: Path) -> list[str]:
     return problems
 
 
+def check_dockerfile(dockerfile: Path, pyproject: Path) -> list[str]:
+    packages = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]
+    copied = {line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("COPY ")}
+    return [
+        f"{dockerfile.name}: does not copy package {top!r}, which pyproject.toml installs"
+        for top in sorted({name.split(".")[0] for name in packages})
+        if top not in copied
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--helm", required=True)
@@ -160,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart", type=Path, default=DEPLOY / "helm" / "relgraph")
     parser.add_argument("--compose", type=Path, default=DEPLOY / "compose.yaml")
     args = parser.parse_args(argv)
-    problems = check_chart(args.helm, args.chart, args.kuberay) + check_compose(args.compose)
+    problems = (
+        check_chart(args.helm, args.chart, args.kuberay)
+        + check_compose(args.compose)
+        + check_dockerfile(DEPLOY / "Dockerfile", DEPLOY.parent / "pyproject.toml")
+    )
     for problem in problems:
         print(f"deploy: {problem}", file=sys.stderr)
     if not problems:
