@@ -1,7 +1,7 @@
 """The relationship-strength heuristic used until a relationship-strength model is promoted:
-frequency x recency, each in [0, 1]. Defined once, here, with its two implementations (NumPy for
-the serving snapshot, a Cypher expression for the query twin) side by side so they cannot drift
-apart:
+frequency x recency, each in [0, 1]. Defined once, here, with its three implementations (NumPy for
+the serving snapshot, a compiled scalar for the warm-path search kernel, a Cypher expression for
+the query twin) side by side so they cannot drift apart:
 
     strength = (1 - exp(-count / FREQUENCY_SCALE)) * 2 ** (-age_days / HALF_LIFE_DAYS)
 
@@ -13,6 +13,9 @@ halved one-way ties) made the ranking worse on both, so two-way share is evidenc
 
 from __future__ import annotations
 
+import math
+
+import numba
 import numpy as np
 
 NAME = "heuristic-v2"
@@ -32,6 +35,14 @@ def heuristic_strength(count: np.ndarray, last_ts: np.ndarray, as_of: int) -> np
     age_days = np.maximum(0, as_of - last_ts.astype(np.int64)) / 86400.0
     result: np.ndarray = frequency_factor(count) * np.exp(-_LN2 * age_days / HALF_LIFE_DAYS)
     return result
+
+
+@numba.njit(nogil=True, cache=True)
+def strength_of_one(count: int, last_ts: int, as_of: int) -> float:
+    """`heuristic_strength` of one relationship, compiled (the search kernel calls it per slot)."""
+    age = as_of - np.int64(last_ts)
+    age_days = (age if age > 0 else 0) / 86400.0
+    return (1.0 - math.exp(-np.float64(count) / FREQUENCY_SCALE)) * math.exp(-_LN2 * age_days / HALF_LIFE_DAYS)
 
 
 def cypher_strength(rel: str) -> str:

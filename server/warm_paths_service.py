@@ -27,7 +27,7 @@ from server.snapshot import Snapshot
 from server.state import ServingStateHolder
 from server.strength_scale import StrengthScale, band
 from server.visibility import shared_employers, snapshot_view
-from server.warm_paths import DEFAULT_MAX_WORK, MAX_HOPS, FoundPath, PathSearch, find_paths
+from server.warm_paths import DEFAULT_MAX_WORK, MAX_HOPS, FoundPath, PathSearch, compile_search, find_paths
 
 DEFAULT_K = 10
 MAX_K = 100
@@ -66,6 +66,7 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         self._pseudo = pseudo
         self._clock = clock  # recency is scored at its time
         self._max_work = max_work
+        compile_search(holder.current.snapshot)
 
     def FindWarmPaths(
         self, request: warm_paths_pb2.FindWarmPathsRequest, context: grpc.ServicerContext
