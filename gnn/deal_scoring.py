@@ -52,6 +52,7 @@ _TABULAR_TEXT: dict[str, tuple[str, str]] = {
     "meeting_share_14d": ("share of meetings, last 14 days", "share"),
 }
 _TOP_EVIDENCE = 6
+_BATCH_ROWS = 4096  # deals and occlusion variants per forward pass when estimating many deals
 # A deal older or larger (or smaller) than any the model learned from: what days to close and win
 # probability extrapolate on. Engagement counts outside the training range are not flagged: open deals
 # at the end of the data routinely have more recent signals than any closed deal had.
@@ -131,13 +132,42 @@ class DealScorer:
         return (torch.softmax(stage_logits, 1).numpy(), apply_platt(win_logit.numpy(), *self.platt), log_days.numpy())
 
     def estimate(self, data: DealBundle, deal: Deal, t: int) -> DealEstimate:
-        features = deal_features(data, deal, t)
-        # The deal and its occlusion variants (the evidence) in one forward pass.
-        variants, labels = self._occlusions(features)
-        stages, win, log_days = self._win_and_more([features, *variants])
-        probs = stages[0]
+        return self.estimates(data, [deal], t)[0]
+
+    def estimates(self, data: DealBundle, deals: list[Deal], t: int) -> list[DealEstimate]:
+        """Each deal's estimate at t: the deals and their occlusion variants (the evidence) in
+        forward passes of about `_BATCH_ROWS` rows (the serving state estimates every open deal)."""
+        answers: list[DealEstimate] = []
+        rows: list[DealFeatures] = []
+        pending: list[tuple[Deal, DealFeatures, list[str]]] = []
+        for i, deal in enumerate(deals):
+            features = deal_features(data, deal, t)
+            variants, labels = self._occlusions(features)
+            rows += [features, *variants]
+            pending.append((deal, features, labels))
+            if len(rows) >= _BATCH_ROWS or i == len(deals) - 1:
+                stages, win, log_days = self._win_and_more(rows)
+                at = 0
+                for deal_, features_, labels_ in pending:
+                    end = at + 1 + len(labels_)
+                    answers.append(self._estimate(deal_, features_, labels_, stages[at], win[at:end], log_days[at], t))
+                    at = end
+                rows, pending = [], []
+        return answers
+
+    def _estimate(
+        self,
+        deal: Deal,
+        features: DealFeatures,
+        labels: list[str],
+        probs: np.ndarray,
+        win: np.ndarray,
+        log_days: float,
+        t: int,
+    ) -> DealEstimate:
+        """The estimate from the model's outputs for the deal (`win[0]`) and its variants (`win[1:]`)."""
         unseen = self._unseen(features)
-        close = self._close_log_days(features, float(log_days[0]), bool(unseen))
+        close = self._close_log_days(features, float(log_days), bool(unseen))
         p10, p50, p90 = (int(t + np.expm1(d) * DAY) for d in close)
         return DealEstimate(
             as_of=t,

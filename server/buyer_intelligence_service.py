@@ -23,7 +23,7 @@ from graph.pseudonymize import normalize_domain
 from relgraph.v1 import buyer_intelligence_pb2 as pb
 from relgraph.v1 import buyer_intelligence_pb2_grpc, common_pb2
 from server.auth import current_auth
-from server.state import ServingStateHolder
+from server.state import ServingState, ServingStateHolder
 from server.visibility import may_identify, person_view
 
 DEFAULT_SIGNALS = 20
@@ -40,10 +40,10 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         self._clock = clock  # answers are computed at its time
         self._minimum = minimum
 
-    def _open_deal(self, deal_id: str) -> tuple[DealBundle, Deal, int]:
+    def _open_deal(self, state: ServingState, deal_id: str) -> tuple[DealBundle, Deal, int]:
         """The requesting tenant's deal with what surrounds it, and the time to answer at."""
         _check_deal_id(deal_id)
-        found = self._holder.current.deals.find(current_auth().tenant, deal_id)
+        found = state.deals.find(current_auth().tenant, deal_id)
         if found is None:
             raise NotFoundError("no such deal in your organisation's data")
         data, deal = found
@@ -53,13 +53,15 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         self, request: pb.EstimateDealStageRequest, context: grpc.ServicerContext
     ) -> pb.EstimateDealStageResponse:
         _check_deal_id(request.deal_id)
-        scorer = self._holder.current.deal
-        data, deal, as_of = self._open_deal(request.deal_id)
+        state = self._holder.current
+        scorer = state.deal
+        data, deal, as_of = self._open_deal(state, request.deal_id)
         if 0 <= deal.closed <= as_of:
             raise InvalidRequestError(
                 [("deal_id", f"the deal is closed ({deal.outcome}); estimates are for open deals")]
             )
-        estimate = scorer.estimate(data, deal, as_of)
+        # The refresh loop's estimate; computed now only for a deal it found closed (reopened since).
+        estimate = state.estimates.get((deal.tenant, deal.deal_id)) or scorer.estimate(data, deal, as_of)
         # Also when the CRM records no stage; never without a stage estimate (a model without a stage head).
         disagrees = bool(estimate.estimated_stage) and estimate.crm_stage != estimate.estimated_stage
         return pb.EstimateDealStageResponse(
@@ -83,7 +85,7 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         limit = request.limit or DEFAULT_SIGNALS
         if not 1 <= limit <= MAX_SIGNALS:
             raise InvalidRequestError([("limit", f"must be between 1 and {MAX_SIGNALS} (0 means {DEFAULT_SIGNALS})")])
-        data, deal, as_of = self._open_deal(request.deal_id)
+        data, deal, as_of = self._open_deal(self._holder.current, request.deal_id)
         response = pb.ListDealSignalsResponse(model_version=RANKER_VERSION)
 
         def visible(pid: str) -> bool:

@@ -41,13 +41,22 @@ class DealIndex:
     network: DealBundle  # every tenant's deals and what surrounds them
     watermarks: Watermarks
     named_companies: dict[str, frozenset[str]]  # tenant -> companies its own records name
+    # The deals whose records or surroundings the refresh that made this index read again; None for
+    # an index read whole (everything may have changed).
+    touched: frozenset[DealKey] | None = None
     _by_key: dict[DealKey, Deal] = field(default_factory=dict, repr=False)
     _tenant_views: dict[str, DealBundle] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def of(cls, network: DealBundle, watermarks: Watermarks, named_companies: dict[str, frozenset[str]]) -> DealIndex:
+    def of(
+        cls,
+        network: DealBundle,
+        watermarks: Watermarks,
+        named_companies: dict[str, frozenset[str]],
+        touched: frozenset[DealKey] | None = None,
+    ) -> DealIndex:
         by_key = {(d.tenant, d.deal_id): d for d in network.deals}
-        return cls(network, watermarks, named_companies, by_key, _tenant_views(network))
+        return cls(network, watermarks, named_companies, touched, by_key, _tenant_views(network))
 
     @property
     def deals(self) -> int:
@@ -125,6 +134,7 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
         return index
     before = index.network
     network = before
+    replaced: set[DealKey] = set()
     if changed_deals:
         fresh = reader.deals(ALL_TENANTS, sorted({c.deal_id for c in changed_deals}))
         replaced = {(d.tenant, d.deal_id) for d in fresh}
@@ -167,7 +177,19 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
     )
     # Employment and deal records are what name companies; KNOWS changes name none.
     named = _named(reader) if changed_deals or changed_people else index.named_companies
-    return DealIndex.of(network, watermarks, named)
+    return DealIndex.of(network, watermarks, named, _touched(network, replaced, employers, {*again, *tied}))
+
+
+def _touched(network: DealBundle, changed: set[DealKey], accounts: set[str], people: set[str]) -> frozenset[DealKey]:
+    """The deals whose own records changed, whose account's staff changed, or around which (owner,
+    contacts, buyer side, account staff) someone's data or ties were read again."""
+    return frozenset(
+        (deal.tenant, deal.deal_id)
+        for deal in network.deals
+        if (deal.tenant, deal.deal_id) in changed
+        or deal.cid in accounts
+        or not people.isdisjoint((deal.owner, *deal.contacts, *deal.buyer.tolist(), *network.staff.get(deal.cid, ())))
+    )
 
 
 def _with_people(network: DealBundle, fresh: DealBundle, pids: set[str]) -> DealBundle:

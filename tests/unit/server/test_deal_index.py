@@ -8,16 +8,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from gnn.deal_scoring import DealEstimate
+from gnn.model_kinds import DEAL
 from gnn.signals import rank_signals
 from graph.deal_bundle import Deal, DealBundle
 from graph.ingest import read_records
 from graph.memory_reader import InMemoryGraph
 from graph.pseudonymize import Pseudonymizer
 from graph.reader import TenantScope, Ties
-from jobs.generate import AS_OF
+from jobs.generate import AS_OF, GeneratorConfig, generate
 from server import snapshot as snapshots
+from server.deal_estimates import MAX_AGE_S, DealEstimates, estimate_open_deals
 from server.deal_index import DealIndex, read_deal_index, refresh_deal_index
 from tests.support.plain import plain
+from tests.support.serving import untrained_models
 
 
 class CountingReader(InMemoryGraph):
@@ -61,41 +67,14 @@ def _content(index: DealIndex) -> dict[str, Any]:
     }
 
 
-def test_each_tenant_sees_its_deals_as_its_own_scoped_read_would(small_network: Path, pseudo: Pseudonymizer) -> None:
-    graph = InMemoryGraph(pseudo)
-    graph.ingest(_records(small_network))
-    index = _index(graph)
-    deals = graph.deal_bundle(TenantScope(None)).deals
-    assert index.deals == len(deals) > 0
-    for deal in deals:
-        found = index.find(deal.tenant, deal.deal_id)
-        assert found is not None
-        view, served = found
-        scoped = graph.deal_bundle(TenantScope.of(deal.tenant), [deal.deal_id])
-        assert plain(served) == plain(scoped.deals[0])
-        for data in (view, scoped):  # only the tenant's own signals and ties
-            assert {t for t, _ in (*data.signals, *data.ties)} <= {deal.tenant}
-        assert rank_signals(view, deal, AS_OF, 100, lambda _: True) == rank_signals(
-            scoped, scoped.deals[0], AS_OF, 100, lambda _: True
-        )
-        others = {t for t in {d.tenant for d in deals} if t != deal.tenant}
-        assert all(index.find(t, deal.deal_id) is None or index.find(t, deal.deal_id)[1].tenant == t for t in others)
-
-
-def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
-    small_network: Path, pseudo: Pseudonymizer
-) -> None:
-    records = _records(small_network)
-    graph = CountingReader(pseudo)
-    graph.ingest(records)
-    index = _index(graph)
-    assert refresh_deal_index(index, graph) is index  # nothing changed: nothing read
-
+def _changes(records: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
+    """A deal, and one change of each kind that touches it: its record, a signal at its account, a
+    tie of its contact, a new contact, a new hire at the account."""
     deal = next(r for r in records if r["kind"] == "deal")
     staff = next(r for r in records if r["kind"] == "employment" and r["company"] == deal["account"])
     contact = next(r for r in records if r["kind"] == "deal_contact" and r["deal"] == deal["id"])
     member = next(r for r in records if r["kind"] == "member" and r["tenant"] == deal["tenant"])
-    changes = (
+    return deal, (
         {**deal, "amount": 1234.5},  # the deal's own record
         {  # someone at its account answers a poll
             "kind": "signal",
@@ -133,6 +112,39 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
             "function": "operations",
         },
     )
+
+
+def test_each_tenant_sees_its_deals_as_its_own_scoped_read_would(small_network: Path, pseudo: Pseudonymizer) -> None:
+    graph = InMemoryGraph(pseudo)
+    graph.ingest(_records(small_network))
+    index = _index(graph)
+    deals = graph.deal_bundle(TenantScope(None)).deals
+    assert index.deals == len(deals) > 0
+    for deal in deals:
+        found = index.find(deal.tenant, deal.deal_id)
+        assert found is not None
+        view, served = found
+        scoped = graph.deal_bundle(TenantScope.of(deal.tenant), [deal.deal_id])
+        assert plain(served) == plain(scoped.deals[0])
+        for data in (view, scoped):  # only the tenant's own signals and ties
+            assert {t for t, _ in (*data.signals, *data.ties)} <= {deal.tenant}
+        assert rank_signals(view, deal, AS_OF, 100, lambda _: True) == rank_signals(
+            scoped, scoped.deals[0], AS_OF, 100, lambda _: True
+        )
+        others = {t for t in {d.tenant for d in deals} if t != deal.tenant}
+        assert all(index.find(t, deal.deal_id) is None or index.find(t, deal.deal_id)[1].tenant == t for t in others)
+
+
+def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
+    small_network: Path, pseudo: Pseudonymizer
+) -> None:
+    records = _records(small_network)
+    graph = CountingReader(pseudo)
+    graph.ingest(records)
+    index = _index(graph)
+    assert refresh_deal_index(index, graph) is index  # nothing changed: nothing read
+
+    deal, changes = _changes(records)
     for change in changes:
         for reads in (graph.deals_read, graph.people_read, graph.ties_read):
             reads.clear()
@@ -147,3 +159,44 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
         assert _content(index) == _content(_index(graph)), change
     _, served = index.find(deal["tenant"], deal["id"]) or (None, None)
     assert served is not None and served.amount == 1234.5
+
+
+def _same_estimate(a: DealEstimate, b: DealEstimate) -> bool:
+    """Equal up to the last bits of a forward pass (batches of other sizes round differently)."""
+    close = (a.close_p10, a.close_p50, a.close_p90), (b.close_p10, b.close_p50, b.close_p90)
+    return (
+        a.win_probability == pytest.approx(b.win_probability, abs=1e-5)
+        and a.stages == pytest.approx(b.stages, abs=1e-5)
+        and all(abs(x - y) <= 60 for x, y in zip(*close))
+        and [d for d, _ in a.evidence] == [d for d, _ in b.evidence]
+        and (a.estimated_stage, a.crm_stage, a.missing_evidence) == (b.estimated_stage, b.crm_stage, b.missing_evidence)
+    )
+
+
+def test_estimates_kept_up_by_refreshes_equal_estimating_every_deal_again(
+    pseudo: Pseudonymizer, tmp_path: Path
+) -> None:
+    generate(GeneratorConfig(people=600, tenants=3, seed=3, deals_per_100_people=20), tmp_path / "network")
+    records = _records(tmp_path / "network")
+    graph = InMemoryGraph(pseudo)
+    graph.ingest(records)
+    scorer = DEAL.load_promoted(untrained_models(tmp_path))
+    index = _index(graph)
+    estimates = estimate_open_deals(DealEstimates(), index, scorer, AS_OF)
+    open_deals = [d for d in index.network.deals if not 0 <= d.closed <= AS_OF]
+    assert len(estimates.by_deal) == len(open_deals) > 10
+    assert estimate_open_deals(estimates, index, scorer, AS_OF + 60) is estimates  # nothing changed
+    deal, changes = _changes(records)
+    for change in changes:
+        graph.ingest([change])
+        before, index = estimates, refresh_deal_index(index, graph)
+        estimates = estimate_open_deals(estimates, index, scorer, AS_OF)
+        touched = index.touched or frozenset()
+        assert (deal["tenant"], deal["id"]) in touched and len(touched) < len(index.network.deals) / 4, change
+        untouched = before.by_deal.keys() - touched
+        assert untouched and all(estimates.by_deal[k] is before.by_deal[k] for k in untouched)  # not re-estimated
+        again = estimate_open_deals(DealEstimates(), _index(graph), scorer, AS_OF)
+        assert estimates.by_deal.keys() == again.by_deal.keys()
+        assert all(_same_estimate(estimates.by_deal[k], again.by_deal[k]) for k in again.by_deal), change
+    an_hour_on = estimate_open_deals(estimates, index, scorer, AS_OF + MAX_AGE_S)
+    assert all(e.as_of == AS_OF + MAX_AGE_S for e in an_hour_on.by_deal.values())  # the clock moved: all again
