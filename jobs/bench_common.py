@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 
 from core.config import Config
+from graph.bulk_load import bulk_ingest
 from graph.ingest import IngestSummary, ingest
 from graph.neo4j_server import ManagedNeo4j
 from graph.pseudonymize import Pseudonymizer
@@ -84,16 +85,20 @@ class BenchGraph:
 
 
 @contextmanager
-def generated_graph(config: Config, generator: GeneratorConfig, pseudo: Pseudonymizer) -> Iterator[BenchGraph]:
-    """Generate a network, start a throwaway Neo4j, ingest the network; cleaned up on exit."""
+def generated_graph(
+    config: Config, generator: GeneratorConfig, pseudo: Pseudonymizer, *, initial: bool = False
+) -> Iterator[BenchGraph]:
+    """Generate a network, start a throwaway Neo4j, ingest the network (through transactions, or
+    with `initial` in bulk, as `relgraph ingest --initial`); cleaned up on exit."""
     with tempfile.TemporaryDirectory(prefix="relgraph-bench-") as tmp:
         data = Path(tmp) / "data"
         generation = generate(generator, data, progress=True)
         bench_config, server = throwaway_neo4j(config, Path(tmp) / "home")
         try:
+            bulk = bulk_ingest(bench_config, [data / "ingest"], pseudo) if initial else None
             with connect(bench_config) as store:
                 migrate(store)
-                summary = ingest(store, [data / "ingest"], pseudo, batch_size=config.ingest.batch_size)
+                summary = bulk or ingest(store, [data / "ingest"], pseudo, batch_size=config.ingest.batch_size)
                 yield BenchGraph(bench_config, store, data, generation, summary)
         finally:
             server.stop()

@@ -31,10 +31,22 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 
 def run_warm_paths_benchmark(
-    config: Config, *, people: int, queries: int, cypher_queries: int, network_key: str, seed: int = 7, tenants: int = 5
+    config: Config,
+    *,
+    people: int,
+    queries: int,
+    cypher_queries: int,
+    network_key: str,
+    relationships_per_person: float | None = None,
+    initial: bool = False,
+    seed: int = 7,
+    tenants: int = 5,
 ) -> dict[str, Any]:
     pseudo = Pseudonymizer(network_key)
-    with generated_graph(config, GeneratorConfig(people=people, tenants=tenants, seed=seed), pseudo) as graph:
+    generator = GeneratorConfig(
+        people=people, tenants=tenants, seed=seed, relationships_per_person=relationships_per_person
+    )
+    with generated_graph(config, generator, pseudo, initial=initial) as graph:
         started = time.perf_counter()
         snap = snapshots.build(Neo4jReader(graph.store))
         build_seconds = time.perf_counter() - started
@@ -81,7 +93,9 @@ def run_warm_paths_benchmark(
         "people": people,
         "tenants": tenants,
         "seed": seed,
+        "loaded": "in bulk (ingest --initial)" if initial else "through transactions",
         "relationships": snap.relationships,
+        "relationships_per_person": round(2 * snap.relationships / max(1, snap.people), 1),
         "snapshot_build_seconds": round(build_seconds, 2),
         "snapshot_bytes_per_relationship": round(snap.adjacency_bytes / max(1, snap.relationships), 2),
         "snapshot_total_bytes_per_relationship": round(snap.total_bytes / max(1, snap.relationships), 2),

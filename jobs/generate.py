@@ -131,8 +131,9 @@ class GeneratorConfig:
     seed: int = 7
     hygiene: float = 0.4
     member_degree: float = 30.0  # mean ties per member; members hold most of the network's ties
-    # When set, the member degree is chosen so that the network has about this many relationships
-    # per person (real sales networks: about 20); members still hold the ties.
+    # When set, the member degree is chosen so that a person has about this many relationships on
+    # average (each relationship counts for both its people; real sales networks: about 20);
+    # members still hold the ties.
     relationships_per_person: float | None = None
     deals_per_100_people: float = 2.0
     crm_only_share: float = 0.08  # deals logged in the CRM with no synced email or calendar at all
@@ -252,7 +253,7 @@ def generate(cfg: GeneratorConfig, out: str | Path, *, progress: bool = False) -
     world = _World(cfg, rng)
     if cfg.relationships_per_person is not None:
         members = max(1, int((world.member_tenant >= 0).sum()))
-        cfg = replace(cfg, member_degree=cfg.relationships_per_person * cfg.people / members)
+        cfg = replace(cfg, member_degree=cfg.relationships_per_person * cfg.people / (2 * members))
     writers = _Writers(out)
     try:
         _write_people(world, cfg, writers, progress)

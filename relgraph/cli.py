@@ -254,7 +254,13 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         from jobs.bench_serving import run_warm_paths_benchmark
 
         result = run_warm_paths_benchmark(
-            config, people=args.people, queries=args.queries, cypher_queries=args.cypher_queries, network_key=key
+            config,
+            people=args.people,
+            queries=args.queries,
+            cypher_queries=args.cypher_queries,
+            network_key=key,
+            relationships_per_person=args.relationships_per_person,
+            initial=args.initial,
         )
     elif args.what == "train":
         from jobs.bench_train import run_train_benchmark
@@ -804,7 +810,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="ingest: events ingested one transaction per event for the naive baseline",
     )
     p.add_argument(
-        "--initial", action="store_true", help="ingest: also bulk-load the same files (ingest --initial) and compare"
+        "--initial",
+        action="store_true",
+        help="ingest: also bulk-load the same files (ingest --initial) and compare; warm-paths: load in bulk",
+    )
+    p.add_argument(
+        "--relationships-per-person",
+        type=float,
+        help="warm-paths: network density, as `generate --relationships-per-person` (default: the generator's)",
     )
     p.add_argument("--queries", type=int, default=1000, help="warm-paths: queries answered from the snapshot")
     p.add_argument("--cypher-queries", type=int, default=200, help="warm-paths: of those, how many also in Cypher")

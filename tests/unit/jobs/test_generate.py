@@ -64,7 +64,7 @@ def _relationships_per_person(root: Path, people: int) -> float:
     for line in (root / "ingest" / "interactions.jsonl").read_text().splitlines():
         record = json.loads(line)
         pairs |= {(record["tenant"], *sorted((record["from"], to))) for to in record["to"]}
-    return len(pairs) / people
+    return 2 * len(pairs) / people  # each relationship is one of each of its two people
 
 
 def test_density_sets_relationships_per_person(tmp_path: Path) -> None:
