@@ -17,17 +17,16 @@ from core.errors import InvalidRequestError, NotFoundError, RecordError
 from core.vocabulary import DEAL_CONTACT_ROLES, MAX_AMOUNT, MAX_TIME, MIN_TIME, SIZE_BANDS, is_code, is_record_id
 from gnn.buyer_process import CohortMinimum, amount_band
 from gnn.deals import DAY
-from gnn.signals import RANKER_VERSION, rank_signals
+from gnn.signals import RANKER_VERSION
 from graph.deal_bundle import Deal, DealBundle
 from graph.pseudonymize import normalize_domain
 from relgraph.v1 import buyer_intelligence_pb2 as pb
-from relgraph.v1 import buyer_intelligence_pb2_grpc, common_pb2
+from relgraph.v1 import buyer_intelligence_pb2_grpc
 from server.auth import current_auth
+from server.deal_answers import MAX_SIGNALS, signal_messages
 from server.state import ServingState, ServingStateHolder
-from server.visibility import may_identify, person_view
 
 DEFAULT_SIGNALS = 20
-MAX_SIGNALS = 100
 
 
 def _timestamp(seconds: int) -> timestamp_pb2.Timestamp:
@@ -61,7 +60,7 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
                 [("deal_id", f"the deal is closed ({deal.outcome}); estimates are for open deals")]
             )
         # The refresh loop's estimate; computed now only for a deal it found closed (reopened since).
-        estimate = state.estimates.get((deal.tenant, deal.deal_id)) or scorer.estimate(data, deal, as_of)
+        estimate = state.answers.estimates.get((deal.tenant, deal.deal_id)) or scorer.estimate(data, deal, as_of)
         # Also when the CRM records no stage; never without a stage estimate (a model without a stage head).
         disagrees = bool(estimate.estimated_stage) and estimate.crm_stage != estimate.estimated_stage
         return pb.EstimateDealStageResponse(
@@ -85,24 +84,13 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
         limit = request.limit or DEFAULT_SIGNALS
         if not 1 <= limit <= MAX_SIGNALS:
             raise InvalidRequestError([("limit", f"must be between 1 and {MAX_SIGNALS} (0 means {DEFAULT_SIGNALS})")])
-        data, deal, as_of = self._open_deal(self._holder.current, request.deal_id)
-        response = pb.ListDealSignalsResponse(model_version=RANKER_VERSION)
-
-        def visible(pid: str) -> bool:
-            held, shared = _visibility(data, deal, pid)
-            return may_identify(held=held, shared=shared, named=False)
-
-        for s in rank_signals(data, deal, as_of, limit, visible):
-            response.signals.add(
-                kind=s.kind,
-                topic=s.topic,
-                value=s.value,
-                time=_timestamp(s.ts),
-                who=_person(data, deal, s.pid, as_of),
-                why=s.why,
-                relevance=s.relevance,
-            )
-        return response
+        state = self._holder.current
+        data, deal, as_of = self._open_deal(state, request.deal_id)
+        # The refresh loop's ranking, for an open deal; a closed one's is ranked now.
+        signals = state.answers.signals.get((deal.tenant, deal.deal_id))
+        if signals is None:
+            signals = signal_messages(data, deal, as_of, limit)
+        return pb.ListDealSignalsResponse(signals=signals[:limit], model_version=RANKER_VERSION)
 
     def PredictBuyerProcess(
         self, request: pb.PredictBuyerProcessRequest, context: grpc.ServicerContext
@@ -191,31 +179,3 @@ def _profile_violations(request: pb.PredictBuyerProcessRequest) -> list[tuple[st
     if request.HasField("start") and not MIN_TIME <= request.start.seconds < MAX_TIME:
         violations.append(("start", "must lie between 1970-01-01 and 2100-01-01"))
     return violations
-
-
-def _visibility(data: DealBundle, deal: Deal, pid: str) -> tuple[bool, bool]:
-    """(held, shared) of a person for the deal's tenant: the inputs of the visibility rule."""
-    return deal.tenant in data.held_by.get(pid, frozenset()), pid in data.shared
-
-
-def _person(data: DealBundle, deal: Deal, pid: str, as_of: int) -> common_pb2.PersonView:
-    """Who raised a signal, as the deal's tenant may see them; described by their job at the time."""
-    if not pid:
-        return common_pb2.PersonView()
-    job = data.job_at(pid, as_of)
-    on_account = job is not None and job.cid == deal.cid
-    held, shared = _visibility(data, deal, pid)
-    return common_pb2.PersonView(
-        **person_view(
-            pid=pid,
-            held=held,
-            shared=shared,
-            named=False,
-            own_member=False,
-            title_level=job.level if job else "",
-            function=job.function if job else "",
-            company_domain=job.cid if job else "",
-            company_size_band=deal.size_band if on_account else "",
-            company_industry=deal.industry if on_account else "",
-        ).__dict__
-    )

@@ -37,7 +37,7 @@ from graph.export_cache import purge_export_cache
 from graph.interaction_log import ExportScope
 from graph.reader import ALL_TENANTS, GraphReader
 from server import snapshot as snapshots
-from server.deal_estimates import DealEstimates, estimate_open_deals
+from server.deal_answers import DealAnswers, answer_open_deals
 from server.deal_index import DealIndex, read_deal_index, refresh_deal_index
 from server.link_strengths import with_link_strengths
 from server.metrics import Metrics
@@ -58,7 +58,7 @@ class ServingState:
     why_not: dict[str, str] = field(default_factory=dict)  # kind name -> why none serves
     store_reachable: bool = True
     scale: StrengthScale = field(default_factory=StrengthScale)  # the snapshot's strengths as 0-100 scores
-    estimates: DealEstimates = field(default_factory=DealEstimates)  # every open deal's, by the deal model
+    answers: DealAnswers = field(default_factory=DealAnswers)  # every open deal's estimate and signals
 
     def model(self, kind: ModelKind[_Model]) -> _Model:
         """The serving model of `kind`; NoModelError (FAILED_PRECONDITION) saying why there is none."""
@@ -161,7 +161,7 @@ class ServingStateHolder:
 
     def _next(self, state: ServingState) -> ServingState:
         """`state` with every model kind's promoted version picked up, the link strengths applied and
-        the open deals estimated."""
+        the open deals' answers brought up to date."""
         models, why_not = dict(state.models), dict(state.why_not)
         for kind in MODEL_KINDS.values():
             self._pick_up(kind, models, why_not)
@@ -171,8 +171,8 @@ class ServingStateHolder:
         basis = (snap.edge_tenant, snap.edge_count, snap.edge_last_ts, snap.edge_strength)
         if self._scaled is None or any(a is not b for a, b in zip(basis, self._scaled[0])):
             self._scaled = (basis, strength_scale(snap, self._clock.now()))
-        estimates = estimate_open_deals(state.estimates, state.deals, models.get(DEAL.name), self._clock.now())
-        return replace(state, snapshot=snap, models=models, why_not=why_not, scale=self._scaled[1], estimates=estimates)
+        answers = answer_open_deals(state.answers, state.deals, models.get(DEAL.name), self._clock.now())
+        return replace(state, snapshot=snap, models=models, why_not=why_not, scale=self._scaled[1], answers=answers)
 
     def _pick_up(self, kind: ModelKind[Any], models: dict[str, Any], why_not: dict[str, str]) -> None:
         promoted = self._registry.promoted_name(kind.name)

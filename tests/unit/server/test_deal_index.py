@@ -20,7 +20,7 @@ from graph.pseudonymize import Pseudonymizer
 from graph.reader import TenantScope, Ties
 from jobs.generate import AS_OF, GeneratorConfig, generate
 from server import snapshot as snapshots
-from server.deal_estimates import MAX_AGE_S, DealEstimates, estimate_open_deals
+from server.deal_answers import MAX_AGE_S, DealAnswers, answer_open_deals
 from server.deal_index import DealIndex, read_deal_index, refresh_deal_index
 from tests.support.plain import plain
 from tests.support.serving import untrained_models
@@ -173,30 +173,32 @@ def _same_estimate(a: DealEstimate, b: DealEstimate) -> bool:
     )
 
 
-def test_estimates_kept_up_by_refreshes_equal_estimating_every_deal_again(
-    pseudo: Pseudonymizer, tmp_path: Path
-) -> None:
+def test_answers_kept_up_by_refreshes_equal_answering_every_deal_again(pseudo: Pseudonymizer, tmp_path: Path) -> None:
     generate(GeneratorConfig(people=600, tenants=3, seed=3, deals_per_100_people=20), tmp_path / "network")
     records = _records(tmp_path / "network")
     graph = InMemoryGraph(pseudo)
     graph.ingest(records)
     scorer = DEAL.load_promoted(untrained_models(tmp_path))
     index = _index(graph)
-    estimates = estimate_open_deals(DealEstimates(), index, scorer, AS_OF)
+    answers = answer_open_deals(DealAnswers(), index, scorer, AS_OF)
     open_deals = [d for d in index.network.deals if not 0 <= d.closed <= AS_OF]
-    assert len(estimates.by_deal) == len(open_deals) > 10
-    assert estimate_open_deals(estimates, index, scorer, AS_OF + 60) is estimates  # nothing changed
+    assert len(answers.estimates) == len(answers.signals) == len(open_deals) > 10
+    assert sum(map(len, answers.signals.values())) > 20
+    assert answer_open_deals(answers, index, scorer, AS_OF + 60) is answers  # nothing changed
     deal, changes = _changes(records)
     for change in changes:
         graph.ingest([change])
-        before, index = estimates, refresh_deal_index(index, graph)
-        estimates = estimate_open_deals(estimates, index, scorer, AS_OF)
+        before, index = answers, refresh_deal_index(index, graph)
+        answers = answer_open_deals(answers, index, scorer, AS_OF)
         touched = index.touched or frozenset()
         assert (deal["tenant"], deal["id"]) in touched and len(touched) < len(index.network.deals) / 4, change
-        untouched = before.by_deal.keys() - touched
-        assert untouched and all(estimates.by_deal[k] is before.by_deal[k] for k in untouched)  # not re-estimated
-        again = estimate_open_deals(DealEstimates(), _index(graph), scorer, AS_OF)
-        assert estimates.by_deal.keys() == again.by_deal.keys()
-        assert all(_same_estimate(estimates.by_deal[k], again.by_deal[k]) for k in again.by_deal), change
-    an_hour_on = estimate_open_deals(estimates, index, scorer, AS_OF + MAX_AGE_S)
-    assert all(e.as_of == AS_OF + MAX_AGE_S for e in an_hour_on.by_deal.values())  # the clock moved: all again
+        untouched = before.estimates.keys() - touched
+        assert untouched and all(answers.estimates[k] is before.estimates[k] for k in untouched)  # not computed again
+        assert all(answers.signals[k] is before.signals[k] for k in untouched)
+        again = answer_open_deals(DealAnswers(), _index(graph), scorer, AS_OF)
+        assert answers.estimates.keys() == again.estimates.keys() == answers.signals.keys()
+        assert all(_same_estimate(answers.estimates[k], again.estimates[k]) for k in again.estimates), change
+        assert answers.signals == again.signals, change
+    an_hour_on = answer_open_deals(answers, index, scorer, AS_OF + MAX_AGE_S)
+    assert all(e.as_of == AS_OF + MAX_AGE_S for e in an_hour_on.estimates.values())  # the clock moved: all again
+    assert answer_open_deals(an_hour_on, index, None, AS_OF + MAX_AGE_S).signals  # signals need no model
