@@ -104,6 +104,7 @@ class Snapshot:
     strength_source: str = heuristic.NAME
     strength_basis: str = ""
     _member_masks: dict[int, np.ndarray] = field(default_factory=dict, repr=False, init=False)
+    _held_masks: dict[int, np.ndarray] = field(default_factory=dict, repr=False, init=False)
     _company_order: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
     _sharing_people: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
     _strength_bounds: list[np.ndarray] = field(default_factory=list, repr=False, init=False)  # lazily, once
@@ -205,12 +206,18 @@ class Snapshot:
     def held_by(self, node: int, tenant: int) -> bool:
         """Whether `tenant`'s own records name this person: its member, a KNOWS relationship it
         logged, or an employment, deal or activity record it ingested."""
-        if np.any(self.memberships(node) == tenant):
-            return True
-        if np.any(self.held_tenant[self.held_indptr[node] : self.held_indptr[node + 1]] == tenant):
-            return True
-        _, edges = self.edges_of(node)
-        return bool(np.any(self.edge_tenant[edges] == tenant))
+        return bool(self.held_mask(tenant)[node])
+
+    def held_mask(self, tenant: int) -> np.ndarray:
+        """`held_by` of every person for `tenant` (cached per tenant; snapshots are immutable)."""
+        mask = self._held_masks.get(tenant)
+        if mask is None:
+            mask = self.member_mask(tenant).copy()
+            mask[_owners(self.held_indptr)[self.held_tenant == tenant]] = True
+            logged = self.edge_tenant[self.edge] == tenant  # per adjacency slot
+            mask[_owners(self.indptr)[logged]] = True
+            self._held_masks[tenant] = mask
+        return mask
 
     def strength(self, edges: np.ndarray, as_of: int) -> np.ndarray:
         """The strength warm paths rank by, per relationship: the served model's, else the heuristic's."""

@@ -48,9 +48,56 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def person_view(snap: Snapshot, node: int, tenant: int, named: frozenset[int] = frozenset()) -> common_pb2.PersonView:
-    """The person as `tenant` may see them; `named` are people the request itself identified."""
-    return common_pb2.PersonView(**snapshot_view(snap, node, tenant, node in named).__dict__)
+def person_view(snap: Snapshot, node: int, tenant: int, named: bool = False) -> common_pb2.PersonView:
+    """The person as `tenant` may see them; `named`: the request itself identified them."""
+    return common_pb2.PersonView(**snapshot_view(snap, node, tenant, named).__dict__)
+
+
+_MAX_KEPT = 200_000  # descriptions of people, and of relationships, kept per snapshot (a few hundred bytes each)
+
+
+class _Descriptions:
+    """People as each tenant may see them, and relationships' evidence as shown to each tenant,
+    kept for the snapshot they were computed from (immutable, so a description stays right until
+    the next refresh replaces it): a person or relationship on many answers is described once."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self._views: dict[tuple[int, int, bool], common_pb2.PersonView] = {}
+        self._evidence: dict[tuple[int, int], warm_paths_pb2.HopEvidence] = {}
+
+    def view(self, tenant: int, node: int, named: bool) -> common_pb2.PersonView:
+        key = (tenant, node, named)
+        found = self._views.get(key)
+        if found is None:
+            found = person_view(self.snap, node, tenant, named)
+            if len(self._views) < _MAX_KEPT:
+                self._views[key] = found
+        return found
+
+    def evidence(self, tenant: int, a: int, b: int, edge: int) -> warm_paths_pb2.HopEvidence:
+        """The hop's evidence but its strength and score (those follow the clock)."""
+        key = (tenant, edge)
+        found = self._evidence.get(key)
+        if found is None:
+            found = _evidence(self.snap, tenant, a, b, edge)
+            if len(self._evidence) < _MAX_KEPT:
+                self._evidence[key] = found
+        return found
+
+
+def _evidence(snap: Snapshot, tenant: int, a: int, b: int, edge: int) -> warm_paths_pb2.HopEvidence:
+    evidence = warm_paths_pb2.HopEvidence(observed_by_requester=int(snap.edge_tenant[edge]) == tenant)
+    if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
+        # Both people of the tenant's own relationship are held by it, so their employers show.
+        count = int(snap.edge_count[edge])
+        employers = shared_employers(snap, a, b)
+        evidence.last_interaction.CopyFrom(timestamp_pb2.Timestamp(seconds=int(snap.edge_last_ts[edge])))
+        evidence.interaction_count = count
+        evidence.two_way_share = min(1.0, 2.0 * int(snap.edge_two_way[edge]) / max(count, 1))
+        evidence.shared_employer_count = len(employers)
+        evidence.shared_employers.extend(employers)
+    return evidence
 
 
 def _pick(key: str, count: int) -> int:
@@ -66,6 +113,7 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         self._pseudo = pseudo
         self._clock = clock  # recency is scored at its time
         self._max_work = max_work
+        self._described = _Descriptions(holder.current.snapshot)
         compile_search(holder.current.snapshot)
 
     def FindWarmPaths(
@@ -84,8 +132,10 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         named = (
             frozenset(int(t) for t in query.targets) if request.WhichOneof("target") == "target_email" else frozenset()
         )
-        reached = {p.nodes[-1] for p in paths}
-        visible_targets = sum(1 for t in query.targets.tolist() if t in reached or snap.held_by(t, query.tenant))
+        visible = snap.held_mask(query.tenant)[query.targets]
+        if paths:
+            visible |= np.isin(query.targets, [p.nodes[-1] for p in paths])
+        visible_targets = int(np.count_nonzero(visible))
         response = warm_paths_pb2.FindWarmPathsResponse(
             targets=visible_targets,
             snapshot_age_seconds=self._holder.age_seconds(),
@@ -104,26 +154,23 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
         named: frozenset[int],
     ) -> None:
         """The paths with people as the tenant may see them and each hop's evidence; strengths and
-        scores of every hop computed at once, each person's view once."""
+        scores of every hop computed at once, people and evidence described once per snapshot."""
         edges = np.array([e for path in paths for e in path.edges], dtype=np.int64)
         strengths = snap.strength(edges, query.as_of).tolist()
         scored = scale.scores(snap.strength(edges, scale.as_of), query.tenant)
         scores = [-1] * len(edges) if scored is None else scored.tolist()
-        views: dict[int, common_pb2.PersonView] = {}
-
-        def view(node: int) -> common_pb2.PersonView:
-            if node not in views:
-                views[node] = person_view(snap, node, query.tenant, named)
-            return views[node]
-
+        described = self._described
+        if described.snap is not snap:  # refreshed: describe afresh
+            described = self._described = _Descriptions(snap)
+        tenant = query.tenant
         i = 0
         for path in paths:
             out = response.paths.add(strength=path.strength)
-            out.source.CopyFrom(view(path.nodes[0]))
+            out.source.CopyFrom(described.view(tenant, path.nodes[0], path.nodes[0] in named))
             for a, b, edge in zip(path.nodes, path.nodes[1:], path.edges):
                 hop = out.hops.add()
-                hop.person.CopyFrom(view(b))
-                self._add_evidence(snap, hop.evidence, a, b, edge, query.tenant)
+                hop.person.CopyFrom(described.view(tenant, b, b in named))
+                hop.evidence.CopyFrom(described.evidence(tenant, a, b, edge))
                 hop.evidence.strength = strengths[i]
                 if scores[i] >= 0:
                     hop.evidence.score, hop.evidence.band = scores[i], _PROTO_BAND[band(scores[i])]
@@ -131,21 +178,6 @@ class WarmPathsService(warm_paths_pb2_grpc.WarmPathsServiceServicer):  # type: i
             if out.hops[0].evidence.band:  # scored: the tenant has a scale
                 out.score = min(hop.evidence.score for hop in out.hops)
                 out.band = _PROTO_BAND[band(out.score)]
-
-    @staticmethod
-    def _add_evidence(
-        snap: Snapshot, evidence: warm_paths_pb2.HopEvidence, a: int, b: int, edge: int, tenant: int
-    ) -> None:
-        evidence.observed_by_requester = int(snap.edge_tenant[edge]) == tenant
-        if evidence.observed_by_requester:  # another tenant's evidence is used, never shown
-            # Both people of the tenant's own relationship are held by it, so their employers show.
-            count = int(snap.edge_count[edge])
-            employers = shared_employers(snap, a, b)
-            evidence.last_interaction.CopyFrom(timestamp_pb2.Timestamp(seconds=int(snap.edge_last_ts[edge])))
-            evidence.interaction_count = count
-            evidence.two_way_share = min(1.0, 2.0 * int(snap.edge_two_way[edge]) / max(count, 1))
-            evidence.shared_employer_count = len(employers)
-            evidence.shared_employers.extend(employers)
 
     def _resolve(
         self, snap: Snapshot, auth: AuthContext, request: warm_paths_pb2.FindWarmPathsRequest

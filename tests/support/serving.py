@@ -6,10 +6,13 @@ untrained model versions in a registry, so serving can be exercised without a tr
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from core.clock import Clock
 from core.vocabulary import parse_time
@@ -22,9 +25,11 @@ from gnn.model_kinds import DEAL, LINK
 from gnn.registry import ModelRegistry
 from graph.memory_reader import InMemoryGraph
 from graph.pseudonymize import Pseudonymizer
+from server import snapshot as snapshots
 from server.auth import AuthContext, reset_current_auth, set_current_auth
 from server.buyer_intelligence_service import BuyerIntelligenceService
 from server.metrics import Metrics
+from server.snapshot import Snapshot
 from server.state import ServingStateHolder
 from server.warm_paths_service import WarmPathsService
 
@@ -205,3 +210,43 @@ def world() -> InMemoryGraph:
     graph = InMemoryGraph(Pseudonymizer(KEY))
     graph.ingest(world_records())
     return graph
+
+
+RANDOM_TENANTS = ("acme", "globex", "initech")
+
+
+def random_snapshot(seed: int, people: int = 40, interactions: int = 160) -> Snapshot:
+    """A snapshot of `people` with a member every fourth person (three tenants), a job every fifth,
+    and `interactions` emails between random pairs at random times in the 200 days before AS_OF."""
+    rng = np.random.default_rng(seed)
+    emails = [f"p{i}@example.com" for i in range(people)]
+    records: list[dict[str, Any]] = [
+        {"kind": "member", "tenant": tenant, "email": emails[i], "role": "rep", "title": "Account Executive"}
+        for i, tenant in zip(range(0, people, 4), itertools.cycle(RANDOM_TENANTS))
+    ]
+    records += [  # every fifth person's job, as one tenant's CRM records it
+        {
+            "kind": "employment",
+            "tenant": RANDOM_TENANTS[int(rng.integers(3))],
+            "email": emails[i],
+            "company": f"c{i % 7}.example",
+            "title": "Director of Operations",
+            "from": "2020-01-01",
+        }
+        for i in range(2, people, 5)
+    ]
+    for _ in range(interactions):  # repeated pairs count up; the same pair in two tenants is parallel
+        a, b = rng.choice(people, 2, replace=False)
+        records.append(
+            {
+                "kind": "interaction",
+                "tenant": RANDOM_TENANTS[int(rng.integers(3))],
+                "type": "email",
+                "ts": int(AS_OF - rng.integers(0, 200) * 86400),
+                "from": emails[a],
+                "to": [emails[b]],
+            }
+        )
+    graph = InMemoryGraph(Pseudonymizer(KEY))
+    graph.ingest(records)
+    return snapshots.build(graph)

@@ -14,38 +14,10 @@ import numpy as np
 import pytest
 
 from core.errors import DeadlineExceededError, QueryTooCostlyError
-from graph.memory_reader import InMemoryGraph
-from graph.pseudonymize import Pseudonymizer
 from server import snapshot as snapshots
 from server.snapshot import Snapshot
 from server.warm_paths import PathSearch, find_paths, usable_tenants
-from tests.support.serving import AS_OF, KEY
-
-TENANTS = ("acme", "globex", "initech")
-
-
-def random_graph(seed: int, people: int = 40, interactions: int = 160) -> Snapshot:
-    rng = np.random.default_rng(seed)
-    emails = [f"p{i}@example.com" for i in range(people)]
-    records: list[dict[str, Any]] = [
-        {"kind": "member", "tenant": TENANTS[i % 3], "email": emails[i], "role": "rep", "title": "Account Executive"}
-        for i in range(0, people, 4)
-    ]
-    for _ in range(interactions):  # repeated pairs count up; the same pair in two tenants is parallel
-        a, b = rng.choice(people, 2, replace=False)
-        records.append(
-            {
-                "kind": "interaction",
-                "tenant": TENANTS[int(rng.integers(3))],
-                "type": "email",
-                "ts": int(AS_OF - rng.integers(0, 200) * 86400),
-                "from": emails[a],
-                "to": [emails[b]],
-            }
-        )
-    graph = InMemoryGraph(Pseudonymizer(KEY))
-    graph.ingest(records)
-    return snapshots.build(graph)
+from tests.support.serving import AS_OF, random_snapshot
 
 
 def brute_force(snap: Snapshot, query: PathSearch) -> list[tuple[tuple[int, ...], float]]:
@@ -98,7 +70,7 @@ def found(snap: Snapshot, query: PathSearch) -> list[tuple[tuple[int, ...], floa
 
 @pytest.mark.parametrize("seed", range(6))
 def test_the_heuristics_paths_are_the_brute_force_ones(seed: int) -> None:
-    snap = random_graph(seed)
+    snap = random_snapshot(seed)
     rng = np.random.default_rng(100 + seed)
     for _ in range(25):
         query = search(snap, rng)
@@ -109,7 +81,7 @@ def test_the_heuristics_paths_are_the_brute_force_ones(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_tied_model_strengths_rank_by_hops_then_people(seed: int) -> None:
-    snap = random_graph(seed, interactions=220)
+    snap = random_snapshot(seed, interactions=220)
     rng = np.random.default_rng(200 + seed)
     # Four distinct strengths, all powers of two: products are exact, so ties are real ties.
     tied = replace(snap, edge_strength=rng.choice([1.0, 0.5, 0.25, 0.125], snap.relationships).astype(np.float32))
@@ -125,7 +97,7 @@ def test_tied_model_strengths_rank_by_hops_then_people(seed: int) -> None:
 
 
 def test_a_search_stops_at_its_work_budget_and_its_deadline() -> None:
-    snap = random_graph(0, people=60, interactions=900)
+    snap = random_snapshot(0, people=60, interactions=900)
     query = PathSearch(
         tenant=0, targets=np.arange(10), sources=None, k=100, max_hops=3, allow_cross_tenant=True, as_of=AS_OF
     )
