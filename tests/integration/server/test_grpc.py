@@ -203,21 +203,6 @@ def test_the_client_librarys_typed_calls_and_decoded_errors(served: Served) -> N
     assert len(error.request_id) == 32 and error.attempts == 1
 
 
-def test_deadline_exceeded(served: Served) -> None:
-    target = _emails(served.network, "deal_contacts", "email")[0]
-    with served.client("member_a") as member:
-        assert (
-            _code(
-                lambda: member.call(
-                    member.warm_paths.FindWarmPaths,
-                    warm_paths_pb2.FindWarmPathsRequest(target_email=target),
-                    timeout=1e-6,
-                )
-            )
-            == grpc.StatusCode.DEADLINE_EXCEEDED
-        )
-
-
 def _known_to(store: GraphStore, pid: str, tenant: str) -> bool:
     rows = store.read(
         Query(
