@@ -35,6 +35,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "relgraph.env" -}}
 - name: RELGRAPH_CONFIG
   value: /etc/relgraph/relgraph.toml
+# The warm-path search is compiled by numba at start; the root filesystem is read-only, /tmp is not.
+- name: NUMBA_CACHE_DIR
+  value: /tmp/numba-cache
 - name: NEO4J_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ .Values.neo4j.passwordSecret.name }}, key: {{ .Values.neo4j.passwordSecret.key }}}
