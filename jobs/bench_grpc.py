@@ -19,6 +19,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ def run_grpc_benchmark(
     concurrency: int,
     network_key: str,
     settings: DealSettings,
+    soak_minutes: float = 0.0,
     seed: int = 7,
     tenants: int = 5,
 ) -> dict[str, Any]:
@@ -134,6 +136,7 @@ def run_grpc_benchmark(
             for call in calls:  # the latency of a call alone: one stream, nothing queued before it
                 alone = _drive(ghz, address, call, seconds / 2, 1)
                 results[call.label] |= {"alone_p50_ms": alone["p50_ms"], "alone_p99_ms": alone["p99_ms"]}
+            soak = _soak(ghz, address, calls[1], results[calls[1].label], soak_minutes, concurrency, process)
             refresh = _refresh_cost(graph, server.holder, Pseudonymizer(network_key))
         finally:
             server.stop()
@@ -153,6 +156,7 @@ def run_grpc_benchmark(
         "server_rss_mb_before": round(rss_before / 2**20, 1),
         "server_rss_mb_after": round(rss_after / 2**20, 1),
         "refresh": refresh,
+        **({"soak": soak} if soak else {}),
         "note": "the load generator shares the machine's cores with the server",
     }
 
@@ -269,6 +273,43 @@ def _drive(ghz: Path | None, address: str, call: Call, seconds: float, concurren
     return _ghz(ghz, address, call, seconds, concurrency)
 
 
+_SOAK_LOAD = 0.8  # of the call's measured maximum
+
+
+def _soak(
+    ghz: Path | None,
+    address: str,
+    call: Call,
+    measured: dict[str, Any],
+    minutes: float,
+    concurrency: int,
+    server: psutil.Process,
+) -> dict[str, Any] | None:
+    """`call` driven at 80% of its measured maximum for `minutes`, the server's RSS sampled every
+    10 s: errors, latency and how far the RSS moved. Needs ghz (the Python client sets no rate)."""
+    if minutes <= 0 or ghz is None:
+        return None
+    rps = _SOAK_LOAD * measured["requests_per_s"]
+    result: dict[str, Any] = {}
+    driver = threading.Thread(
+        target=lambda: result.update(_ghz(ghz, address, call, minutes * 60, concurrency, rps=rps)), daemon=True
+    )
+    rss = [server.memory_info().rss]
+    driver.start()
+    while driver.is_alive():
+        driver.join(timeout=10)
+        rss.append(server.memory_info().rss)
+    mib = [round(r / 2**20, 1) for r in rss]
+    return {
+        "call": call.label,
+        "minutes": minutes,
+        "target_requests_per_s": round(rps, 1),
+        **result,
+        "rss_mib": {"first": mib[0], "min": min(mib), "max": max(mib), "last": mib[-1], "samples": len(mib)},
+        "rss_spread": round((max(mib) - min(mib)) / mib[0], 3),
+    }
+
+
 def _protoset(request_type: type[Message]) -> bytes:
     """The compiled descriptors of the request's file and every file it imports, as ghz reads them."""
     files = descriptor_pb2.FileDescriptorSet()
@@ -287,7 +328,9 @@ def _protoset(request_type: type[Message]) -> bytes:
     return serialized
 
 
-def _ghz(ghz: Path, address: str, call: Call, seconds: float, concurrency: int) -> dict[str, Any]:
+def _ghz(
+    ghz: Path, address: str, call: Call, seconds: float, concurrency: int, rps: float | None = None
+) -> dict[str, Any]:
     with (
         tempfile.NamedTemporaryFile("w", suffix=".json") as data,
         tempfile.NamedTemporaryFile("wb", suffix=".protoset") as protoset,
@@ -316,6 +359,8 @@ def _ghz(ghz: Path, address: str, call: Call, seconds: float, concurrency: int) 
         ]
         if call.key:
             command += ["--metadata", json.dumps({"authorization": f"Bearer {call.key}"})]
+        if rps is not None:
+            command += ["--rps", str(max(1, round(rps)))]
         done = subprocess.run([*command, address], capture_output=True, text=True)
     if done.returncode != 0 and not done.stdout.strip():
         raise ConfigError(f"ghz failed on {call.method}: {done.stderr.strip()[-500:]}")
@@ -406,4 +451,12 @@ def render_grpc_benchmark(r: dict[str, Any]) -> str:
         f"refresh after {f['changed_interactions']:,} of {f['of_interactions']:,} interactions happened again: "
         f"{f['incremental_s']} s, against {f['full_build_s']} s for a full build ({f['incremental_of_full']:.1%})"
     )
+    if "soak" in r:
+        k, m = r["soak"], r["soak"]["rss_mib"]
+        lines.append(
+            f"soak: {k['call']} at {k['target_requests_per_s']} requests/s (80% of its maximum) for "
+            f"{k['minutes']:g} min: {k['requests']:,} requests, {k['errors']} errors, p50 {k['p50_ms']} ms, "
+            f"p99 {k['p99_ms']} ms; server RSS {m['first']} -> {m['last']} MiB (range {m['min']}-{m['max']}, "
+            f"{k['rss_spread']:.1%} of the first)"
+        )
     return "\n".join(lines)

@@ -311,6 +311,7 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
             concurrency=args.concurrency,
             network_key=key,
             settings=_bench_deal_settings(args),
+            soak_minutes=args.soak_minutes,
         )
         _emit(result, args.json, render_grpc_benchmark)
         return 0
@@ -823,6 +824,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cypher-queries", type=int, default=200, help="warm-paths: of those, how many also in Cypher")
     p.add_argument("--seconds", type=float, default=10.0, help="grpc: how long each call is driven")
     p.add_argument("--concurrency", type=int, default=8, help="grpc: concurrent streams (ghz's -c)")
+    p.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=0.0,
+        help="grpc: then drive FindWarmPaths at 80%% of its measured maximum this long, sampling the server's RSS",
+    )
     p.add_argument("--workers", default="1,2", help="train: Ray worker counts to compare, e.g. 1,2")
     p.add_argument("--epochs", type=int, help="train, deals, grpc: epochs per run (default: as `relgraph train`)")
     p.add_argument("--hygiene", default="0.2,0.4,0.6,0.8,1.0", help="deals, forecast: CRM hygiene levels to sweep")
