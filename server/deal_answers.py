@@ -13,7 +13,10 @@ interaction, since a signal: its relevance decays) follows the clock. A deal wit
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 from google.protobuf import timestamp_pb2
@@ -26,6 +29,7 @@ from relgraph.v1 import common_pb2
 from server.deal_index import DealIndex, DealKey
 from server.visibility import may_identify, person_view
 
+log = logging.getLogger("relgraph.server")
 MAX_AGE_S = 3600
 MAX_SIGNALS = 100
 _Answer = TypeVar("_Answer")
@@ -58,11 +62,30 @@ def answer_open_deals(previous: DealAnswers, index: DealIndex, scorer: DealScore
 
     estimates, signals = kept(previous.estimates), kept(previous.signals)
     for view, deals in _open_deals(index, again, now).values():
-        keys = [(d.tenant, d.deal_id) for d in deals]
         if scorer is not None:
-            estimates |= zip(keys, scorer.estimates(view, deals, now), strict=True)
-        signals |= {key: signal_messages(view, d, now, MAX_SIGNALS) for key, d in zip(keys, deals)}
+            estimates |= _each(deals, partial(scorer.estimates, view, t=now))
+        signals |= _each(deals, partial(_kept_signals, view, as_of=now))
     return DealAnswers(index, version, now if whole else previous.as_of, estimates, signals)
+
+
+def _each(deals: list[Deal], answer: Callable[[list[Deal]], list[_Answer]]) -> dict[DealKey, _Answer]:
+    """`answer` of the deals, all at once; if that fails, deal by deal, leaving out (and logging)
+    any deal that cannot be answered: its requests then answer, or fail, as they would without
+    kept answers, and one such record never stops the refresh loop."""
+    try:
+        return dict(zip(((d.tenant, d.deal_id) for d in deals), answer(deals), strict=True))
+    except Exception:
+        answered = {}
+        for deal in deals:
+            try:
+                answered[(deal.tenant, deal.deal_id)] = answer([deal])[0]
+            except Exception:
+                log.exception("deal %s of %s: no kept answer (requests compute their own)", deal.deal_id, deal.tenant)
+        return answered
+
+
+def _kept_signals(data: DealBundle, deals: list[Deal], as_of: int) -> list[list[pb.DealSignal]]:
+    return [signal_messages(data, deal, as_of, MAX_SIGNALS) for deal in deals]
 
 
 def _open_deals(index: DealIndex, keys: set[DealKey], now: int) -> dict[str, tuple[DealBundle, list[Deal]]]:

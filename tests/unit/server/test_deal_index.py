@@ -202,3 +202,26 @@ def test_answers_kept_up_by_refreshes_equal_answering_every_deal_again(pseudo: P
     an_hour_on = answer_open_deals(answers, index, scorer, AS_OF + MAX_AGE_S)
     assert all(e.as_of == AS_OF + MAX_AGE_S for e in an_hour_on.estimates.values())  # the clock moved: all again
     assert answer_open_deals(an_hour_on, index, None, AS_OF + MAX_AGE_S).signals  # signals need no model
+
+
+def test_a_deal_that_cannot_be_answered_is_left_out_and_the_rest_answered(
+    pseudo: Pseudonymizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate(GeneratorConfig(people=600, tenants=3, seed=3, deals_per_100_people=20), tmp_path / "network")
+    graph = InMemoryGraph(pseudo)
+    graph.ingest(_records(tmp_path / "network"))
+    scorer = DEAL.load_promoted(untrained_models(tmp_path))
+    index = _index(graph)
+    open_keys = {(d.tenant, d.deal_id) for d in index.network.deals if not 0 <= d.closed <= AS_OF}
+    bad = min(open_keys)
+    real = scorer.estimates
+
+    def estimates(data: DealBundle, deals: list[Deal], t: int) -> list[DealEstimate]:
+        if any((d.tenant, d.deal_id) == bad for d in deals):
+            raise ValueError("a record the model cannot read")
+        return real(data, deals, t)
+
+    monkeypatch.setattr(scorer, "estimates", estimates)
+    answers = answer_open_deals(DealAnswers(), index, scorer, AS_OF)
+    assert answers.estimates.keys() == open_keys - {bad}
+    assert answers.signals.keys() == open_keys
