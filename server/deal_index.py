@@ -183,12 +183,15 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
 def _touched(network: DealBundle, changed: set[DealKey], accounts: set[str], people: set[str]) -> frozenset[DealKey]:
     """The deals whose own records changed, whose account's staff changed, or around which (owner,
     contacts, buyer side, account staff) someone's data or ties were read again."""
+    accounts = accounts | {cid for cid, staff in network.staff.items() if not people.isdisjoint(staff)}
     return frozenset(
         (deal.tenant, deal.deal_id)
         for deal in network.deals
         if (deal.tenant, deal.deal_id) in changed
         or deal.cid in accounts
-        or not people.isdisjoint((deal.owner, *deal.contacts, *deal.buyer.tolist(), *network.staff.get(deal.cid, ())))
+        or deal.owner in people
+        or not people.isdisjoint(deal.contacts)
+        or not people.isdisjoint(deal.buyer.tolist())
     )
 
 

@@ -122,8 +122,9 @@ def find_paths(
 
 
 def compile_search(snap: Snapshot) -> None:
-    """Compile the search kernel for `snap`'s array types now rather than in the first request
-    (seconds, where numba's on-disk cache does not hold it yet)."""
+    """Compile the search kernel (and the snapshot's held mask) for `snap`'s array types now rather
+    than in the first request (seconds, where numba's on-disk cache does not hold them yet)."""
     if snap.tenants.ids:
         nothing = np.zeros(0, dtype=np.int32)
         find_paths(snap, PathSearch(0, nothing, None, k=1, max_hops=1, allow_cross_tenant=False, as_of=0))
+        snap.held_mask(0)
