@@ -138,21 +138,30 @@ class DealScorer:
         """Each deal's estimate at t: the deals and their occlusion variants (the evidence) in
         forward passes of about `_BATCH_ROWS` rows (the serving state estimates every open deal)."""
         answers: list[DealEstimate] = []
-        rows: list[DealFeatures] = []
-        pending: list[tuple[Deal, DealFeatures, list[str]]] = []
-        for i, deal in enumerate(deals):
+        batch: list[tuple[Deal, DealFeatures, list[DealFeatures], list[str]]] = []
+        rows = 0
+        for deal in deals:
             features = deal_features(data, deal, t)
             variants, labels = self._occlusions(features)
-            rows += [features, *variants]
-            pending.append((deal, features, labels))
-            if len(rows) >= _BATCH_ROWS or i == len(deals) - 1:
-                stages, win, log_days = self._win_and_more(rows)
-                at = 0
-                for deal_, features_, labels_ in pending:
-                    end = at + 1 + len(labels_)
-                    answers.append(self._estimate(deal_, features_, labels_, stages[at], win[at:end], log_days[at], t))
-                    at = end
-                rows, pending = [], []
+            batch.append((deal, features, variants, labels))
+            rows += 1 + len(variants)
+            if rows >= _BATCH_ROWS:
+                answers += self._estimate_batch(batch, t)
+                batch, rows = [], 0
+        return answers + self._estimate_batch(batch, t)
+
+    def _estimate_batch(
+        self, batch: list[tuple[Deal, DealFeatures, list[DealFeatures], list[str]]], t: int
+    ) -> list[DealEstimate]:
+        """The batch's deals and variants in one forward pass; each deal's estimate from its rows."""
+        if not batch:
+            return []
+        stages, win, log_days = self._win_and_more([row for _, f, variants, _ in batch for row in (f, *variants)])
+        answers, at = [], 0
+        for deal, features, variants, labels in batch:
+            end = at + 1 + len(variants)
+            answers.append(self._estimate(deal, features, labels, stages[at], win[at:end], float(log_days[at]), t))
+            at = end
         return answers
 
     def _estimate(

@@ -12,6 +12,7 @@ import pytest
 
 from core.clock import FixedClock
 from core.errors import InvalidRequestError, NoModelError, NotFoundError
+from gnn import deal_scoring
 from gnn.deal_scoring import DealScorer
 from gnn.deals import DEFAULT_STAGES, TABULAR_FEATURES, deal_features
 from gnn.model_kinds import DEAL
@@ -112,3 +113,17 @@ def test_evidence_never_describes_an_interaction_that_does_not_exist(tmp_path: P
     labels = [label for _, label in zip(*scorer._occlusions(deal_features(data, quiet, AS_OF)))]
     assert "days since the deal was created: 92" in labels
     assert not any("last interaction" in label or "started by the buyer" in label for label in labels)
+
+
+@pytest.mark.parametrize("rows", [3, 4096])  # a pass per deal; every deal in one pass
+def test_estimates_in_batches_are_the_one_by_one_estimates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    scorer, data, _ = _scorer_and_deal(tmp_path)
+    alone = [scorer.estimate(data, deal, AS_OF) for deal in data.deals]
+    monkeypatch.setattr(deal_scoring, "_BATCH_ROWS", rows)
+    batched = scorer.estimates(data, data.deals, AS_OF)
+    assert len(data.deals) > 1 and len(batched) == len(alone)
+    for a, b in zip(alone, batched, strict=True):
+        assert a.win_probability == pytest.approx(b.win_probability, abs=1e-6)
+        assert [d for d, _ in a.evidence] == [d for d, _ in b.evidence] and a.crm_stage == b.crm_stage
