@@ -164,7 +164,7 @@ class GraphBuilder:
             if activity.accepts(intern(sender)):
                 activity.deals.append(r["deal"])
                 activity.recipients.extend(map(intern, r["to"]))
-                self._deal(tenant, r["deal"], touched=True)
+                self._deal(tenant, r["deal"], touched=False)  # its rows are marked instead (ON, WITH)
 
     def _add_signal(self, r: dict[str, Any]) -> None:
         tenant = r["tenant"]
@@ -389,14 +389,18 @@ def write_import_files(graph: GraphBuilder, directory: Path, progress: tqdm | No
     files.write(
         "relationships",
         "ON",
-        [":START_ID(Activity)", ":END_ID(Deal)", "tenant_id"],
-        ((f"{t}/{aid}", _deal_id(t, deal), t) for (t, aid), a in activities for deal in sorted(set(a.deals))),
+        [":START_ID(Activity)", ":END_ID(Deal)", "tenant_id", "updated_at:long"],
+        (
+            (f"{t}/{aid}", _deal_id(t, deal), t, now if a.label == "Interaction" else None)
+            for (t, aid), a in activities
+            for deal in sorted(set(a.deals))
+        ),
     )
     files.write(
         "relationships",
         "WITH",
-        [":START_ID(Activity)", ":END_ID(Person)", "tenant_id"],
-        ((f"{t}/{aid}", pid, t) for (t, aid), a in activities for pid in sorted(set(a.recipients))),
+        [":START_ID(Activity)", ":END_ID(Person)", "tenant_id", "updated_at:long"],
+        ((f"{t}/{aid}", pid, t, now) for (t, aid), a in activities for pid in sorted(set(a.recipients))),
     )
     return files
 

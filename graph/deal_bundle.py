@@ -5,7 +5,7 @@ tenant's members, and who holds them), all keyed by pseudonyms. A GraphReader's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -114,9 +114,6 @@ def _amount(value: Any) -> float:
 def deal_from_row(row: dict[str, Any]) -> Deal:
     """A deal from its row: account, owner, contacts ([pid, role]) and logged interactions ([ts, kind,
     from pid, with pid, from is a member of the deal's tenant, with is]), as both readers produce it."""
-    rows = sorted(row["interactions"], key=lambda a: (a[0], a[2], a[3] or ""))
-    # Each logged interaction is between a member of the tenant and someone on the buyer side.
-    kept = [a for a in rows if a[3] is not None and bool(a[4]) != bool(a[5])]
     return Deal(
         tenant=str(row["tenant"]),
         deal_id=str(row["deal_id"]),
@@ -132,9 +129,31 @@ def deal_from_row(row: dict[str, Any]) -> Deal:
         closed=int(row["closed"]),
         outcome=str(row["outcome"]),
         contacts={str(p): str(r) for p, r in row["contacts"]},
-        ts=np.array([int(a[0]) for a in kept], dtype=np.int64),
-        kind=np.array([str(a[1]) for a in kept], dtype=object),
-        buyer=np.array([str(a[3] if a[4] else a[2]) for a in kept], dtype=object),
-        seller=np.array([str(a[2] if a[4] else a[3]) for a in kept], dtype=object),
-        inbound=np.array([not a[4] for a in kept], dtype=bool),
+        **_interaction_arrays(row["interactions"]),
     )
+
+
+def with_logged(deal: Deal, rows: list[list[Any]]) -> Deal:
+    """`deal` with more logged interactions (rows as `deal_from_row` takes them): what reading the
+    deal again with them would give."""
+    held = [
+        [ts, kind, buyer, seller, False, True] if inbound else [ts, kind, seller, buyer, True, False]
+        for ts, kind, buyer, seller, inbound in zip(
+            deal.ts.tolist(), deal.kind.tolist(), deal.buyer.tolist(), deal.seller.tolist(), deal.inbound.tolist()
+        )
+    ]
+    return replace(deal, **_interaction_arrays(held + rows))
+
+
+def _interaction_arrays(rows: list[list[Any]]) -> dict[str, Any]:
+    """A deal's interaction arrays from its rows, in time order; each kept row is between a member of
+    the tenant and someone on the buyer side."""
+    ordered = sorted(rows, key=lambda a: (a[0], a[2], a[3] or "", str(a[1])))
+    kept = [a for a in ordered if a[3] is not None and bool(a[4]) != bool(a[5])]
+    return {
+        "ts": np.array([int(a[0]) for a in kept], dtype=np.int64),
+        "kind": np.array([str(a[1]) for a in kept], dtype=object),
+        "buyer": np.array([str(a[3] if a[4] else a[2]) for a in kept], dtype=object),
+        "seller": np.array([str(a[2] if a[4] else a[3]) for a in kept], dtype=object),
+        "inbound": np.array([not a[4] for a in kept], dtype=bool),
+    }

@@ -31,10 +31,12 @@ from graph.reader import (
     EconomicBuyer,
     Erasure,
     KnowsRow,
+    LoggedInteraction,
     PersonChange,
     PersonRow,
     TenantRow,
     TenantScope,
+    TiePair,
     Ties,
     bundle_of,
 )
@@ -50,8 +52,9 @@ class _Activity:
     type: str
     ts: int
     by: str
-    with_: set[str] = field(default_factory=set)
+    with_: dict[str, int] = field(default_factory=dict)  # recipient -> when added (as WITH.updated_at)
     deal: str = ""
+    deal_at: int = 0  # when logged on the deal (as ON.updated_at)
     topic: str = ""
     value: str = ""
 
@@ -169,9 +172,12 @@ class InMemoryGraph:
             )
             if activity.kind != "interaction" or activity.by != row["from"]:
                 continue  # an id names one event: another sender adds nothing to it
-            self._touch_deal(row["tenant"], row["deal"])
-            activity.deal = row["deal"]
-            activity.with_ |= set(row["to"])
+            self.deal_records.setdefault((row["tenant"], row["deal"]), {})
+            if activity.deal != row["deal"]:
+                activity.deal, activity.deal_at = row["deal"], self._now()
+            for pid in row["to"]:
+                if pid not in activity.with_:
+                    activity.with_[pid] = self._now()
             for pid in (row["from"], *row["to"]):
                 self._person(pid, touched=True)
 
@@ -362,6 +368,29 @@ class InMemoryGraph:
             DealChange(t, d, at)
             for (t, d), at in sorted(self.deal_updated.items())
             if at > since_ms and scope.allows(t)
+        ]
+
+    def ties_between(self, pairs: Sequence[TiePair], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
+        ties: dict[tuple[str, str], list[Ties]] = defaultdict(list)
+        for tenant, pid, other in sorted(set(pairs)):
+            lo, hi = sorted((pid, other))
+            log = self.knows_logs.get((tenant, lo, hi))
+            if log is not None and pid != other and scope.allows(tenant) and (tenant, other) in self.members:
+                ties[(tenant, pid)].append((other, np.sort(np.array(sorted(log.events), dtype=np.int64) >> 3)))
+        return dict(ties)
+
+    def logged_watermark(self, scope: TenantScope) -> int:
+        return max((row.updated_at for row in self.interactions_logged_since(0, scope)), default=0)
+
+    def interactions_logged_since(self, since_ms: int, scope: TenantScope) -> list[LoggedInteraction]:
+        return [
+            LoggedInteraction(
+                t, a.deal, a.ts, a.type, a.by, w, (t, a.by) in self.members, (t, w) in self.members, max(a.deal_at, at)
+            )
+            for (t, _), a in sorted(self.activities.items())
+            if a.kind == "interaction" and a.deal and scope.allows(t)
+            for w, at in sorted(a.with_.items())
+            if max(a.deal_at, at) > since_ms
         ]
 
     def _deal_row(self, tenant: str, deal_id: str) -> dict[str, Any]:

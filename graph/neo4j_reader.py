@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -23,10 +23,12 @@ from graph.reader import (
     EconomicBuyer,
     Erasure,
     KnowsRow,
+    LoggedInteraction,
     PersonChange,
     PersonRow,
     TenantRow,
     TenantScope,
+    TiePair,
     Ties,
     bundle_of,
 )
@@ -34,6 +36,7 @@ from graph.store import GraphStore, Query
 
 PAGE_SIZE = 20_000
 _BUNDLE_CHUNK = 5000
+_T = TypeVar("_T")
 
 # What serving needs of a person `p`: current job (level, function, employer), every employer
 # (for shared-employer evidence) and tenant memberships.
@@ -281,6 +284,46 @@ RETURN pid, m.pid AS member, t.tenant_id AS tenant, k.events AS events
 """,
 )
 
+# The same ties, only between the given pairs: q = [tenant, pid, other].
+_TIES_BETWEEN = Query(
+    "read.ties_between",
+    """
+UNWIND $pairs AS q
+MATCH (p:Person {pid: q[1]})-[k:KNOWS {tenant_id: q[0]}]-(m:Person {pid: q[2]})
+WHERE q[0] IN $tenants AND m <> p AND EXISTS { (m)-[:MEMBER_OF {tenant_id: q[0]}]->(:Tenant) }
+RETURN q[1] AS pid, m.pid AS member, q[0] AS tenant, k.events AS events
+""",
+)
+
+# A row is new when its deal (ON) or its recipient (WITH) was added to the interaction after $since.
+_INTERACTIONS_LOGGED_SINCE = Query(
+    "read.interactions_logged_since",
+    """
+CALL () {
+  MATCH (a:Interaction)-[o:ON]->(:Deal) WHERE o.updated_at > $since RETURN DISTINCT a
+  UNION
+  MATCH (a:Interaction)-[w:WITH]->(:Person) WHERE w.updated_at > $since RETURN DISTINCT a
+}
+MATCH (a)-[o:ON]->(d:Deal), (a)-[w:WITH]->(p:Person), (a)-[:BY]->(f:Person)
+WHERE (o.updated_at > $since OR w.updated_at > $since) AND ($tenants IS NULL OR d.tenant_id IN $tenants)
+RETURN d.tenant_id AS tenant, d.deal_id AS deal_id, a.ts AS ts, a.kind AS kind, f.pid AS sender,
+       p.pid AS recipient, EXISTS { (f)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() } AS sender_is_member,
+       EXISTS { (p)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() } AS recipient_is_member,
+       CASE WHEN coalesce(o.updated_at, 0) > coalesce(w.updated_at, 0) THEN o.updated_at ELSE w.updated_at END
+         AS updated_at
+""",
+)
+
+# Index-backed: the latest `updated_at` of each, read in the index's order.
+_LOGGED_WATERMARK = Query(
+    "read.logged_watermark",
+    """
+CALL () { MATCH ()-[o:ON]->() WHERE o.updated_at IS NOT NULL RETURN o.updated_at AS at ORDER BY at DESC LIMIT 1
+  UNION
+  MATCH ()-[w:WITH]->() WHERE w.updated_at IS NOT NULL RETURN w.updated_at AS at ORDER BY at DESC LIMIT 1 }
+RETURN max(at) AS at
+""",
+)
 
 _API_KEYS = Query(
     "read.api_keys",
@@ -420,13 +463,28 @@ class Neo4jReader:
         tenants = self._tenant_names(scope)
         for chunk in _chunks(sorted(pids), _BUNDLE_CHUNK):
             for row in self._store.read(_TIES_TO_MEMBERS, pids=chunk, tenants=tenants):
-                times, _, _ = decode_events(np.asarray(row["events"], dtype=np.int64))
-                ties[(row["tenant"], row["pid"])].append((row["member"], np.sort(times)))
+                ties[(row["tenant"], row["pid"])].append((row["member"], _tie_times(row["events"])))
+        return dict(ties)
+
+    def ties_between(self, pairs: Sequence[TiePair], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
+        ties: dict[tuple[str, str], list[Ties]] = defaultdict(list)
+        tenants = self._tenant_names(scope)
+        for chunk in _chunks([list(p) for p in sorted(set(pairs))], _BUNDLE_CHUNK):
+            for row in self._store.read(_TIES_BETWEEN, pairs=chunk, tenants=tenants):
+                ties[(row["tenant"], row["pid"])].append((row["member"], _tie_times(row["events"])))
         return dict(ties)
 
     def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
         rows = self._store.read(_DEALS_CHANGED, since=since_ms, tenants=scope.names())
         return [DealChange(r["tenant"], r["deal_id"], r["updated_at"]) for r in rows]
+
+    def logged_watermark(self, scope: TenantScope) -> int:
+        rows = self._store.read(_LOGGED_WATERMARK)
+        return int(rows[0]["at"] or 0) if rows else 0
+
+    def interactions_logged_since(self, since_ms: int, scope: TenantScope) -> list[LoggedInteraction]:
+        rows = self._store.read(_INTERACTIONS_LOGGED_SINCE, since=since_ms, tenants=scope.names())
+        return [LoggedInteraction(**row) for row in rows]
 
     def interaction_log(self, scope: ExportScope) -> InteractionLog:
         opted_out = (
@@ -496,6 +554,11 @@ def _knows(row: dict[str, Any]) -> KnowsRow:
     )
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+def _tie_times(events: list[int]) -> np.ndarray:
+    times, _, _ = decode_events(np.asarray(events, dtype=np.int64))
+    return np.sort(times)
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[list[_T]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -29,10 +29,12 @@ __all__ = [
     "Erasure",
     "GraphReader",
     "KnowsRow",
+    "LoggedInteraction",
     "PersonChange",
     "PersonRow",
     "TenantRow",
     "TenantScope",
+    "TiePair",
     "Ties",
     "bundle_of",
 ]
@@ -81,12 +83,31 @@ class PersonChange(NamedTuple):
 
 
 Ties = tuple[str, np.ndarray]  # (a tenant's member, the times they interacted with the person)
+TiePair = tuple[str, str, str]  # (tenant, person, another person): the tie `ties_between` reads
 
 
 class DealChange(NamedTuple):
     tenant: str
     deal_id: str
     updated_at: int  # ms
+
+
+class LoggedInteraction(NamedTuple):
+    """One row of a deal's logged interactions (one per recipient), as `deals` reads them."""
+
+    tenant: str
+    deal_id: str
+    ts: int
+    kind: str
+    sender: str
+    recipient: str
+    sender_is_member: bool  # of the deal's tenant
+    recipient_is_member: bool
+    updated_at: int  # ms: when the row appeared (its recipient or its deal was added to the interaction)
+
+    def row(self) -> list[Any]:
+        """The row as `deal_from_row` takes it."""
+        return [self.ts, self.kind, self.sender, self.recipient, self.sender_is_member, self.recipient_is_member]
 
 
 class Erasure(NamedTuple):
@@ -191,8 +212,24 @@ class GraphReader(Protocol):
         with that tenant's members, as (member, event times sorted): the ties a deal bundle holds."""
         ...
 
+    def ties_between(self, pairs: Sequence[TiePair], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
+        """Of each (tenant, pid, other) in `pairs`, the person's tie to `other` when `other` is a member
+        of that tenant of `scope`, keyed and shaped as `ties_to_members` gives it (a refresh reads only
+        the ties that changed)."""
+        ...
+
     def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
-        """Deals whose record, contacts, logged interactions or signals changed after `since_ms`."""
+        """Deals whose record, contacts or signals changed after `since_ms` (their logged interactions:
+        `interactions_logged_since`)."""
+        ...
+
+    def logged_watermark(self, scope: TenantScope) -> int:
+        """The latest time a row was logged on a deal (`interactions_logged_since`'s), 0 for none."""
+        ...
+
+    def interactions_logged_since(self, since_ms: int, scope: TenantScope) -> list[LoggedInteraction]:
+        """The rows of deals' logged interactions that appeared after `since_ms` (an interaction logged
+        on a deal, or a recipient added to one), with the deals of the scope's tenants."""
         ...
 
     def interaction_log(self, scope: ExportScope) -> InteractionLog:

@@ -64,6 +64,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "reps' decisions on proposed CRM updates",
         ("CREATE CONSTRAINT proposal_decision_key IF NOT EXISTS FOR (d:ProposalDecision) REQUIRE d.key IS UNIQUE",),
     ),
+    Migration(
+        8,
+        "interactions logged on deals since the serving state's last refresh",
+        (
+            "CREATE INDEX on_deal_updated IF NOT EXISTS FOR ()-[o:ON]-() ON (o.updated_at)",
+            "CREATE INDEX with_updated IF NOT EXISTS FOR ()-[w:WITH]-() ON (w.updated_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -23,8 +23,9 @@ from graph.store import GraphStore, Query
 
 # `Person.updated_at` (ms) marks a person whose attributes or tenants' records changed, so a
 # snapshot refresh re-reads exactly those people (KNOWS changes carry their own `updated_at`);
-# `Deal.updated_at` marks a deal whose record, contacts, logged interactions or signals changed, so
-# the serving state re-reads exactly those deals.
+# `Deal.updated_at` marks a deal whose record, contacts or signals changed, so the serving state
+# re-reads exactly those deals; an interaction logged on a deal marks instead the relationships that
+# make its rows (`ON` to the deal, `WITH` to each recipient), so only the new rows are read.
 MEMBERS = Query(
     "ingest.members",
     """
@@ -128,12 +129,13 @@ WHERE NOT EXISTS { (a)-[:BY]->(:Person) } OR EXISTS { (a)-[:BY]->(f) }
 MERGE (a)-[:BY {tenant_id: r.tenant}]->(f)
 SET f.updated_at = timestamp()
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal})
-SET d.updated_at = timestamp()
-MERGE (a)-[:ON {tenant_id: r.tenant}]->(d)
+MERGE (a)-[o:ON {tenant_id: r.tenant}]->(d)
+ON CREATE SET o.updated_at = timestamp()
 WITH a, r
 UNWIND r.to AS t
 MATCH (p:Person {pid: t})
-MERGE (a)-[:WITH {tenant_id: r.tenant}]->(p)
+MERGE (a)-[w:WITH {tenant_id: r.tenant}]->(p)
+ON CREATE SET w.updated_at = timestamp()
 SET p.updated_at = timestamp()
 """,
 )

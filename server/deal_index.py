@@ -6,32 +6,37 @@ tenant's own records name (the buyers a tenant may ask `PredictBuyerProcess` abo
 
 The serving state's refresh keeps it current from what changed since the last refresh, reading
 only that: deals whose own records changed (`Deal.updated_at`) are read again (without what
-surrounds them); people whose records changed (`Person.updated_at`: jobs, signals, who holds them)
-have their own data read again, and the accounts where they work their staff; people whose
-relationships changed (`KNOWS.updated_at`), and people newly on a deal's buyer side, their ties.
-An erasure, a tenant changing whether it shares identities, or a tenant's first deal rebuilds the
-index whole (rare, and what is shown of a person then changes everywhere)."""
+surrounds them); interactions newly logged on a deal are added to it (`ON`/`WITH.updated_at`: the
+new rows only); people whose records changed (`Person.updated_at`: jobs, signals, who holds them)
+have their own data read again, and the accounts where they work their staff; of the relationships
+changed (`KNOWS.updated_at`), those of a deal's buyer side to a tenant's member are read again, and
+people newly on a buyer side have all their ties read. The deals it marks touched (their answers
+are computed again) are those whose own data, or whose people's data or ties, did change. An
+erasure, a tenant changing whether it shares identities, or a tenant's first deal rebuilds the index
+whole (rare, and what is shown of a person then changes everywhere)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
-from graph.deal_bundle import Deal, DealBundle, Signal
+from graph.deal_bundle import Deal, DealBundle, Signal, with_logged
 from graph.reader import ALL_TENANTS, GraphReader, TenantScope
+from server.snapshot import Changes
 
 DealKey = tuple[str, str]  # (tenant, deal id)
 
 
 @dataclass(frozen=True)
 class Watermarks:
-    """What the index has seen (ms): its deals', people's and relationships' latest changes."""
+    """What the index has seen (ms): its deals' latest record changes and latest logged rows (the
+    people and relationships it has seen are the snapshot's: server/state.py refreshes both alike)."""
 
     deals: int = 0
-    people: int = 0
-    knows: int = 0
+    logged: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,34 +122,40 @@ def _tenant_views(network: DealBundle) -> dict[str, DealBundle]:
     }
 
 
-def read_deal_index(reader: GraphReader, *, people_ms: int, knows_ms: int) -> DealIndex:
-    """The whole index, read now; `people_ms` and `knows_ms`: the latest person and KNOWS changes
-    already seen by the caller (the snapshot's), read before the deals so nothing between is missed."""
-    deals_ms = max((c.updated_at for c in reader.deals_changed(0, ALL_TENANTS)), default=0)
-    return DealIndex.of(reader.deal_bundle(ALL_TENANTS), Watermarks(deals_ms, people_ms, knows_ms), _named(reader))
+def read_deal_index(reader: GraphReader) -> DealIndex:
+    """The whole index, read now (its watermarks read first, so nothing written between is missed)."""
+    watermarks = Watermarks(
+        deals=max((c.updated_at for c in reader.deals_changed(0, ALL_TENANTS)), default=0),
+        logged=reader.logged_watermark(ALL_TENANTS),
+    )
+    return DealIndex.of(reader.deal_bundle(ALL_TENANTS), watermarks, _named(reader))
 
 
-def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
-    """`index` with what changed since it was read, reading only that (the module's docstring)."""
+def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes) -> DealIndex:
+    """`index` with what changed since it was read, reading only that (the module's docstring);
+    `changes`: the people and relationships changed since, as the snapshot's refresh read them."""
     seen = index.watermarks
     changed_deals = reader.deals_changed(seen.deals, ALL_TENANTS)
-    changed_people = reader.people_changed(seen.people, ALL_TENANTS)
-    changed_knows = reader.knows_changed(seen.knows, ALL_TENANTS)
-    if not (changed_deals or changed_people or changed_knows):
+    logged = reader.interactions_logged_since(seen.logged, ALL_TENANTS)
+    if not (changed_deals or logged or changes.people or changes.knows):
         return index
     before = index.network
-    network = before
-    replaced: set[DealKey] = set()
-    if changed_deals:
-        fresh = reader.deals(ALL_TENANTS, sorted({c.deal_id for c in changed_deals}))
-        replaced = {(d.tenant, d.deal_id) for d in fresh}
-        network = replace(network, deals=[d for d in network.deals if (d.tenant, d.deal_id) not in replaced] + fresh)
+    deals = dict(index._by_key)
+    fresh = reader.deals(ALL_TENANTS, sorted({c.deal_id for c in changed_deals})) if changed_deals else []
+    replaced = {(d.tenant, d.deal_id) for d in fresh}
+    deals.update(((d.tenant, d.deal_id), d) for d in fresh)
+    new_rows: dict[DealKey, list[list[Any]]] = defaultdict(list)
+    for row in logged:  # a deal read again above already holds its new rows, as does one not held yet
+        if (row.tenant, row.deal_id) in deals.keys() - replaced:
+            new_rows[(row.tenant, row.deal_id)].append(row.row())
+    deals.update((key, with_logged(deals[key], rows)) for key, rows in new_rows.items())
+    network = replace(before, deals=list(deals.values()))
     tenants = {deal.tenant for deal in network.deals}
     if tenants != {deal.tenant for deal in before.deals}:  # every person's data gains the new tenant's
-        return read_deal_index(reader, people_ms=seen.people, knows_ms=seen.knows)
+        return read_deal_index(reader)
     scope = TenantScope.of(*tenants)
 
-    people = sorted({c.pid for c in changed_people})
+    people = sorted({c.pid for c in changes.people})
     accounts = {deal.cid for deal in network.deals if deal.cid}
     employers = {  # accounts someone joined (staff: everyone who works or worked there)
         cid
@@ -158,26 +169,49 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader) -> DealIndex:
             network, staff={**network.staff, **reader.deal_surroundings([], sorted(employers), scope).staff}
         )
     # Every write that puts a person around a deal (owner, contact, either side of a logged
-    # interaction, an employment at its account) marks them changed: see graph/writes.py.
+    # interaction, an employment at its account) marks them changed: see graph/writes.py. Only
+    # those whose data did change touch the deals around them.
     again = sorted(set(people) & _around(network))
+    differ: set[str] = set()
     if again:
-        network = _with_people(network, reader.deal_surroundings(again, [], scope), set(again))
+        read = reader.deal_surroundings(again, [], scope)
+        differ = {p for p in again if _person_data(read, p, tenants) != _person_data(network, p, tenants)}
+        network = _with_people(network, read, set(again))
 
+    # Ties: everyone new on a buyer side, all of theirs; of the rest, only the relationships changed.
     buyer_side = _buyer_side(network)
-    related = {p for k in changed_knows for p in (k.lo, k.hi)}
-    tied = sorted((related & buyer_side) | (buyer_side - _buyer_side(before)))
-    if tied:
-        kept = {key: ties for key, ties in network.ties.items() if key[1] not in set(tied)}
-        network = replace(network, ties={**kept, **reader.ties_to_members(tied, scope)})
+    joined = buyer_side - _buyer_side(before)
+    pairs = [
+        (k.tenant, end, other)
+        for k in changes.knows
+        if k.tenant in tenants
+        for end, other in ((k.lo, k.hi), (k.hi, k.lo))
+        if end in buyer_side and end not in joined
+    ]
+    ties = {key: tied for key, tied in network.ties.items() if key[1] not in joined}
+    if joined:
+        ties.update(reader.ties_to_members(sorted(joined), scope))
+    if pairs:
+        for key, changed in reader.ties_between(pairs, scope).items():
+            members = {member for member, _ in changed}
+            ties[key] = [tie for tie in ties.get(key, []) if tie[0] not in members] + changed
+    network = replace(network, ties=ties)
+    retied = joined | {pid for _, pid, _ in pairs}
 
     watermarks = Watermarks(
         deals=max([seen.deals, *(c.updated_at for c in changed_deals)]),
-        people=max([seen.people, *(c.updated_at for c in changed_people)]),
-        knows=max([seen.knows, *(k.updated_at for k in changed_knows)]),
+        logged=max([seen.logged, *(row.updated_at for row in logged)]),
     )
-    # Employment and deal records are what name companies; KNOWS changes name none.
-    named = _named(reader) if changed_deals or changed_people else index.named_companies
-    return DealIndex.of(network, watermarks, named, _touched(network, replaced, employers, {*again, *tied}))
+    # Employment and deal records are what name companies; KNOWS changes and logged rows name none.
+    named = _named(reader) if changed_deals or changes.people else index.named_companies
+    touched = _touched(network, replaced | new_rows.keys(), employers, differ | retied)
+    return DealIndex.of(network, watermarks, named, touched)
+
+
+def _person_data(network: DealBundle, pid: str, tenants: set[str]) -> tuple[Any, ...]:
+    """What the deals read of a person besides their ties: jobs, signals, holders, shared identity."""
+    signals = [network.signals.get((tenant, pid), []) for tenant in sorted(tenants)]
+    return network.jobs.get(pid, []), signals, network.held_by.get(pid), pid in network.shared
 
 
 def _touched(network: DealBundle, changed: set[DealKey], accounts: set[str], people: set[str]) -> frozenset[DealKey]:

@@ -35,7 +35,7 @@ import numpy as np
 from core.vocabulary import FUNCTIONS, TITLE_LEVELS
 from graph import strength_heuristic as heuristic
 from graph.pseudonymize import PID_HEX_CHARS
-from graph.reader import ALL_TENANTS, GraphReader, KnowsRow, PersonRow
+from graph.reader import ALL_TENANTS, Erasure, GraphReader, KnowsRow, PersonChange, PersonRow
 
 log = logging.getLogger("relgraph.server")
 
@@ -542,15 +542,31 @@ def build(reader: GraphReader) -> Snapshot:
     )
 
 
-def refresh(snap: Snapshot, reader: GraphReader) -> Snapshot:
-    """Apply what changed since `snap`: tenants' settings; people whose records changed (re-read
-    whole); people erased (dropped with their relationships, then re-read: what a tenant's erasure
-    left of them, or nothing); and KNOWS relationships changed since its watermark. The result
-    holds what a full build would."""
+@dataclass(frozen=True)
+class Changes:
+    """What changed in the graph after a snapshot's watermarks: read once per refresh, and applied to
+    the snapshot and to the deal index alike (server/deal_index.py)."""
+
+    erasures: list[Erasure]
+    people: list[PersonChange]
+    knows: list[KnowsRow]
+
+
+def read_changes(snap: Snapshot, reader: GraphReader) -> Changes:
+    return Changes(
+        erasures=reader.erasures_since(snap.erasure_watermark_ms, ALL_TENANTS),
+        people=reader.people_changed(snap.people_watermark_ms, ALL_TENANTS),
+        knows=reader.knows_changed(snap.watermark_ms, ALL_TENANTS),
+    )
+
+
+def refresh(snap: Snapshot, reader: GraphReader, changes: Changes) -> Snapshot:
+    """Apply what changed since `snap` (`changes`, from `read_changes`): tenants' settings; people
+    whose records changed (re-read whole); people erased (dropped with their relationships, then
+    re-read: what a tenant's erasure left of them, or nothing); and KNOWS relationships changed
+    since its watermark. The result holds what a full build would."""
     tenants = read_tenants(reader, snap.tenants.ids)
-    erasures = reader.erasures_since(snap.erasure_watermark_ms, ALL_TENANTS)
-    updated = reader.people_changed(snap.people_watermark_ms, ALL_TENANTS)
-    changed = reader.knows_changed(snap.watermark_ms, ALL_TENANTS)
+    erasures, updated, changed = changes.erasures, changes.people, changes.knows
     if not changed and not erasures and not updated:
         return replace(snap, tenants=tenants, refreshed_at=time.time(), rows_skipped=0)
     erased = sorted({e.pid for e in erasures if _valid_pid(e.pid)})

@@ -121,7 +121,7 @@ class ServingStateHolder:
         self._thread: threading.Thread | None = None
         self._scaled: tuple[tuple[object, ...], StrengthScale] | None = None  # (what it was computed from, the scale)
         snap = snapshots.build(reader)
-        self.current = self._next(ServingState(snap, self._read_deals(snap)))
+        self.current = self._next(ServingState(snap, read_deal_index(reader)))
         self._publish(self.current)
 
     # -- refreshing ---------------------------------------------------------------------------------
@@ -134,12 +134,17 @@ class ServingStateHolder:
             try:
                 if full and self._prune_tombstones is not None:
                     self._prune_tombstones()
-                snap = snapshots.build(self._reader) if full else snapshots.refresh(previous.snapshot, self._reader)
-                deals = (
-                    self._read_deals(snap)
-                    if full or _shown_differently(previous.snapshot, snap)
-                    else refresh_deal_index(previous.deals, self._reader)
-                )
+                if full:
+                    snap = snapshots.build(self._reader)
+                    deals = read_deal_index(self._reader)
+                else:  # the snapshot and the deal index follow the same changes
+                    changes = snapshots.read_changes(previous.snapshot, self._reader)
+                    snap = snapshots.refresh(previous.snapshot, self._reader, changes)
+                    deals = (
+                        read_deal_index(self._reader)
+                        if _shown_differently(previous.snapshot, snap)
+                        else refresh_deal_index(previous.deals, self._reader, changes)
+                    )
                 state = self._next(replace(previous, snapshot=snap, deals=deals, store_reachable=True))
             except StoreError as exc:
                 if previous.store_reachable:
@@ -155,9 +160,6 @@ class ServingStateHolder:
                 purge_export_cache(self._export_cache)
             self._publish(state)
             return state
-
-    def _read_deals(self, snap: Snapshot) -> DealIndex:
-        return read_deal_index(self._reader, people_ms=snap.people_watermark_ms, knows_ms=snap.watermark_ms)
 
     def _next(self, state: ServingState) -> ServingState:
         """`state` with every model kind's promoted version picked up, the link strengths applied and

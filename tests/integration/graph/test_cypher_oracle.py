@@ -86,7 +86,7 @@ def test_incremental_refresh_equals_a_full_build(
     ]
     extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ingest(store, [extra], pseudo, progress=False)
-    refreshed = snapshots.refresh(before, Neo4jReader(store))
+    refreshed = snapshots.refresh(before, Neo4jReader(store), snapshots.read_changes(before, Neo4jReader(store)))
     full = snapshots.build(Neo4jReader(store))
     assert refreshed.people == full.people > before.people
     assert refreshed.relationships == full.relationships > before.relationships

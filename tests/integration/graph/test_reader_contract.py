@@ -32,6 +32,12 @@ def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
     bundle = reader.deal_bundle(scope)
     log = reader.interaction_log(ExportScope(tenants=scope))
     some_pids = sorted(row.pid for row in reader.people(scope))[::7]
+    # Every relationship of some people, both ways round: ties_between answers those to members.
+    pairs = [
+        (k.tenant, end, other)
+        for k in reader.knows_of(some_pids, ALL_TENANTS)
+        for end, other in ((k.lo, k.hi), (k.hi, k.lo))
+    ]
     return {
         "people": sorted(reader.people(scope)),
         "people_by_pid": sorted(reader.people_by_pid(some_pids, scope)),
@@ -39,6 +45,9 @@ def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
         "knows_of": sorted(k._replace(updated_at=0) for k in reader.knows_of(some_pids, scope)),
         "changed": sorted(c.pid for c in reader.people_changed(0, scope)),
         "deals_changed": sorted((c.tenant, c.deal_id) for c in reader.deals_changed(0, scope)),
+        "logged": sorted(row._replace(updated_at=0) for row in reader.interactions_logged_since(0, scope)),
+        "logged_watermark": reader.logged_watermark(scope) > 0,
+        "ties_between": plain(reader.ties_between(pairs, scope)),
         "companies": sorted(reader.companies(scope)),
         "tenants": sorted(reader.tenants(scope)),
         "economic_buyers": sorted(reader.economic_buyers(scope)),

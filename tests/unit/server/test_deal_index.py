@@ -17,7 +17,7 @@ from graph.deal_bundle import Deal, DealBundle
 from graph.ingest import read_records
 from graph.memory_reader import InMemoryGraph
 from graph.pseudonymize import Pseudonymizer
-from graph.reader import TenantScope, Ties
+from graph.reader import TenantScope, TiePair, Ties
 from jobs.generate import AS_OF, GeneratorConfig, generate
 from server import snapshot as snapshots
 from server.deal_answers import MAX_AGE_S, DealAnswers, answer_open_deals
@@ -34,6 +34,7 @@ class CountingReader(InMemoryGraph):
         self.deals_read: list[int] = []
         self.people_read: list[int] = []
         self.ties_read: list[int] = []
+        self.pairs_read: list[int] = []
 
     def deals(self, scope: TenantScope, deal_ids: Sequence[str] | None = None) -> list[Deal]:
         deals = super().deals(scope, deal_ids)
@@ -48,14 +49,32 @@ class CountingReader(InMemoryGraph):
         self.ties_read.append(len(pids))
         return super().ties_to_members(pids, scope)
 
+    def ties_between(self, pairs: Sequence[TiePair], scope: TenantScope) -> dict[tuple[str, str], list[Ties]]:
+        self.pairs_read.append(len(pairs))
+        return super().ties_between(pairs, scope)
+
 
 def _records(network: Path) -> list[dict[str, Any]]:
     return [record for path in sorted((network / "ingest").glob("*.jsonl")) for _, record, _ in read_records(path)]
 
 
 def _index(reader: InMemoryGraph) -> DealIndex:
-    snap = snapshots.build(reader)
-    return read_deal_index(reader, people_ms=snap.people_watermark_ms, knows_ms=snap.watermark_ms)
+    return read_deal_index(reader)
+
+
+class Refresher:
+    """A deal index kept current as the serving state keeps it: from the changes its snapshot reads."""
+
+    def __init__(self, reader: InMemoryGraph) -> None:
+        self.reader = reader
+        self.snapshot = snapshots.build(reader)
+        self.index = read_deal_index(reader)
+
+    def refresh(self) -> DealIndex:
+        changes = snapshots.read_changes(self.snapshot, self.reader)
+        self.snapshot = snapshots.refresh(self.snapshot, self.reader, changes)
+        self.index = refresh_deal_index(self.index, self.reader, changes)
+        return self.index
 
 
 def _content(index: DealIndex) -> dict[str, Any]:
@@ -69,7 +88,7 @@ def _content(index: DealIndex) -> dict[str, Any]:
 
 def _changes(records: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[dict[str, Any], ...]]:
     """A deal, and one change of each kind that touches it: its record, a signal at its account, a
-    tie of its contact, a new contact, a new hire at the account."""
+    tie of its contact, an interaction logged on it, a new contact, a new hire at the account."""
     deal = next(r for r in records if r["kind"] == "deal")
     staff = next(r for r in records if r["kind"] == "employment" and r["company"] == deal["account"])
     contact = next(r for r in records if r["kind"] == "deal_contact" and r["deal"] == deal["id"])
@@ -94,6 +113,16 @@ def _changes(records: list[dict[str, Any]]) -> tuple[dict[str, Any], tuple[dict[
             "ts": AS_OF - 7200,
             "from": member["email"],
             "to": [contact["email"]],
+        },
+        {  # the member emails the contact about the deal: a row logged on it
+            "kind": "interaction",
+            "tenant": deal["tenant"],
+            "id": "m-new-2",
+            "type": "email",
+            "ts": AS_OF - 3600,
+            "from": member["email"],
+            "to": [contact["email"]],
+            "deal": deal["id"],
         },
         {  # someone at the account, with ties of their own, is listed on the deal
             "kind": "deal_contact",
@@ -141,21 +170,23 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
     records = _records(small_network)
     graph = CountingReader(pseudo)
     graph.ingest(records)
-    index = _index(graph)
-    assert refresh_deal_index(index, graph) is index  # nothing changed: nothing read
+    refresher = Refresher(graph)
+    index = refresher.index
+    assert refresher.refresh() is index  # nothing changed: nothing read
 
     deal, changes = _changes(records)
     for change in changes:
-        for reads in (graph.deals_read, graph.people_read, graph.ties_read):
+        for reads in (graph.deals_read, graph.people_read, graph.ties_read, graph.pairs_read):
             reads.clear()
         graph.ingest([change])
-        index = refresh_deal_index(index, graph)
+        index = refresher.refresh()
         if change["kind"] in ("deal", "deal_contact"):  # that deal alone is read again
             assert graph.deals_read == [1]
-        else:  # a person or a relationship changed: no deal is read again, only their own data
-            assert graph.deals_read == [] and (graph.people_read or graph.ties_read), change
-        if change["kind"] == "interaction":  # only the contact's ties (the member is on no buyer side)
-            assert graph.people_read == [] and graph.ties_read == [1]
+        else:  # a person, a relationship or a logged row: no deal is read again, only what changed
+            assert graph.deals_read == [] and (graph.people_read or graph.ties_read or graph.pairs_read), change
+        if change["kind"] == "interaction":  # only the contact's tie to the member (on no buyer side)
+            assert graph.ties_read == [] and graph.pairs_read == [1], change
+            assert graph.people_read == ([1] if change.get("deal") else []), change  # the contact's own data
         assert _content(index) == _content(_index(graph)), change
     _, served = index.find(deal["tenant"], deal["id"]) or (None, None)
     assert served is not None and served.amount == 1234.5
@@ -179,7 +210,8 @@ def test_answers_kept_up_by_refreshes_equal_answering_every_deal_again(pseudo: P
     graph = InMemoryGraph(pseudo)
     graph.ingest(records)
     scorer = DEAL.load_promoted(untrained_models(tmp_path))
-    index = _index(graph)
+    refresher = Refresher(graph)
+    index = refresher.index
     answers = answer_open_deals(DealAnswers(), index, scorer, AS_OF)
     open_deals = [d for d in index.network.deals if not 0 <= d.closed <= AS_OF]
     assert len(answers.estimates) == len(answers.signals) == len(open_deals) > 10
@@ -188,7 +220,7 @@ def test_answers_kept_up_by_refreshes_equal_answering_every_deal_again(pseudo: P
     deal, changes = _changes(records)
     for change in changes:
         graph.ingest([change])
-        before, index = answers, refresh_deal_index(index, graph)
+        before, index = answers, refresher.refresh()
         answers = answer_open_deals(answers, index, scorer, AS_OF)
         touched = index.touched or frozenset()
         assert (deal["tenant"], deal["id"]) in touched and len(touched) < len(index.network.deals) / 4, change
