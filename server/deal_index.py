@@ -25,7 +25,7 @@ import numpy as np
 
 from graph.deal_bundle import Deal, DealBundle, Signal, with_logged
 from graph.reader import ALL_TENANTS, GraphReader, TenantScope
-from server.snapshot import Changes
+from server.snapshot import Changes, Snapshot
 
 DealKey = tuple[str, str]  # (tenant, deal id)
 
@@ -131,9 +131,10 @@ def read_deal_index(reader: GraphReader) -> DealIndex:
     return DealIndex.of(reader.deal_bundle(ALL_TENANTS), watermarks, _named(reader))
 
 
-def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes) -> DealIndex:
+def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, snap: Snapshot) -> DealIndex:
     """`index` with what changed since it was read, reading only that (the module's docstring);
-    `changes`: the people and relationships changed since, as the snapshot's refresh read them."""
+    `changes`: the people and relationships changed since, as the snapshot's refresh read them, and
+    `snap` the snapshot they were applied to (which holds the changed people's employers)."""
     seen = index.watermarks
     changed_deals = reader.deals_changed(seen.deals, ALL_TENANTS)
     logged = reader.interactions_logged_since(seen.logged, ALL_TENANTS)
@@ -159,9 +160,9 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes) 
     accounts = {deal.cid for deal in network.deals if deal.cid}
     employers = {  # accounts someone joined (staff: everyone who works or worked there)
         cid
-        for person in (reader.people_by_pid(people, ALL_TENANTS) if people else ())
-        for cid in person.employers
-        if cid in accounts and person.pid not in network.staff.get(cid, ())
+        for pid in people
+        for cid in _employers(snap, pid)
+        if cid in accounts and pid not in network.staff.get(cid, ())
     }
     employers |= accounts - network.staff.keys()  # a new account's staff, or one that had none
     if employers:  # someone may have joined an account
@@ -206,6 +207,11 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes) 
     named = _named(reader) if changed_deals or changes.people else index.named_companies
     touched = _touched(network, replaced | new_rows.keys(), employers, differ | retied)
     return DealIndex.of(network, watermarks, named, touched)
+
+
+def _employers(snap: Snapshot, pid: str) -> list[str]:
+    node = snap.node(pid)
+    return [] if node is None else [snap.companies.cids[c] for c in snap.employers(node).tolist()]
 
 
 def _person_data(network: DealBundle, pid: str, tenants: set[str]) -> tuple[Any, ...]:

@@ -143,7 +143,7 @@ class ServingStateHolder:
                     deals = (
                         read_deal_index(self._reader)
                         if _shown_differently(previous.snapshot, snap)
-                        else refresh_deal_index(previous.deals, self._reader, changes)
+                        else refresh_deal_index(previous.deals, self._reader, changes, snap)
                     )
                 state = self._next(replace(previous, snapshot=snap, deals=deals, store_reachable=True))
             except StoreError as exc:

@@ -73,7 +73,7 @@ class Refresher:
     def refresh(self) -> DealIndex:
         changes = snapshots.read_changes(self.snapshot, self.reader)
         self.snapshot = snapshots.refresh(self.snapshot, self.reader, changes)
-        self.index = refresh_deal_index(self.index, self.reader, changes)
+        self.index = refresh_deal_index(self.index, self.reader, changes, self.snapshot)
         return self.index
 
 
