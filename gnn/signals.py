@@ -9,6 +9,7 @@ days since the event, times 1.0 for a listed contact and 0.9 for anyone else at 
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,34 +68,48 @@ def _score(kind: str, topic: str, ts: int, as_of: int, contact: bool) -> tuple[f
 
 
 def _ingested(data: DealBundle, deal: Deal, as_of: int) -> list[RankedSignal]:
-    people = set(data.staff.get(deal.cid, ())) | set(deal.contacts)
+    since = as_of - LOOKBACK_DAYS * DAY
+    account = data.account_people(deal.cid, deal.tenant)
+    found = account.signals[bisect_left(account.signal_times, since) : bisect_right(account.signal_times, as_of)]
+    found += [  # listed contacts who never worked at the account
+        s
+        for pid in deal.contacts
+        if pid not in account.staff
+        for s in data.signals.get((deal.tenant, pid), ())
+        if since <= s.ts <= as_of
+    ]
     out = []
-    for pid in people:
-        for s in data.signals.get((deal.tenant, pid), ()):
-            if as_of - LOOKBACK_DAYS * DAY <= s.ts <= as_of:
-                relevance, why = _score(s.kind, s.topic, s.ts, as_of, pid in deal.contacts)
-                role = deal.contacts.get(pid)
-                who = (
-                    f"the deal's {role.replace('_', ' ')}" if role else "someone at the account who is not on the deal"
-                )
-                out.append(RankedSignal(s.kind, s.topic, s.value, s.ts, pid, f"{who} {why}", relevance))
+    for s in found:
+        relevance, why = _score(s.kind, s.topic, s.ts, as_of, s.pid in deal.contacts)
+        role = deal.contacts.get(s.pid)
+        who = f"the deal's {role.replace('_', ' ')}" if role else "someone at the account who is not on the deal"
+        out.append(RankedSignal(s.kind, s.topic, s.value, s.ts, s.pid, f"{who} {why}", relevance))
     return out
 
 
 def _job_moves(data: DealBundle, deal: Deal, as_of: int) -> list[RankedSignal]:
-    out = []
+    """Listed contacts who left the account, and executives who joined it since shortly before the
+    deal was created (the account's jobs by start time: only those that began in the window)."""
     since = as_of - LOOKBACK_DAYS * DAY
-    for pid in set(data.staff.get(deal.cid, ())) | set(deal.contacts):
-        jobs: list[Job] = data.jobs.get(pid, [])
-        for job in jobs:
+    joined_after = max(since, deal.created - 90 * DAY + 1)
+
+    def new_executive(pid: str, job: Job) -> RankedSignal:
+        relevance, why = _score("new_executive", "*", job.start, as_of, pid in deal.contacts)
+        return RankedSignal("new_executive", "joined_account", job.level, job.start, pid, why, relevance)
+
+    out = []
+    for pid, role in deal.contacts.items():
+        for job in data.jobs.get(pid, ()):
             if job.cid != deal.cid:
                 continue
-            if pid in deal.contacts and since <= job.end <= as_of:
+            if since <= job.end <= as_of:
                 relevance, why = _score("contact_left", "*", job.end, as_of, True)
-                out.append(RankedSignal("job_change", "left_account", deal.contacts[pid], job.end, pid, why, relevance))
-            elif job.level in _SENIOR_LEVELS and since <= job.start <= as_of and job.start > deal.created - 90 * DAY:
-                relevance, why = _score("new_executive", "*", job.start, as_of, pid in deal.contacts)
-                out.append(RankedSignal("new_executive", "joined_account", job.level, job.start, pid, why, relevance))
+                out.append(RankedSignal("job_change", "left_account", role, job.end, pid, why, relevance))
+            elif job.level in _SENIOR_LEVELS and joined_after <= job.start <= as_of:
+                out.append(new_executive(pid, job))
+    account = data.account_people(deal.cid, deal.tenant)
+    started = account.jobs[bisect_left(account.job_starts, joined_after) : bisect_right(account.job_starts, as_of)]
+    out += [new_executive(pid, job) for pid, job in started if pid not in deal.contacts and job.level in _SENIOR_LEVELS]
     return out
 
 

@@ -64,6 +64,18 @@ class Deal:
 
 
 @dataclass(frozen=True)
+class AccountPeople:
+    """What a deal's signals read of its account's staff (all who work or worked there): their jobs at
+    the account ordered by start, and the signals one tenant ingested from them ordered by time."""
+
+    staff: frozenset[str]
+    job_starts: list[int]
+    jobs: list[tuple[str, Job]]  # (pid, their job at the account)
+    signal_times: list[int]
+    signals: list[Signal]
+
+
+@dataclass(frozen=True)
 class DealBundle:
     """Deals and what surrounds them; keys are pids, tenants and company ids (all pseudonymous)."""
 
@@ -76,6 +88,9 @@ class DealBundle:
     # shares identities (what the server's visibility rule needs; server/visibility.py).
     held_by: dict[str, frozenset[str]] = field(default_factory=dict)
     shared: frozenset[str] = frozenset()
+    # (company, tenant) -> its AccountPeople, computed when first asked for: every deal at an account
+    # reads the same staff, and large accounts have thousands.
+    _accounts: dict[tuple[str, str], AccountPeople] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # One order whichever reader built it (Neo4j returns collections in no particular order),
@@ -89,6 +104,16 @@ class DealBundle:
         for tied in self.ties.values():
             tied.sort(key=lambda tie: tie[0])
 
+    def account_people(self, cid: str, tenant: str) -> AccountPeople:
+        found = self._accounts.get((cid, tenant))
+        if found is None:
+            staff = self.staff.get(cid, [])
+            jobs = sorted(((p, j) for p in staff for j in self.jobs.get(p, ()) if j.cid == cid), key=_by_start)
+            signals = sorted((s for p in staff for s in self.signals.get((tenant, p), ())), key=lambda s: s.ts)
+            found = AccountPeople(frozenset(staff), [j.start for _, j in jobs], jobs, [s.ts for s in signals], signals)
+            self._accounts[(cid, tenant)] = found
+        return found
+
     def job_at(self, pid: str, t: int) -> Job | None:
         """The job held at t (the latest started, if several)."""
         held = [j for j in self.jobs.get(pid, ()) if j.start <= t and (j.end < 0 or j.end > t)]
@@ -96,6 +121,10 @@ class DealBundle:
 
     def deal(self, tenant: str, deal_id: str) -> Deal | None:
         return next((d for d in self.deals if d.tenant == tenant and d.deal_id == deal_id), None)
+
+
+def _by_start(held: tuple[str, Job]) -> int:
+    return held[1].start
 
 
 def observed_until(data: DealBundle) -> int:

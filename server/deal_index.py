@@ -146,8 +146,9 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, 
     replaced = {(d.tenant, d.deal_id) for d in fresh}
     deals.update(((d.tenant, d.deal_id), d) for d in fresh)
     new_rows: dict[DealKey, list[list[Any]]] = defaultdict(list)
-    for row in logged:  # a deal read again above already holds its new rows, as does one not held yet
-        if (row.tenant, row.deal_id) in deals.keys() - replaced:
+    kept = deals.keys() - replaced  # a deal read again above already holds its new rows, as does one not held yet
+    for row in logged:
+        if (row.tenant, row.deal_id) in kept:
             new_rows[(row.tenant, row.deal_id)].append(row.row())
     deals.update((key, with_logged(deals[key], rows)) for key, rows in new_rows.items())
     network = replace(before, deals=list(deals.values()))
