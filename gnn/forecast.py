@@ -6,9 +6,9 @@ teams use today. Pure computation on the deals and the deal model's outlooks at 
   deals censored). The expected bookings per period are exact (win probability x amount x the
   probability the close falls in the period); p10/p50/p90 come from sampling every deal's outcome
   and close together.
-- weighted pipeline: amount x a fixed probability per CRM stage, placed where a CRM close date
-  would put it: the deal's creation plus the tenant's median won-deal cycle (the ingest format
-  carries no CRM close date), or the current period once that is past.
+- weighted pipeline: amount x a fixed probability per CRM stage, placed at the CRM's expected close
+  date (`close_date`; for a deal without one, its creation plus the tenant's median won-deal
+  cycle), or in the current period once that is past.
 - commit: the deals the CRM puts in its last open stage (negotiation), in full, this period."""
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def _crm_forecasts(
     weighted, commit = [0.0] * len(periods), [0.0] * len(periods)
     for deal in deals:
         stage = deal.crm_stage_at(t)
-        close = max(t, deal.created + cycle)
+        close = max(t, deal.close_date if deal.close_date >= 0 else deal.created + cycle)
         for i, p in enumerate(periods):
             if p.start <= close < p.end:
                 weighted[i] += deal.amount * probability.get(stage, 0.0)
@@ -207,7 +207,8 @@ def forecast_open_deals(data: DealBundle | None, scorer: DealScorer, t: int, per
 
 def known_at(data: DealBundle, t: int) -> DealBundle:
     """`data` as it was known at t: deals created by then, open unless they had closed, with the
-    stage changes, interactions, jobs, signals and ties recorded by then. A backtest forecasts from
+    stage changes, interactions, jobs, signals and ties recorded by then, and no CRM close date (a
+    CRM keeps only its latest value, which may have been set after t). A backtest forecasts from
     this, so it cannot read the future whatever its features do."""
     deals = []
     for d in data.deals:
@@ -222,6 +223,7 @@ def known_at(data: DealBundle, t: int) -> DealBundle:
                 stage_ts=[ts for _, ts in stages],
                 closed=d.closed if 0 <= d.closed <= t else -1,
                 outcome=d.outcome if 0 <= d.closed <= t else "open",
+                close_date=-1,
                 ts=d.ts[seen],
                 kind=d.kind[seen],
                 buyer=d.buyer[seen],

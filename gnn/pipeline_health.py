@@ -36,7 +36,7 @@ HAS_INTERACTIONS = Check("has_interactions", "interactions synced from email or 
 ECONOMIC_BUYER = Check(
     "economic_buyer_named", f"the economic buyer is listed once the CRM says {ECONOMIC_BUYER_FROM} or later"
 )
-NOT_AUDITED = ["close dates in the past: the ingest format carries no CRM expected-close date, so none is audited"]
+CLOSE_DATE_AHEAD = Check("close_date_ahead", "the CRM's expected close date is not in the past")
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,9 @@ def audit_hygiene(
         ]
         if estimate:
             outcomes.append((STAGE_AGREES, crm == estimate, f"CRM says {crm or 'no stage'}, behaviour says {estimate}"))
+        if deal.close_date >= 0:
+            overdue = (t - deal.close_date) // DAY
+            outcomes.append((CLOSE_DATE_AHEAD, overdue <= 0, f"the CRM's close date passed {overdue} days ago"))
         if eb_from is not None and crm in stage_order and stage_order.index(crm) >= eb_from:
             named = "economic_buyer" in deal.contacts.values()
             outcomes.append((ECONOMIC_BUYER, named, f"no economic buyer listed at {crm}"))
@@ -127,10 +130,12 @@ def audit_hygiene(
             tally[1] += passed
         issues = tuple(why for _, passed, why in outcomes if not passed)
         findings.append(DealFindings(deal.deal_id, crm, estimate, issues))
-    checks = [STAGE_AGREES, active, HAS_CONTACTS, HAS_INTERACTIONS, ECONOMIC_BUYER]
+    checks = [STAGE_AGREES, active, CLOSE_DATE_AHEAD, HAS_CONTACTS, HAS_INTERACTIONS, ECONOMIC_BUYER]
     results = [CheckResult(c, *tallies.get(c.code, [0, 0])) for c in checks]
     picked = random.Random(seed).sample(findings, min(sample, len(findings)))
-    not_audited = list(NOT_AUDITED)
+    not_audited = []
+    if not any(deal.close_date >= 0 for deal in live):
+        not_audited.append("close dates: no open deal carries the CRM's expected close date (`close_date`)")
     if not estimated_stages or not any(estimates):
         not_audited.append("stage agreement: no deal model with a stage estimate is promoted")
     if eb_from is None:

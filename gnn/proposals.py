@@ -53,7 +53,7 @@ def propose(deals: Sequence[Deal], outlooks: Sequence[DealOutlook], t: int) -> l
     most confident first."""
     found = []
     for deal, outlook in zip(deals, outlooks, strict=True):
-        found += [*_stage(deal, outlook, t), _close_date(deal, outlook, t), *_next_step(deal, t), *_contacts(deal, t)]
+        found += [*_stage(deal, outlook, t), *_close_date(deal, outlook, t), *_next_step(deal, t), *_contacts(deal, t)]
     return sorted(found, key=lambda p: (-p.confidence, p.deal_id, p.field, p.proposed))
 
 
@@ -65,15 +65,25 @@ def _stage(deal: Deal, outlook: DealOutlook, t: int) -> list[Proposal]:
     return [_proposal(deal, "stage", crm, outlook.stage, [why], outlook.stage_probability)]
 
 
-def _close_date(deal: Deal, outlook: DealOutlook, t: int) -> Proposal:
-    """The expected close (the CRM records none); confident as the chance it closes within a month of it."""
+def _close_date(deal: Deal, outlook: DealOutlook, t: int) -> list[Proposal]:
+    """The expected close, where the CRM records none, or one already past, or one outside the
+    model's p10-p90; confident as the chance it closes within a month of it."""
     low, mid, high = (t + float(np.expm1(x)) * DAY for x in outlook.close_log_days)
+    crm = deal.close_date
+    if crm < 0:
+        wrong = "the CRM records no close date"
+    elif crm < t:
+        wrong = f"the CRM's close date {_day(crm)} passed {(t - crm) // DAY} days ago"
+    elif not low <= crm <= high:
+        wrong = f"the CRM's close date {_day(crm)} lies outside the expected p10-p90"
+    else:
+        return []
     window = np.asarray([mid - _CLOSE_WINDOW_DAYS * DAY, mid + _CLOSE_WINDOW_DAYS * DAY])
     within = float(np.diff(close_cdf(outlook, t, window))[0])
     why = (
         f"expected close {_day(mid)} (p10 {_day(low)}, p90 {_day(high)}); win probability {outlook.win_probability:.0%}"
     )
-    return _proposal(deal, "close_date", "", _day(mid), [why], within)
+    return [_proposal(deal, "close_date", _day(crm) if crm >= 0 else "", _day(mid), [wrong, why], within)]
 
 
 def _next_step(deal: Deal, t: int) -> list[Proposal]:

@@ -321,7 +321,8 @@ def write_import_files(graph: GraphBuilder, directory: Path, progress: tqdm | No
     )
     deal_header = [
         *(":ID(Deal)", "tenant_id", "deal_id", "amount:double", "created:long", "product"),
-        *("stage_names:string[]", "stage_ts:long[]", "crm_stage", "closed:long", "outcome", "updated_at:long"),
+        *("stage_names:string[]", "stage_ts:long[]", "crm_stage", "closed:long", "outcome", "close_date:long"),
+        "updated_at:long",
     ]
     files.write(
         "nodes",
@@ -405,7 +406,17 @@ def write_import_files(graph: GraphBuilder, directory: Path, progress: tqdm | No
     return files
 
 
-_DEAL_PROPS = ("amount", "created", "product", "stage_names", "stage_ts", "crm_stage", "closed", "outcome")
+_DEAL_PROPS = (
+    "amount",
+    "created",
+    "product",
+    "stage_names",
+    "stage_ts",
+    "crm_stage",
+    "closed",
+    "outcome",
+    "close_date",
+)
 
 
 # -- the load ---------------------------------------------------------------------------------

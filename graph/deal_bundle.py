@@ -45,6 +45,7 @@ class Deal:
     stage_ts: list[int]
     closed: int  # -1 while open
     outcome: str  # open, won or lost
+    close_date: int  # the CRM's expected close as the rep last set it; -1: none recorded
     contacts: dict[str, str]  # pid -> role
     # Interactions logged on the deal, in time order.
     ts: np.ndarray = field(repr=False)
@@ -157,6 +158,7 @@ def deal_from_row(row: dict[str, Any]) -> Deal:
         stage_ts=[int(x) for x in row["stage_ts"]],
         closed=int(row["closed"]),
         outcome=str(row["outcome"]),
+        close_date=int(row["close_date"]),
         contacts={str(p): str(r) for p, r in row["contacts"]},
         **_interaction_arrays(row["interactions"]),
     )

@@ -153,7 +153,18 @@ class InMemoryGraph:
         self._person(row["owner"], touched=True)
         self.deal_records[key] = {
             k: row[k]
-            for k in ("cid", "owner", "amount", "created", "product", "stage_names", "stage_ts", "closed", "outcome")
+            for k in (
+                "cid",
+                "owner",
+                "amount",
+                "created",
+                "product",
+                "stage_names",
+                "stage_ts",
+                "closed",
+                "outcome",
+                "close_date",
+            )
         }
         self._touch_deal(*key)
 
@@ -417,7 +428,10 @@ class InMemoryGraph:
             "cid": deal["cid"],
             **attrs,
             "owner": deal["owner"],
-            **{k: deal[k] for k in ("amount", "created", "product", "stage_names", "stage_ts", "closed", "outcome")},
+            **{
+                k: deal[k]
+                for k in ("amount", "created", "product", "stage_names", "stage_ts", "closed", "outcome", "close_date")
+            },
             "contacts": [[p, r] for (t, d, p), r in sorted(self.contacts.items()) if (t, d) == (tenant, deal_id)],
             "interactions": interactions,
         }

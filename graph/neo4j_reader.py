@@ -227,6 +227,7 @@ RETURN d.tenant_id AS tenant, d.deal_id AS deal_id, c.cid AS cid, coalesce(c.ind
        coalesce(c.size_band, '') AS size_band, o.pid AS owner, coalesce(d.amount, 0.0) AS amount,
        d.created AS created, coalesce(d.product, '') AS product, coalesce(d.stage_names, []) AS stage_names,
        coalesce(d.stage_ts, []) AS stage_ts, coalesce(d.closed, -1) AS closed, coalesce(d.outcome, 'open') AS outcome,
+       coalesce(d.close_date, -1) AS close_date,
        contacts, interactions
 ORDER BY tenant, deal_id
 """,

@@ -185,6 +185,9 @@ def _deal(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[st
         raise RecordError("a stage change is before 'created'", "stages")
     if times and closed is not None and times[-1] > closed:
         raise RecordError("a stage change is after 'closed'", "stages")
+    close_date = _time(rec, "close_date", False)  # the CRM's expected close, as the rep keeps it
+    if close_date is not None and created is not None and close_date < created:
+        raise RecordError("field 'close_date' is before 'created'", "close_date")
     return {
         "deal_id": deal_id,
         "cid": _domain(rec, "account"),
@@ -197,6 +200,7 @@ def _deal(rec: Mapping[str, Any], tenant: str, pseudo: Pseudonymizer) -> dict[st
         "crm_stage": names[-1] if names else "",
         "closed": -1 if closed is None else closed,
         "outcome": outcome,
+        "close_date": -1 if close_date is None else close_date,
     }
 
 

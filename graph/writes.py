@@ -59,7 +59,7 @@ UNWIND $rows AS r
 MERGE (d:Deal {tenant_id: r.tenant, deal_id: r.deal_id})
 SET d.amount = r.amount, d.created = r.created, d.product = r.product, d.stage_names = r.stage_names,
     d.stage_ts = r.stage_ts, d.crm_stage = r.crm_stage, d.closed = r.closed, d.outcome = r.outcome,
-    d.updated_at = timestamp()
+    d.close_date = r.close_date, d.updated_at = timestamp()
 MERGE (c:Company {cid: r.cid})
 MERGE (o:Person {pid: r.owner})
 SET o.updated_at = timestamp()

@@ -6,7 +6,7 @@ Structure: companies with industries and Zipf-like sizes; people with job histor
 colleagues exist); tenants are seller companies whose employees are members; members' ties form
 with homophily (colleagues, former colleagues, same-industry contacts) and decay; deals follow a
 stage process that depends on the buyer type, with engagement that matches the true stage; CRM
-stages are corrupted according to `hygiene`; signals come from people around the account who are
+stages and expected close dates are corrupted according to `hygiene`; signals come from people around the account who are
 not on the deal (e.g. an ops director answering a contract-expiry poll)."""
 
 from __future__ import annotations
@@ -461,6 +461,18 @@ def _crm_stages(
     return [STAGES[0], STAGES[wrong]], [created, created + (observed[-1] - created) // 2 + 1]
 
 
+def _crm_close_date(created: int, close_ts: int, is_open: bool, hygiene: float, rng: np.random.Generator) -> int:
+    """The expected close date a rep would have typed: set at creation to a guess of 45-120 days on;
+    with probability `hygiene` kept current (the actual close once closed; while open, the true
+    close give or take two weeks, and never left in the past), else never touched again."""
+    guess = created + int(rng.uniform(45, 120) * DAY)
+    if rng.random() >= hygiene:
+        return guess
+    if not is_open:
+        return close_ts
+    return max(AS_OF + int(rng.uniform(1, 14) * DAY), close_ts + int(rng.normal(0, 14) * DAY))
+
+
 def _one_deal(
     d: int,
     world: _World,
@@ -535,6 +547,8 @@ def _one_deal(
     }
     if not is_open:
         deal["outcome"], deal["closed"] = outcome, int(close_ts)
+    # Its own random stream, so that adding it left every other generated value as it was.
+    deal["close_date"] = _crm_close_date(created, close_ts, is_open, cfg.hygiene, np.random.default_rng((cfg.seed, d)))
     out["deals"].append(_j(deal))
     crm_only = bool(rng.random() < cfg.crm_only_share)
     if warm_intro and not crm_only:  # the introduction: a colleague of the rep already knows the champion

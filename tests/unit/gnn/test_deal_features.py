@@ -46,6 +46,7 @@ def _deal(events: list[tuple[int, str, str, bool]], **overrides: object) -> Deal
         stage_ts=[T0, T0 + 10 * DAY, T0 + 20 * DAY, T0 + 30 * DAY],
         closed=T0 + 40 * DAY,
         outcome="won",
+        close_date=-1,
         contacts={"champ": "champion", "boss": "economic_buyer"},
         ts=np.array([T0 + d * DAY for d, *_ in events], dtype=np.int64),
         kind=np.array([k for _, k, *_ in events], dtype=object),

@@ -84,6 +84,21 @@ def test_expectation_interval_and_owners() -> None:
     )
 
 
+def test_the_weighted_pipeline_places_deals_at_the_crms_close_date() -> None:
+    """At the CRM's expected close date; this period once it has passed; without one, at creation
+    plus the median won cycle (here 80 days: T + 70 days, in Q3)."""
+    history = [deal(f"h{i}", ["discovery"], created=T - 400 * DAY, closed=T - (400 - life) * DAY) for i, life in
+               enumerate([30, 30, 130, 130])]  # fmt: skip
+    deals = [
+        deal("dated", ["discovery"], created=T - 10 * DAY, close_date=T + 150 * DAY),  # October: Q4
+        deal("overdue", ["discovery"], created=T - 10 * DAY, close_date=T - 5 * DAY),
+        deal("undated", ["discovery"], created=T - 10 * DAY),
+    ]
+    result = forecast(deals, [outlook(0.5, 20)] * 3, T, periods_from(T, "quarter", 3), STAGES, [*history, *deals])
+    one = stage_probabilities(STAGES)["discovery"]
+    assert [r.weighted_pipeline for r in result.periods] == pytest.approx([one, one, one])
+
+
 def test_close_timing_counts_the_open_deals() -> None:
     """Kaplan-Meier: a deal still open at 200 days keeps a share of the deals from ever closing."""
     lives = [deal(f"c{i}", ["discovery"], created=T - 300 * DAY, closed=T - 300 * DAY + 10 * DAY) for i in range(3)]
@@ -106,7 +121,7 @@ def test_a_backtest_forecast_reads_nothing_after_its_date(
     small_network: Path, pseudo: Pseudonymizer, tmp_path: Path
 ) -> None:
     """Rewriting everything after the backtest date (outcomes, later stages, interactions, signals,
-    ties) changes what was booked, never the forecasts made at that date."""
+    ties, the CRM's close dates) changes what was booked, never the forecasts made at that date."""
     graph = InMemoryGraph(pseudo)
     graph.ingest([r for path in sorted((small_network / "ingest").glob("*.jsonl")) for _, r, _ in read_records(path)])
     scorer = DEAL.load_promoted(untrained_models(tmp_path))  # untrained: any leak would still move its numbers
@@ -126,6 +141,7 @@ def test_a_backtest_forecast_reads_nothing_after_its_date(
             d,
             outcome="won" if wins else "open",
             closed=start + DAY if wins else -1,
+            close_date=start + DAY,  # a CRM keeps only its latest close date: a backtest never reads it
             stage_names=[*d.stage_names, "negotiation"],
             stage_ts=[*d.stage_ts, start + DAY],
             ts=np.concatenate([d.ts[~later], [start + 2 * DAY]]),
@@ -146,6 +162,8 @@ def test_a_backtest_forecast_reads_nothing_after_its_date(
     forecasts = ("open_deals", "expected", "p10", "p90", "weighted_pipeline", "commit")
     assert [getattr(made, f) for f in forecasts] == [getattr(remade, f) for f in forecasts]
     assert made.booked != remade.booked
-    # The forecast itself reads only what was known at t, even given everything (known_at aside).
+    # The forecast itself reads only what was known at t, even given everything (known_at aside), but
+    # the CRM's close dates, which are what the CRM says at t when t is now.
     given_all = forecast_open_deals(data, scorer, start, "quarter", 2)
-    assert given_all == forecast_open_deals(future, scorer, start, "quarter", 2)
+    as_dated = [dataclasses.replace(f, close_date=d.close_date) for f, d in zip(future.deals, data.deals, strict=True)]
+    assert given_all == forecast_open_deals(dataclasses.replace(future, deals=as_dated), scorer, start, "quarter", 2)

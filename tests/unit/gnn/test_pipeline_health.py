@@ -21,12 +21,13 @@ def deal(
     touches: list[int] = (),  # type: ignore[assignment]
     closed: int = -1,
     created: int = T - 100 * DAY,
+    close_date: int = -1,
 ) -> Deal:
     ts = np.asarray(sorted(touches), dtype=np.int64)
     return Deal(
         tenant="acme", deal_id=deal_id, cid="buyer", industry="", size_band="", owner="rep", amount=1.0,
         created=created, product="", stage_names=stages, stage_ts=[created + i * DAY for i in range(len(stages))],
-        closed=closed, outcome="won" if closed >= 0 else "open",
+        closed=closed, outcome="won" if closed >= 0 else "open", close_date=close_date,
         contacts={"p": "champion"} if contacts is None else contacts,
         ts=ts, kind=np.asarray(["email"] * len(ts)), buyer=np.asarray(["p"] * len(ts)),
         seller=np.asarray(["rep"] * len(ts)), inbound=np.ones(len(ts), dtype=bool),
@@ -35,8 +36,14 @@ def deal(
 
 def test_each_check_and_the_score() -> None:
     deals = [
-        deal("clean", ["discovery", "proposal"], contacts={"p": "champion", "e": "economic_buyer"}, touches=[T - DAY]),
-        deal("stale", ["discovery"], touches=[T - 40 * DAY]),
+        deal(
+            "clean",
+            ["discovery", "proposal"],
+            contacts={"p": "champion", "e": "economic_buyer"},
+            touches=[T - DAY],
+            close_date=T + 30 * DAY,
+        ),
+        deal("stale", ["discovery"], touches=[T - 40 * DAY], close_date=T - 12 * DAY),
         deal("bare", ["discovery", "proposal"], contacts={}),
         deal("won", ["discovery"], closed=T - DAY),  # closed: not audited
         deal("future", ["discovery"], created=T + DAY),  # not yet created at T
@@ -48,6 +55,7 @@ def test_each_check_and_the_score() -> None:
     assert shares == {
         "stage_agrees": (3, 2),  # "stale": CRM discovery, behaviour evaluation
         "active": (3, 1),
+        "close_date_ahead": (2, 1),  # "bare" records none; "stale"'s passed
         "has_contacts": (3, 2),
         "has_interactions": (3, 2),
         "economic_buyer_named": (2, 1),  # at proposal: "clean" names one, "bare" does not
@@ -59,7 +67,9 @@ def test_each_check_and_the_score() -> None:
     assert found["stale"] == (
         "no interaction for 40 days while the CRM shows it open",
         "CRM says discovery, behaviour says evaluation",
+        "the CRM's close date passed 12 days ago",
     )
+    assert not any(line.startswith("close dates") for line in audit.not_audited)
     assert set(found["bare"]) == {
         "no buyer-side contact listed",
         "no interaction synced",

@@ -37,10 +37,22 @@ def test_each_field_with_its_evidence() -> None:
     assert by[("quiet", "next_step")].evidence == ("no interaction for 60 days",)
     assert by[("busy", "close_date")].proposed == "1972-10-17"  # T + 20 days
     assert 0 < by[("busy", "close_date")].confidence < 1
+    assert by[("busy", "close_date")].evidence[0] == "the CRM records no close date"
     assert [p.confidence for p in found] == sorted((p.confidence for p in found), reverse=True)
     again = propose([engaged, quiet], [outlook("discovery"), outlook("evaluation", 0.7)], T)
     assert [p.proposal_id for p in again] == [p.proposal_id for p in found]
     assert len({p.proposal_id for p in found}) == len(found)
+
+
+def test_a_close_date_is_proposed_only_where_the_crms_is_missing_past_or_implausible() -> None:
+    """The model expects the close in 20 days (p10 about 14, p90 about 27)."""
+    dated = {name: deal(name, ["discovery"], touches=[T - DAY], close_date=T + days * DAY) for name, days in
+             (("plausible", 21), ("past", -3), ("far", 200))}  # fmt: skip
+    found = propose(list(dated.values()), [outlook("discovery")] * 3, T)
+    by = {p.deal_id: p for p in found if p.field == "close_date"}
+    assert set(by) == {"past", "far"}
+    assert by["past"].evidence[0] == "the CRM's close date 1972-09-24 passed 3 days ago"
+    assert by["far"].current == "1973-04-15" and by["far"].evidence[0].endswith("lies outside the expected p10-p90")
 
 
 def test_acceptance_rates_per_field() -> None:

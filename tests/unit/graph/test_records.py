@@ -123,11 +123,16 @@ def test_deal_rules() -> None:
         ({"closed": "2026-01-09"}, "'closed' is before 'created'"),
         ({"stages": [{"stage": "discovery", "ts": "2026-01-09"}]}, "stage change is before 'created'"),
         ({"stages": [{"stage": "proposal", "ts": "2026-02-11"}]}, "stage change is after 'closed'"),
+        ({"close_date": "2026-01-09"}, "'close_date' is before 'created'"),
+        ({"close_date": "soon"}, "'close_date' must be epoch seconds or ISO 8601"),
     ):
         with pytest.raises(RecordError, match=why):
             parse_record({**EXAMPLES["deal"], **closed, **change}, PSEUDO)
     _, _, row = parse_record({**EXAMPLES["deal"], "stages": "discovery@2026-01-11;proposal@2026-02-01"}, PSEUDO)
     assert row["stage_names"] == ["discovery", "proposal"] and row["crm_stage"] == "proposal"
+    assert row["close_date"] == -1  # none recorded
+    _, _, row = parse_record({**EXAMPLES["deal"], "close_date": "2026-06-30"}, PSEUDO)
+    assert row["close_date"] == 1782777600
 
 
 def test_times_and_bands() -> None:
