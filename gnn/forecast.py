@@ -14,7 +14,7 @@ teams use today. Pure computation on the deals and the deal model's outlooks at 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from statistics import median
@@ -78,6 +78,15 @@ class Forecast:
     open_deals: int
     periods: list[PeriodForecast]
     by_owner: dict[str, list[float]]  # owner pid -> expected bookings per period
+
+    def by_team(self, team_of: Mapping[str, str]) -> dict[str, tuple[list[float], int]]:
+        """Per team (`team_of`: an owner's team in the tenant; "" for owners in none), the expected
+        bookings per period of its members' deals, and how many of its members own one."""
+        teams: dict[str, tuple[list[float], int]] = {}
+        for owner, expected in self.by_owner.items():
+            summed, reps = teams.get(team_of.get(owner, ""), ([0.0] * len(expected), 0))
+            teams[team_of.get(owner, "")] = ([a + b for a, b in zip(summed, expected, strict=True)], reps + 1)
+        return dict(sorted(teams.items()))
 
 
 def close_cdf(outlook: DealOutlook, t: int, bounds: np.ndarray) -> np.ndarray:

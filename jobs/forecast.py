@@ -23,11 +23,19 @@ from jobs.trainers import TrainingRequest
 
 def forecast_tenant(
     store: GraphStore, registry: ModelRegistry, tenant: str, as_of: int, period: str, count: int
-) -> tuple[Forecast, str]:
-    """The forecast at `as_of` with the promoted deal model (NoModelError without one), and its version."""
+) -> tuple[Forecast, str, dict[str, str]]:
+    """The forecast at `as_of` with the promoted deal model (NoModelError without one), its version,
+    and each deal owner's team in the tenant."""
     scorer = DEAL.load_promoted(registry)
-    data = Neo4jReader(store).deal_bundle(TenantScope.of(tenant))
-    return forecast_open_deals(data, scorer, as_of, period, count), f"deal/{scorer.version}"
+    reader, scope = Neo4jReader(store), TenantScope.of(tenant)
+    result = forecast_open_deals(reader.deal_bundle(scope), scorer, as_of, period, count)
+    teams = {
+        person.pid: team
+        for person in reader.people_by_pid(sorted(result.by_owner), scope)
+        for member_of, team, _, _ in person.memberships
+        if member_of == tenant
+    }
+    return result, f"deal/{scorer.version}", teams
 
 
 @dataclass(frozen=True)

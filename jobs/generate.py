@@ -6,8 +6,8 @@ Structure: companies with industries and Zipf-like sizes; people with job histor
 colleagues exist); tenants are seller companies whose employees are members; members' ties form
 with homophily (colleagues, former colleagues, same-industry contacts) and decay; deals follow a
 stage process that depends on the buyer type, with engagement that matches the true stage; CRM
-stages and expected close dates are corrupted according to `hygiene`; signals come from people around the account who are
-not on the deal (e.g. an ops director answering a contract-expiry poll)."""
+stages and expected close dates are corrupted according to `hygiene`; signals come from people
+around the account who are not on the deal (e.g. an ops director answering a contract-expiry poll)."""
 
 from __future__ import annotations
 
@@ -301,6 +301,8 @@ def _write_people(world: _World, cfg: GeneratorConfig, writers: _Writers, progre
                             "role": "rep" if function == "sales" else "member",
                             "title_level": level,
                             "function": function,
+                            # Sales in three regional teams, everyone else in their function's.
+                            "team": f"sales_{_REGIONS[i % len(_REGIONS)]}" if function == "sales" else function,
                         }
                     )
                 )
@@ -459,6 +461,9 @@ def _crm_stages(
     if wrong == 0:
         return [STAGES[0]], [created]
     return [STAGES[0], STAGES[wrong]], [created, created + (observed[-1] - created) // 2 + 1]
+
+
+_REGIONS = ("east", "central", "west")
 
 
 def _crm_close_date(created: int, close_ts: int, is_open: bool, hygiene: float, rng: np.random.Generator) -> int:

@@ -468,10 +468,12 @@ def cmd_forecast(args: argparse.Namespace, config: Config) -> int:
                 plot_backtest(backtest, args.plot)
             _emit(backtest.to_dict(), args.json, render_backtest)
             return 0
-        result, version = forecast_tenant(store, ModelRegistry(config.models_dir), tenant, as_of, args.period, periods)
+        result, version, teams = forecast_tenant(
+            store, ModelRegistry(config.models_dir), tenant, as_of, args.period, periods
+        )
     if args.plot:
         plot_forecast(result, args.plot)
-    response = forecast_response(result, version, by_rep=args.by == "rep")
+    response = forecast_response(result, version, by_rep=args.by == "rep", teams=teams if args.by == "team" else None)
     print(response_json(response) if args.json else render_forecast(response))
     return 0
 
@@ -936,7 +938,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("create", "list", "revoke"))
     p.add_argument("--tenant")
     p.add_argument("--role", choices=("member", "partner", "admin"))
-    p.add_argument("--scope", action="append", default=[], help="partner scope: company:DOMAIN or max-hops:N")
+    p.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="partner scope: company:DOMAIN or max-hops:N; member scope: team:CODE (its team's pipeline only)",
+    )
     p.add_argument("--label", default="")
     p.add_argument("--key-id")
     p.add_argument("--json", action="store_true")
@@ -964,7 +971,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", required=True)
     p.add_argument("--period", choices=("quarter", "month"), default="quarter")
     p.add_argument("--periods", type=int, help="periods forecast (default 4) or backtested (default 6)")
-    p.add_argument("--by", choices=("rep",), help="also break the expected bookings down by deal owner")
+    p.add_argument(
+        "--by", choices=("rep", "team"), help="also break the expected bookings down by deal owner, or by their team"
+    )
     p.add_argument(
         "--as-of", help="forecast as of this time (epoch seconds or ISO 8601); default RELGRAPH_AS_OF or now"
     )

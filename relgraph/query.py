@@ -87,7 +87,9 @@ def add_query_parser(sub: Any, run: Any) -> None:
     p = kinds.add_parser("forecast", help="your tenant's bookings forecast beside the CRM's")
     p.add_argument("--period", choices=("quarter", "month"), default="quarter")
     p.add_argument("--periods", type=int, default=0, help="periods forecast (default 4)")
-    p.add_argument("--by", choices=("rep",), help="also break the expected bookings down by deal owner")
+    p.add_argument(
+        "--by", choices=("rep", "team"), help="also break the expected bookings down by deal owner, or by their team"
+    )
     common(p)
     p = kinds.add_parser("proposals", help="CRM updates the evidence supports, for your reps to approve")
     p.add_argument("--rep", default="", help="only the deals this rep (email) owns")
@@ -148,7 +150,7 @@ def _request(args: argparse.Namespace, client: Client) -> tuple[Any, Any]:
         )
     if args.rpc == "forecast":
         return client.forecast_bookings, pipeline_pb2.ForecastBookingsRequest(
-            period=args.period, periods=args.periods, by_rep=args.by == "rep"
+            period=args.period, periods=args.periods, by_rep=args.by == "rep", by_team=args.by == "team"
         )
     if args.rpc == "proposals":
         return client.list_proposed_updates, pipeline_pb2.ListProposedUpdatesRequest(
@@ -381,6 +383,9 @@ def render_forecast(r: pipeline_pb2.ForecastBookingsResponse) -> str:
         lines.append(f"{p.label:<9} " + " ".join(f"{v:>10,.0f}" for v in values))
     for rep in sorted(r.by_rep, key=lambda b: -sum(b.expected)):
         lines.append(f"  rep {rep.rep_pid[:12]}… " + " ".join(f"{v:>10,.0f}" for v in rep.expected))
+    for team in sorted(r.by_team, key=lambda b: -sum(b.expected)):
+        name = f"team {team.team or '(none)'} ({team.reps} reps)"
+        lines.append(f"  {name:<40} " + " ".join(f"{v:>10,.0f}" for v in team.expected))
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@ tenant in it is the only tenant any handler ever uses.
 
 Roles: member (the tenant's products: every read and ingest), partner (warm paths only, within
 its scopes, rate-limited), admin (member rights plus erasure and tenant administration).
-Partner scopes: `company:DOMAIN` (targets at that company only, repeatable), `max-hops:N`."""
+Partner scopes: `company:DOMAIN` (targets at that company only, repeatable), `max-hops:N`. Member
+scope: `team:CODE` (the pipeline RPCs answer about that team's deals only: those its members own)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from core.config import RateLimit, ServerConfig
 from core.errors import AuthenticationError, InvalidInputError, PermissionDeniedError, RateLimitedError, RecordError
-from core.vocabulary import echo
+from core.vocabulary import echo, is_code
 from graph import tenancy
 from graph.pseudonymize import normalize_domain
 from graph.reader import ALL_TENANTS, ApiKeyRecord, GraphReader
@@ -48,6 +49,11 @@ class AuthContext:
     @property
     def company_scope(self) -> frozenset[str]:
         return frozenset(s.split(":", 1)[1] for s in self.scopes if s.startswith("company:"))
+
+    @property
+    def team_scope(self) -> str | None:
+        """The one team whose pipeline a member key sees; None: the tenant's whole pipeline."""
+        return next((s.split(":", 1)[1] for s in self.scopes if s.startswith("team:")), None)
 
     @property
     def max_hops_scope(self) -> int | None:
@@ -79,10 +85,12 @@ _LABEL = re.compile(r"^[\w .,:;@()/+-]*\Z")
 def validate_scopes(role: str, scopes: list[str]) -> list[str]:
     if role not in ROLES:
         raise InvalidInputError(f"role must be one of {', '.join(ROLES)}; got {echo(role)}")
-    if scopes and role != "partner":
-        raise InvalidInputError("scopes apply to partner keys only")
     if len(scopes) > MAX_SCOPES:
         raise InvalidInputError(f"at most {MAX_SCOPES} scopes per key")
+    if role == "member":
+        return _member_scopes(scopes)
+    if scopes and role != "partner":
+        raise InvalidInputError(f"{role} keys take no scopes")
     clean = []
     for scope in scopes:
         kind, _, value = scope.partition(":")
@@ -96,6 +104,13 @@ def validate_scopes(role: str, scopes: list[str]) -> list[str]:
         else:
             raise InvalidInputError(f"unknown scope {echo(scope)}; use company:DOMAIN or max-hops:1|2|3")
     return clean
+
+
+def _member_scopes(scopes: list[str]) -> list[str]:
+    teams = [scope.partition(":")[2] for scope in scopes]
+    if any(not scope.startswith("team:") or not is_code(team) for scope, team in zip(scopes, teams)) or len(teams) > 1:
+        raise InvalidInputError(f"a member key takes at most one scope, team:CODE; got {echo(', '.join(scopes))}")
+    return [f"team:{team}" for team in teams]
 
 
 def validate_label(label: str) -> str:

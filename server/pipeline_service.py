@@ -1,7 +1,10 @@
-"""PipelineService: the tenant's pipeline as a whole, answered from the serving state (the deal
-index and the promoted deal model), never from Neo4j on the request path."""
+"""PipelineService: the tenant's pipeline as a whole (a team's, for a member key scoped to one),
+answered from the serving state (the deal index and the promoted deal model), never from Neo4j on
+the request path."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -23,6 +26,7 @@ from graph.pseudonymize import Pseudonymizer
 from relgraph.v1 import pipeline_pb2 as pb
 from relgraph.v1 import pipeline_pb2_grpc
 from server.auth import current_auth
+from server.snapshot import Snapshot
 from server.state import ServingState, ServingStateHolder
 
 MAX_STALE_DAYS = 365
@@ -40,9 +44,14 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
         self._pseudo = pseudo
 
     def _tenant_deals(self) -> tuple[ServingState, DealBundle | None, int]:
-        """The serving state, the caller's tenant's deals in it (None when it has none) and the time."""
-        state = self._holder.current
-        return state, state.deals.tenant_deals(current_auth().tenant), self._clock.now()
+        """The serving state, the caller's tenant's deals in it (None when it has none; only its
+        team's, those its members own, for a key scoped to a team) and the time."""
+        state, auth = self._holder.current, current_auth()
+        data = state.deals.tenant_deals(auth.tenant)
+        if data is not None and auth.team_scope is not None:
+            owners = _team(state.snapshot, auth.tenant, auth.team_scope)
+            data = replace(data, deals=[deal for deal in data.deals if deal.owner in owners])
+        return state, data, self._clock.now()
 
     def GetPipelineHealth(
         self, request: pb.GetPipelineHealthRequest, context: grpc.ServicerContext
@@ -77,7 +86,8 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
         state, data, t = self._tenant_deals()
         scorer = state.deal  # FAILED_PRECONDITION without a promoted deal model
         result = forecast_open_deals(data, scorer, t, request.period or "quarter", request.periods or DEFAULT_PERIODS)
-        return forecast_response(result, f"deal/{scorer.version}", request.by_rep)
+        teams = _teams(state.snapshot, current_auth().tenant, list(result.by_owner)) if request.by_team else None
+        return forecast_response(result, f"deal/{scorer.version}", request.by_rep, teams)
 
     def ListProposedUpdates(
         self, request: pb.ListProposedUpdatesRequest, context: grpc.ServicerContext
@@ -119,7 +129,23 @@ def proposals_response(found: list[Proposal], open_deals: int, model_version: st
     )
 
 
-def forecast_response(result: Forecast, model_version: str, by_rep: bool) -> pb.ForecastBookingsResponse:
+def _team(snap: Snapshot, tenant: str, team: str) -> set[str]:
+    """The pids of the tenant's members in `team`."""
+    index = snap.tenants.index.get(tenant)
+    return set() if index is None else {snap.pid(int(node)) for node in snap.team_members(index, team)}
+
+
+def _teams(snap: Snapshot, tenant: str, owners: list[str]) -> dict[str, str]:
+    """Each owner's team as a member of the tenant, from the serving snapshot."""
+    index = snap.tenants.index.get(tenant)
+    nodes = {owner: snap.node(owner) for owner in owners} if index is not None else {}
+    return {owner: snap.team(node, index) for owner, node in nodes.items() if node is not None and index is not None}
+
+
+def forecast_response(
+    result: Forecast, model_version: str, by_rep: bool, teams: dict[str, str] | None = None
+) -> pb.ForecastBookingsResponse:
+    """The forecast's message; `teams` (owner -> team) rolls it up by team when given."""
     return pb.ForecastBookingsResponse(
         periods=[
             pb.PeriodBookings(
@@ -136,6 +162,12 @@ def forecast_response(result: Forecast, model_version: str, by_rep: bool) -> pb.
             for row in result.periods
         ],
         by_rep=[pb.RepBookings(rep_pid=owner, expected=e) for owner, e in result.by_owner.items()] if by_rep else [],
+        by_team=[
+            pb.TeamBookings(team=team, expected=expected, reps=reps)
+            for team, (expected, reps) in result.by_team(teams).items()
+        ]
+        if teams is not None
+        else [],
         open_deals=result.open_deals,
         model_version=model_version,
     )

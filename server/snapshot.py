@@ -184,6 +184,11 @@ class Snapshot:
         keep = (self.member_tenant == tenant) & (self.member_team == team)
         return np.unique(_owners(self.member_indptr)[keep])
 
+    def team(self, node: int, tenant: int) -> str:
+        """The person's team as a member of `tenant` ("" when none is named, or not a member)."""
+        lo, hi = int(self.member_indptr[node]), int(self.member_indptr[node + 1])
+        return next((str(self.member_team[i]) for i in range(lo, hi) if self.member_tenant[i] == tenant), "")
+
     def memberships(self, node: int) -> np.ndarray:
         return self.member_tenant[self.member_indptr[node] : self.member_indptr[node + 1]]
 

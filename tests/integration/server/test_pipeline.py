@@ -19,7 +19,8 @@ from relgraph.client import ApiError, Client
 from relgraph.query import response_json
 from relgraph.v1 import pipeline_pb2
 from server.app import create_server
-from tests.integration.server.conftest import Served
+from server.auth import create_api_key
+from tests.integration.server.conftest import PEPPER, Served
 from tests.support.serving import untrained_models
 
 pytestmark = pytest.mark.neo4j
@@ -72,12 +73,37 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
     config = dataclasses.replace(
         served.config, home=tmp_path, server=dataclasses.replace(served.config.server, as_of=AS_OF, http_port=0)
     )
-    server, port = create_server(config, store=connect(served.config))
+    deals = [json.loads(line) for line in (served.network / "ingest" / "deals.jsonl").read_text().splitlines()]
+    team_of = {
+        record["email"]: record["team"]
+        for line in (served.network / "ingest" / "members.jsonl").read_text().splitlines()
+        if (record := json.loads(line))["tenant"] == b
+    }
+    open_by_team: dict[str, set[str]] = {}
+    for d in deals:
+        if d["tenant"] == b and "outcome" not in d:
+            open_by_team.setdefault(team_of[d["owner"]], set()).add(d["id"])
+    team = max(open_by_team, key=lambda t: (len(open_by_team[t]), t))  # a team with open deals, one without
+    idle = min(set(team_of.values()) - set(open_by_team))
+    store = connect(served.config)
+    keys = {t: create_api_key(store, PEPPER, tenant=b, role="member", scopes=[f"team:{t}"])[0] for t in (team, idle)}
+    server, port = create_server(config, store=store)
     server.start()
     try:
+        scoped = {}  # each team's pipeline only: (forecast, health, proposals)
+        for name, key in keys.items():
+            with Client(f"127.0.0.1:{port}", key) as client:
+                scoped[name] = (
+                    client.forecast_bookings(pipeline_pb2.ForecastBookingsRequest(period="month", periods=3)),
+                    client.get_pipeline_health(pipeline_pb2.GetPipelineHealthRequest()),
+                    client.list_proposed_updates(pipeline_pb2.ListProposedUpdatesRequest(limit=1000)),
+                )
         with Client(f"127.0.0.1:{port}", served.keys["member_b"]) as member:
             answer = member.forecast_bookings(
                 pipeline_pb2.ForecastBookingsRequest(period="month", periods=3, by_rep=True)
+            )
+            by_team = member.forecast_bookings(
+                pipeline_pb2.ForecastBookingsRequest(period="month", periods=3, by_team=True)
             )
             proposed = member.list_proposed_updates(pipeline_pb2.ListProposedUpdatesRequest(limit=1000))
             with pytest.raises(ApiError) as info:
@@ -92,8 +118,17 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
     operator = _relgraph(env, "forecast", "--tenant", b, "--period", "month", "--periods", "3", "--by", "rep",
                          "--as-of", str(AS_OF))  # fmt: skip
     assert operator == json.loads(response_json(answer))
-    deals = [json.loads(line) for line in (served.network / "ingest" / "deals.jsonl").read_text().splitlines()]
+    teams = _relgraph(env, "forecast", "--tenant", b, "--period", "month", "--periods", "3", "--by", "team",
+                      "--as-of", str(AS_OF))  # fmt: skip
+    assert teams == json.loads(response_json(by_team))
     assert answer.open_deals == sum(1 for d in deals if d["tenant"] == b and "outcome" not in d) > 0
+    team_forecast, team_health, team_proposals = scoped[team]
+    assert 0 < team_forecast.open_deals == team_health.open_deals == len(open_by_team[team]) <= answer.open_deals
+    assert [u.proposal_id for u in team_proposals.updates] == [
+        u.proposal_id for u in proposed.updates if u.deal_id in open_by_team[team]
+    ]
+    idle_forecast, idle_health, idle_proposals = scoped[idle]
+    assert idle_forecast.open_deals == idle_health.open_deals == 0 and not idle_proposals.updates
     assert proposed.open_deals == answer.open_deals and proposed.updates
     assert {u.deal_id for u in proposed.updates} <= {d["id"] for d in deals if d["tenant"] == b}
 
@@ -120,6 +155,16 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
         if json.loads(line)["tenant"] == b
     }
     assert answer.by_rep and {rep.rep_pid for rep in answer.by_rep} <= members
+    # By team: the owners' teams in the tenant's member records, adding up to the whole forecast.
+    member_teams = {
+        json.loads(line)["team"]
+        for line in (served.network / "ingest" / "members.jsonl").read_text().splitlines()
+        if json.loads(line)["tenant"] == b
+    }
+    assert by_team.by_team and not by_team.by_rep and {t.team for t in by_team.by_team} <= member_teams
+    assert sum(t.reps for t in by_team.by_team) == len(answer.by_rep)
+    for i, period in enumerate(answer.periods):
+        assert sum(t.expected[i] for t in by_team.by_team) == pytest.approx(period.expected)
     assert [p.label for p in answer.periods] == ["2026-06", "2026-07", "2026-08"][: len(answer.periods)]
     for p in answer.periods:
         assert 0 <= p.p10 <= p.p50 <= p.p90 and p.expected >= 0

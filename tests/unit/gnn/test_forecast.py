@@ -76,6 +76,9 @@ def test_expectation_interval_and_owners() -> None:
         assert r.p10 <= r.p50 <= r.p90
     assert rows["2026-Q2"].p10 == 0.0 and rows["2026-Q2"].p90 == 100.0  # 150 needs both: 0.5 x 0.4 x 0.4
     assert result.by_owner["rep"] == pytest.approx([r.expected for r in result.periods])
+    expected = [r.expected for r in result.periods]
+    assert result.by_team({"rep": "east"}) == {"east": (pytest.approx(expected), 1)}
+    assert result.by_team({}) == {"": (pytest.approx(expected), 1)}  # an owner in no team
     # Commit: b is in negotiation, in full, this quarter; weighted: stage probability x amount.
     assert rows["2026-Q2"].commit == 50.0 and rows["2026-Q3"].commit == 0.0
     probability = stage_probabilities(STAGES)

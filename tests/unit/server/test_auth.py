@@ -14,8 +14,13 @@ def test_scopes_are_validated_and_normalized() -> None:
         "company:buyer.example",
         "max-hops:2",
     ]
+    assert validate_scopes("member", ["team:sales_east"]) == ["team:sales_east"]
     for role, scopes in (
         ("member", ["company:buyer.example"]),
+        ("member", ["team:sales_east", "team:sales_west"]),
+        ("member", ["team:Not A Code"]),
+        ("partner", ["team:sales_east"]),
+        ("admin", ["team:sales_east"]),
         ("partner", ["company:not a domain"]),
         ("partner", ["max-hops:9"]),
         ("partner", ["tenant:other"]),
@@ -25,6 +30,7 @@ def test_scopes_are_validated_and_normalized() -> None:
             validate_scopes(role, scopes)
     partner = ctx("partner", "company:buyer.example", "max-hops:2", "max-hops:3")
     assert partner.company_scope == {"buyer.example"} and partner.max_hops_scope == 2
+    assert partner.team_scope is None and ctx("member", "team:sales_east").team_scope == "sales_east"
 
 
 def test_roles_gate_methods() -> None:
