@@ -122,6 +122,7 @@ _FUNCTION_P = (0.03, 0.14, 0.09, 0.08, 0.14, 0.18, 0.08, 0.03, 0.04, 0.06, 0.08,
 _BASE_DAYS = np.array([14.0, 21.0, 14.0, 10.0])
 _BASE_STALL = np.array([0.08, 0.12, 0.15, 0.10])
 _REGULATED = {"fintech", "healthcare", "energy", "telecom"}
+_REGIONS = ("east", "central", "west")  # the sales teams
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -461,9 +462,6 @@ def _crm_stages(
     if wrong == 0:
         return [STAGES[0]], [created]
     return [STAGES[0], STAGES[wrong]], [created, created + (observed[-1] - created) // 2 + 1]
-
-
-_REGIONS = ("east", "central", "west")
 
 
 def _crm_close_date(created: int, close_ts: int, is_open: bool, hygiene: float, rng: np.random.Generator) -> int:

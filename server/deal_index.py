@@ -193,12 +193,12 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, 
     ties = {key: tied for key, tied in network.ties.items() if key[1] not in joined}
     if joined:
         ties.update(reader.ties_to_members(sorted(joined), scope))
-    if pairs:
-        for key, changed in reader.ties_between(pairs, scope).items():
-            members = {member for member, _ in changed}
-            ties[key] = [tie for tie in ties.get(key, []) if tie[0] not in members] + changed
+    retied = set(joined)
+    for key, changed in (reader.ties_between(pairs, scope) if pairs else {}).items():
+        members = {member for member, _ in changed}
+        ties[key] = [tie for tie in ties.get(key, []) if tie[0] not in members] + changed
+        retied.add(key[1])
     network = replace(network, ties=ties)
-    retied = joined | {pid for _, pid, _ in pairs}
 
     watermarks = Watermarks(
         deals=max([seen.deals, *(c.updated_at for c in changed_deals)]),
@@ -222,8 +222,8 @@ def _person_data(network: DealBundle, pid: str, tenants: set[str]) -> tuple[Any,
 
 
 def _touched(network: DealBundle, changed: set[DealKey], accounts: set[str], people: set[str]) -> frozenset[DealKey]:
-    """The deals whose own records changed, whose account's staff changed, or around which (owner,
-    contacts, buyer side, account staff) someone's data or ties were read again."""
+    """The deals whose own records or rows changed, whose account's staff changed, or around which
+    (owner, contacts, buyer side, account staff) someone's data or ties changed."""
     accounts = accounts | {cid for cid, staff in network.staff.items() if not people.isdisjoint(staff)}
     return frozenset(
         (deal.tenant, deal.deal_id)
