@@ -14,7 +14,7 @@ teams use today. Pure computation on the deals and the deal model's outlooks at 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from statistics import median
@@ -205,11 +205,19 @@ def booked(deals: Sequence[Deal], periods: list[Period]) -> list[float]:
     return [sum(d.amount for d in deals if d.outcome == "won" and p.start <= d.closed < p.end) for p in periods]
 
 
-def forecast_open_deals(data: DealBundle | None, scorer: DealScorer, t: int, period: str, count: int) -> Forecast:
+def forecast_open_deals(
+    data: DealBundle | None,
+    scorer: DealScorer,
+    t: int,
+    period: str,
+    count: int,
+    owners: Collection[str] | None = None,
+) -> Forecast:
     """The forecast at t of the open deals among a tenant's (`data`: its deals as its own read sees
-    them; None when it has none) over `count` periods of kind `period`, with the deal model."""
+    them; None when it has none; only those `owners` own, when given: a team's) over `count`
+    periods of kind `period`, with the deal model; close timing from all the tenant's deals."""
     deals = data.deals if data else []
-    live = open_deals(deals, t)
+    live = [d for d in open_deals(deals, t) if owners is None or d.owner in owners]
     outlooks = scorer.outlooks(data, live, t) if data else []
     return forecast(live, outlooks, t, periods_from(t, period, count), scorer.stages, deals, seed=t // DAY)
 
@@ -238,6 +246,7 @@ def known_at(data: DealBundle, t: int) -> DealBundle:
                 buyer=d.buyer[seen],
                 seller=d.seller[seen],
                 inbound=d.inbound[seen],
+                activity=d.activity[seen],
             )
         )
     return DealBundle(

@@ -7,7 +7,7 @@ deals and a deal model's stage estimates; relgraph never writes to a CRM."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +79,12 @@ class HygieneAudit:
         return self.score < HYGIENE_THRESHOLD
 
 
+def days_overdue(deal: Deal, t: int) -> int:
+    """Whole days since the CRM's expected close date passed (a date passes once its day is over);
+    0 when it has not, or the deal carries none."""
+    return max(0, (t - deal.close_date) // DAY) if deal.close_date >= 0 else 0
+
+
 def open_deals(deals: Sequence[Deal], t: int) -> list[Deal]:
     """Deals created by t and not closed by t, as the CRM would list them at t."""
     return [d for d in deals if d.created <= t and not 0 <= d.closed <= t]
@@ -119,8 +125,8 @@ def audit_hygiene(
         if estimate:
             outcomes.append((STAGE_AGREES, crm == estimate, f"CRM says {crm or 'no stage'}, behaviour says {estimate}"))
         if deal.close_date >= 0:
-            overdue = (t - deal.close_date) // DAY
-            outcomes.append((CLOSE_DATE_AHEAD, overdue <= 0, f"the CRM's close date passed {overdue} days ago"))
+            overdue = days_overdue(deal, t)
+            outcomes.append((CLOSE_DATE_AHEAD, overdue == 0, f"the CRM's close date passed {overdue} days ago"))
         if eb_from is not None and crm in stage_order and stage_order.index(crm) >= eb_from:
             named = "economic_buyer" in deal.contacts.values()
             outcomes.append((ECONOMIC_BUYER, named, f"no economic buyer listed at {crm}"))
@@ -149,12 +155,19 @@ def _days_since(seen: np.ndarray, created: int, t: int) -> int:
 
 
 def audit_open_deals(
-    data: DealBundle | None, scorer: DealScorer | None, t: int, *, stale_days: int, sample: int
+    data: DealBundle | None,
+    scorer: DealScorer | None,
+    t: int,
+    *,
+    stale_days: int,
+    sample: int,
+    owners: Collection[str] | None = None,
 ) -> HygieneAudit:
     """The audit at t of a tenant's deals (`data`: its deals as its own read sees them; None when it
-    has none), with the deal model's stages when one is promoted; the sample is the same all day."""
+    has none; only those `owners` own, when given), with the deal model's stages when one is
+    promoted; the sample is the same all day."""
     return audit_hygiene(
-        data.deals if data else [],
+        [d for d in (data.deals if data else []) if owners is None or d.owner in owners],
         t,
         (lambda deals: [o.stage for o in scorer.outlooks(data, deals, t)]) if scorer and data else None,
         scorer.stages if scorer else (),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,7 +18,7 @@ import numpy as np
 from gnn.deal_scoring import DealOutlook, DealScorer
 from gnn.deals import DAY
 from gnn.forecast import close_cdf
-from gnn.pipeline_health import open_deals
+from gnn.pipeline_health import days_overdue, open_deals
 from graph.deal_bundle import Deal, DealBundle
 
 FIELDS = ("stage", "close_date", "next_step", "contact")
@@ -72,8 +72,8 @@ def _close_date(deal: Deal, outlook: DealOutlook, t: int) -> list[Proposal]:
     crm = deal.close_date
     if crm < 0:
         wrong = "the CRM records no close date"
-    elif crm < t:
-        wrong = f"the CRM's close date {_day(crm)} passed {(t - crm) // DAY} days ago"
+    elif days_overdue(deal, t):
+        wrong = f"the CRM's close date {_day(crm)} passed {days_overdue(deal, t)} days ago"
     elif not low <= crm <= high:
         wrong = f"the CRM's close date {_day(crm)} lies outside the expected p10-p90"
     else:
@@ -110,11 +110,11 @@ def _contacts(deal: Deal, t: int) -> list[Proposal]:
 
 
 def proposals_for(
-    data: DealBundle | None, scorer: DealScorer, t: int, rep: str | None = None
+    data: DealBundle | None, scorer: DealScorer, t: int, owners: Collection[str] | None = None
 ) -> tuple[list[Proposal], int]:
     """The proposals for a tenant's open deals at t (`data`: its deals as its own read sees them; None
-    when it has none), only those of the rep with pid `rep` when given; and how many open deals."""
-    live = [d for d in open_deals(data.deals if data else [], t) if rep is None or d.owner == rep]
+    when it has none), only those `owners` own when given (a rep, a team); and how many open deals."""
+    live = [d for d in open_deals(data.deals if data else [], t) if owners is None or d.owner in owners]
     return (propose(live, scorer.outlooks(data, live, t), t) if data else []), len(live)
 
 

@@ -53,6 +53,7 @@ class Deal:
     buyer: np.ndarray = field(repr=False)  # the buyer-side person of each interaction
     seller: np.ndarray = field(repr=False)  # the tenant's member in it
     inbound: np.ndarray = field(repr=False)  # True: from the buyer side to the seller side
+    activity: np.ndarray = field(repr=False)  # the interaction's id (one row per recipient)
 
     def crm_stage_at(self, t: int) -> str:
         """The stage the CRM showed at t ('' before its first stage change)."""
@@ -143,7 +144,8 @@ def _amount(value: Any) -> float:
 
 def deal_from_row(row: dict[str, Any]) -> Deal:
     """A deal from its row: account, owner, contacts ([pid, role]) and logged interactions ([ts, kind,
-    from pid, with pid, from is a member of the deal's tenant, with is]), as both readers produce it."""
+    from pid, with pid, from is a member of the deal's tenant, with is, activity id]), as both
+    readers produce it."""
     return Deal(
         tenant=str(row["tenant"]),
         deal_id=str(row["deal_id"]),
@@ -165,15 +167,21 @@ def deal_from_row(row: dict[str, Any]) -> Deal:
 
 
 def with_logged(deal: Deal, rows: list[list[Any]]) -> Deal:
-    """`deal` with more logged interactions (rows as `deal_from_row` takes them): what reading the
-    deal again with them would give."""
+    """`deal` with more logged interactions (rows as `deal_from_row` takes them; one it holds already,
+    the same interaction to the same recipient, adds nothing): what reading it again would give."""
     held = [
-        [ts, kind, buyer, seller, False, True] if inbound else [ts, kind, seller, buyer, True, False]
-        for ts, kind, buyer, seller, inbound in zip(
-            deal.ts.tolist(), deal.kind.tolist(), deal.buyer.tolist(), deal.seller.tolist(), deal.inbound.tolist()
+        [ts, kind, buyer, seller, False, True, aid] if inbound else [ts, kind, seller, buyer, True, False, aid]
+        for ts, kind, buyer, seller, inbound, aid in zip(
+            deal.ts.tolist(),
+            deal.kind.tolist(),
+            deal.buyer.tolist(),
+            deal.seller.tolist(),
+            deal.inbound.tolist(),
+            deal.activity.tolist(),
         )
     ]
-    return replace(deal, **_interaction_arrays(held + rows))
+    known = {(row[6], row[3]) for row in held}
+    return replace(deal, **_interaction_arrays(held + [row for row in rows if (row[6], row[3]) not in known]))
 
 
 def _interaction_arrays(rows: list[list[Any]]) -> dict[str, Any]:
@@ -187,4 +195,5 @@ def _interaction_arrays(rows: list[list[Any]]) -> dict[str, Any]:
         "buyer": np.array([str(a[3] if a[4] else a[2]) for a in kept], dtype=object),
         "seller": np.array([str(a[2] if a[4] else a[3]) for a in kept], dtype=object),
         "inbound": np.array([not a[4] for a in kept], dtype=bool),
+        "activity": np.array([str(a[6]) for a in kept], dtype=object),
     }

@@ -53,8 +53,7 @@ class _Activity:
     ts: int
     by: str
     with_: dict[str, int] = field(default_factory=dict)  # recipient -> when added (as WITH.updated_at)
-    deal: str = ""
-    deal_at: int = 0  # when logged on the deal (as ON.updated_at)
+    deals: dict[str, int] = field(default_factory=dict)  # deal -> when logged on it (as ON.updated_at)
     topic: str = ""
     value: str = ""
 
@@ -184,8 +183,8 @@ class InMemoryGraph:
             if activity.kind != "interaction" or activity.by != row["from"]:
                 continue  # an id names one event: another sender adds nothing to it
             self.deal_records.setdefault((row["tenant"], row["deal"]), {})
-            if activity.deal != row["deal"]:
-                activity.deal, activity.deal_at = row["deal"], self._now()
+            if row["deal"] not in activity.deals:
+                activity.deals[row["deal"]] = self._now()
             for pid in row["to"]:
                 if pid not in activity.with_:
                     activity.with_[pid] = self._now()
@@ -202,7 +201,13 @@ class InMemoryGraph:
             if key in self.activities:
                 continue
             self.activities[key] = _Activity(
-                "signal", row["kind"], row["ts"], row["pid"], deal=row["deal"], topic=row["topic"], value=row["value"]
+                "signal",
+                row["kind"],
+                row["ts"],
+                row["pid"],
+                deals={row["deal"]: 0} if row["deal"] else {},
+                topic=row["topic"],
+                value=row["value"],
             )
             self._person(row["pid"], touched=True)
 
@@ -391,25 +396,26 @@ class InMemoryGraph:
         return dict(ties)
 
     def logged_watermark(self, scope: TenantScope) -> int:
-        return max((row.updated_at for row in self.interactions_logged_since(0, scope)), default=0)
+        return max((row.updated_at for row in self.interactions_logged_since(0, ALL_TENANTS)), default=0)
 
     def interactions_logged_since(self, since_ms: int, scope: TenantScope) -> list[LoggedInteraction]:
         return [
             LoggedInteraction(
-                t, a.deal, a.ts, a.type, a.by, w, (t, a.by) in self.members, (t, w) in self.members, max(a.deal_at, at)
+                t, deal, aid, a.ts, a.type, a.by, w, (t, a.by) in self.members, (t, w) in self.members, max(on, at)
             )
-            for (t, _), a in sorted(self.activities.items())
-            if a.kind == "interaction" and a.deal and scope.allows(t)
+            for (t, aid), a in sorted(self.activities.items())
+            if a.kind == "interaction" and scope.allows(t)
+            for deal, on in sorted(a.deals.items())
             for w, at in sorted(a.with_.items())
-            if max(a.deal_at, at) > since_ms
+            if max(on, at) > since_ms
         ]
 
     def _deal_row(self, tenant: str, deal_id: str) -> dict[str, Any]:
         deal = self.deal_records[(tenant, deal_id)]
         attrs = self.company_attrs.get(deal["cid"], {"industry": "", "size_band": ""})
         interactions = []
-        for (t, _), a in self.activities.items():
-            if t == tenant and a.kind == "interaction" and a.deal == deal_id:
+        for (t, aid), a in self.activities.items():
+            if t == tenant and a.kind == "interaction" and deal_id in a.deals:
                 recipients: list[str | None] = [*sorted(a.with_)] or [None]
                 for w in recipients:
                     interactions.append(
@@ -420,6 +426,7 @@ class InMemoryGraph:
                             w,
                             (tenant, a.by) in self.members,
                             w is not None and (tenant, w) in self.members,
+                            aid,
                         ]
                     )
         return {

@@ -221,7 +221,7 @@ CALL (d) {
   OPTIONAL MATCH (a)-[:WITH]->(w:Person)
   RETURN collect([a.ts, a.kind, f.pid, w.pid,
                   EXISTS { (f)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() },
-                  EXISTS { (w)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() }]) AS interactions
+                  EXISTS { (w)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() }, a.activity_id]) AS interactions
 }
 RETURN d.tenant_id AS tenant, d.deal_id AS deal_id, c.cid AS cid, coalesce(c.industry, '') AS industry,
        coalesce(c.size_band, '') AS size_band, o.pid AS owner, coalesce(d.amount, 0.0) AS amount,
@@ -307,7 +307,8 @@ CALL () {
 }
 MATCH (a)-[o:ON]->(d:Deal), (a)-[w:WITH]->(p:Person), (a)-[:BY]->(f:Person)
 WHERE (o.updated_at > $since OR w.updated_at > $since) AND ($tenants IS NULL OR d.tenant_id IN $tenants)
-RETURN d.tenant_id AS tenant, d.deal_id AS deal_id, a.ts AS ts, a.kind AS kind, f.pid AS sender,
+RETURN d.tenant_id AS tenant, d.deal_id AS deal_id, a.activity_id AS activity_id, a.ts AS ts, a.kind AS kind,
+       f.pid AS sender,
        p.pid AS recipient, EXISTS { (f)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() } AS sender_is_member,
        EXISTS { (p)-[:MEMBER_OF {tenant_id: d.tenant_id}]->() } AS recipient_is_member,
        CASE WHEN coalesce(o.updated_at, 0) > coalesce(w.updated_at, 0) THEN o.updated_at ELSE w.updated_at END

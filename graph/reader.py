@@ -97,6 +97,7 @@ class LoggedInteraction(NamedTuple):
 
     tenant: str
     deal_id: str
+    activity_id: str
     ts: int
     kind: str
     sender: str
@@ -107,7 +108,15 @@ class LoggedInteraction(NamedTuple):
 
     def row(self) -> list[Any]:
         """The row as `deal_from_row` takes it."""
-        return [self.ts, self.kind, self.sender, self.recipient, self.sender_is_member, self.recipient_is_member]
+        return [
+            self.ts,
+            self.kind,
+            self.sender,
+            self.recipient,
+            self.sender_is_member,
+            self.recipient_is_member,
+            self.activity_id,
+        ]
 
 
 class Erasure(NamedTuple):
@@ -224,7 +233,8 @@ class GraphReader(Protocol):
         ...
 
     def logged_watermark(self, scope: TenantScope) -> int:
-        """The latest time a row was logged on a deal (`interactions_logged_since`'s), 0 for none."""
+        """The latest time a row was logged on any deal (`interactions_logged_since`'s), 0 for none;
+        read before the deals themselves, so it may be any tenant's (the scope's rows are no later)."""
         ...
 
     def interactions_logged_since(self, since_ms: int, scope: TenantScope) -> list[LoggedInteraction]:

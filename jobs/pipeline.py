@@ -55,7 +55,7 @@ def proposal_queue(
     """The tenant's proposed CRM updates at `as_of` (the rep's, with a pid), with its reps' decisions."""
     scorer = DEAL.load_promoted(registry)
     data = Neo4jReader(store).deal_bundle(TenantScope.of(tenant))
-    found, live = proposals_for(data, scorer, as_of, rep)
+    found, live = proposals_for(data, scorer, as_of, None if rep is None else {rep})
     recorded = proposal_decisions(store, tenant)
     return ProposalQueue(
         found,

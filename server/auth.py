@@ -5,7 +5,8 @@ tenant in it is the only tenant any handler ever uses.
 Roles: member (the tenant's products: every read and ingest), partner (warm paths only, within
 its scopes, rate-limited), admin (member rights plus erasure and tenant administration).
 Partner scopes: `company:DOMAIN` (targets at that company only, repeatable), `max-hops:N`. Member
-scope: `team:CODE` (the pipeline RPCs answer about that team's deals only: those its members own)."""
+scope: `team:CODE` (server/teams.py): the pipeline and deal RPCs answer about that team's deals only
+(those its members own), and the key cannot write."""
 
 from __future__ import annotations
 
@@ -222,6 +223,8 @@ ADMIN_METHODS = frozenset(
     {"/relgraph.v1.IngestService/EraseSubject"}
     | {f"/relgraph.v1.AdminService/{m}" for m in ("CreateApiKey", "RevokeApiKey", "ListApiKeys")}
 )
+# A key scoped to a team reads: writing could move reps or deals into its team's view.
+WRITE_METHODS = frozenset({"/relgraph.v1.IngestService/IngestEvents"}) | ADMIN_METHODS
 
 
 def authorize(auth: AuthContext, method: str) -> None:
@@ -230,6 +233,8 @@ def authorize(auth: AuthContext, method: str) -> None:
         raise PermissionDeniedError("partner keys may only call WarmPathsService.FindWarmPaths")
     if method in ADMIN_METHODS and auth.role != "admin":
         raise PermissionDeniedError(f"{method.rsplit('/', 1)[-1]} needs an admin key")
+    if auth.team_scope is not None and method in WRITE_METHODS:
+        raise PermissionDeniedError("a key scoped to a team only reads; ingest with a key for the whole tenant")
 
 
 class TokenBuckets:

@@ -25,6 +25,7 @@ from relgraph.v1 import buyer_intelligence_pb2_grpc
 from server.auth import current_auth
 from server.deal_answers import MAX_SIGNALS, signal_messages
 from server.state import ServingState, ServingStateHolder
+from server.teams import visible_owners
 
 DEFAULT_SIGNALS = 20
 
@@ -42,8 +43,10 @@ class BuyerIntelligenceService(buyer_intelligence_pb2_grpc.BuyerIntelligenceServ
     def _open_deal(self, state: ServingState, deal_id: str) -> tuple[DealBundle, Deal, int]:
         """The requesting tenant's deal with what surrounds it, and the time to answer at."""
         _check_deal_id(deal_id)
-        found = state.deals.find(current_auth().tenant, deal_id)
-        if found is None:
+        auth = current_auth()
+        found = state.deals.find(auth.tenant, deal_id)
+        owners = visible_owners(state.snapshot, auth)
+        if found is None or (owners is not None and found[1].owner not in owners):  # a team key: its team's only
             raise NotFoundError("no such deal in your organisation's data")
         data, deal = found
         return data, deal, self._clock.now()

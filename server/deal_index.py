@@ -28,6 +28,10 @@ from graph.reader import ALL_TENANTS, GraphReader, TenantScope
 from server.snapshot import Changes, Snapshot
 
 DealKey = tuple[str, str]  # (tenant, deal id)
+# Logged rows are read again this far below the watermark: a write's timestamp() is taken when its
+# statement starts, so a long write can commit rows stamped before a refresh that missed them. A row
+# the index holds already adds nothing (`with_logged`).
+LOGGED_OVERLAP_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,8 @@ def _tenant_views(network: DealBundle) -> dict[str, DealBundle]:
 
 
 def read_deal_index(reader: GraphReader) -> DealIndex:
-    """The whole index, read now (its watermarks read first, so nothing written between is missed)."""
+    """The whole index, read now (its watermarks read first, so nothing written between is missed; a
+    row logged between is read again by the next refresh and adds nothing)."""
     watermarks = Watermarks(
         deals=max((c.updated_at for c in reader.deals_changed(0, ALL_TENANTS)), default=0),
         logged=reader.logged_watermark(ALL_TENANTS),
@@ -137,20 +142,26 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, 
     `snap` the snapshot they were applied to (which holds the changed people's employers)."""
     seen = index.watermarks
     changed_deals = reader.deals_changed(seen.deals, ALL_TENANTS)
-    logged = reader.interactions_logged_since(seen.logged, ALL_TENANTS)
-    if not (changed_deals or logged or changes.people or changes.knows):
-        return index
+    logged = reader.interactions_logged_since(max(0, seen.logged - LOGGED_OVERLAP_MS), ALL_TENANTS)
+    watermarks = Watermarks(
+        deals=max([seen.deals, *(c.updated_at for c in changed_deals)]),
+        logged=max([seen.logged, *(row.updated_at for row in logged)]),
+    )
     before = index.network
     deals = dict(index._by_key)
     fresh = reader.deals(ALL_TENANTS, sorted({c.deal_id for c in changed_deals})) if changed_deals else []
     replaced = {(d.tenant, d.deal_id) for d in fresh}
     deals.update(((d.tenant, d.deal_id), d) for d in fresh)
-    new_rows: dict[DealKey, list[list[Any]]] = defaultdict(list)
+    rows: dict[DealKey, list[list[Any]]] = defaultdict(list)
     kept = deals.keys() - replaced  # a deal read again above already holds its new rows, as does one not held yet
     for row in logged:
         if (row.tenant, row.deal_id) in kept:
-            new_rows[(row.tenant, row.deal_id)].append(row.row())
-    deals.update((key, with_logged(deals[key], rows)) for key, rows in new_rows.items())
+            rows[(row.tenant, row.deal_id)].append(row.row())
+    grown = {key: with_logged(deals[key], found) for key, found in rows.items()}
+    grown = {key: deal for key, deal in grown.items() if deal.ts.size > deals[key].ts.size}  # rows it lacked
+    if not (changed_deals or grown or changes.people or changes.knows):
+        return index if watermarks == seen else replace(index, watermarks=watermarks, touched=frozenset())
+    deals.update(grown)
     network = replace(before, deals=list(deals.values()))
     tenants = {deal.tenant for deal in network.deals}
     if tenants != {deal.tenant for deal in before.deals}:  # every person's data gains the new tenant's
@@ -200,13 +211,9 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, 
         retied.add(key[1])
     network = replace(network, ties=ties)
 
-    watermarks = Watermarks(
-        deals=max([seen.deals, *(c.updated_at for c in changed_deals)]),
-        logged=max([seen.logged, *(row.updated_at for row in logged)]),
-    )
     # Employment and deal records are what name companies; KNOWS changes and logged rows name none.
     named = _named(reader) if changed_deals or changes.people else index.named_companies
-    touched = _touched(network, replaced | new_rows.keys(), employers, differ | retied)
+    touched = _touched(network, replaced | grown.keys(), employers, differ | retied)
     return DealIndex.of(network, watermarks, named, touched)
 
 

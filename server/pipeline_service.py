@@ -4,8 +4,6 @@ the request path."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import grpc
 from google.protobuf import timestamp_pb2
 
@@ -26,8 +24,8 @@ from graph.pseudonymize import Pseudonymizer
 from relgraph.v1 import pipeline_pb2 as pb
 from relgraph.v1 import pipeline_pb2_grpc
 from server.auth import current_auth
-from server.snapshot import Snapshot
 from server.state import ServingState, ServingStateHolder
+from server.teams import owner_teams, visible_owners
 
 MAX_STALE_DAYS = 365
 MAX_SAMPLE = 200
@@ -43,15 +41,13 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
         self._clock = clock
         self._pseudo = pseudo
 
-    def _tenant_deals(self) -> tuple[ServingState, DealBundle | None, int]:
-        """The serving state, the caller's tenant's deals in it (None when it has none; only its
-        team's, those its members own, for a key scoped to a team) and the time."""
+    def _tenant_deals(self) -> tuple[ServingState, DealBundle | None, frozenset[str] | None, int]:
+        """The serving state, the caller's tenant's deals in it (None when it has none), the owners
+        whose open deals the caller sees (its team's members for a key scoped to a team; None: all)
+        and the time."""
         state, auth = self._holder.current, current_auth()
-        data = state.deals.tenant_deals(auth.tenant)
-        if data is not None and auth.team_scope is not None:
-            owners = _team(state.snapshot, auth.tenant, auth.team_scope)
-            data = replace(data, deals=[deal for deal in data.deals if deal.owner in owners])
-        return state, data, self._clock.now()
+        owners = visible_owners(state.snapshot, auth)
+        return state, state.deals.tenant_deals(auth.tenant), owners, self._clock.now()
 
     def GetPipelineHealth(
         self, request: pb.GetPipelineHealthRequest, context: grpc.ServicerContext
@@ -63,14 +59,14 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
             violations.append(("sample_size", f"must be 0-{MAX_SAMPLE}"))
         if violations:
             raise InvalidRequestError(violations)
-        state, data, t = self._tenant_deals()
+        state, data, owners, t = self._tenant_deals()
         try:
             scorer: DealScorer | None = state.deal
         except NoModelError:
             scorer = None  # the audit still runs, without the stage check, and says so
         stale_days = request.stale_days or DEFAULT_STALE_DAYS
         sample = request.sample_size if request.HasField("sample_size") else DEFAULT_SAMPLE
-        audit = audit_open_deals(data, scorer, t, stale_days=stale_days, sample=sample)
+        audit = audit_open_deals(data, scorer, t, stale_days=stale_days, sample=sample, owners=owners)
         return health_response(audit, f"deal/{scorer.version}" if scorer else "")
 
     def ForecastBookings(
@@ -83,10 +79,11 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
             violations.append(("periods", f"must be 1-{MAX_PERIODS} (0 means {DEFAULT_PERIODS})"))
         if violations:
             raise InvalidRequestError(violations)
-        state, data, t = self._tenant_deals()
+        state, data, owners, t = self._tenant_deals()
         scorer = state.deal  # FAILED_PRECONDITION without a promoted deal model
-        result = forecast_open_deals(data, scorer, t, request.period or "quarter", request.periods or DEFAULT_PERIODS)
-        teams = _teams(state.snapshot, current_auth().tenant, list(result.by_owner)) if request.by_team else None
+        period, periods = request.period or "quarter", request.periods or DEFAULT_PERIODS
+        result = forecast_open_deals(data, scorer, t, period, periods, owners)
+        teams = owner_teams(state.snapshot, current_auth().tenant, list(result.by_owner)) if request.by_team else None
         return forecast_response(result, f"deal/{scorer.version}", request.by_rep, teams)
 
     def ListProposedUpdates(
@@ -103,9 +100,11 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
             violations.append(("limit", f"must be 1-{MAX_PROPOSALS} (0 means {DEFAULT_PROPOSALS})"))
         if violations:
             raise InvalidRequestError(violations)
-        state, data, t = self._tenant_deals()
+        state, data, owners, t = self._tenant_deals()
         scorer = state.deal  # FAILED_PRECONDITION without a promoted deal model
-        found, live = proposals_for(data, scorer, t, rep)
+        if rep is not None:
+            owners = frozenset({rep}) & owners if owners is not None else frozenset({rep})
+        found, live = proposals_for(data, scorer, t, owners)
         return proposals_response(found[: request.limit or DEFAULT_PROPOSALS], live, f"deal/{scorer.version}")
 
 
@@ -127,19 +126,6 @@ def proposals_response(found: list[Proposal], open_deals: int, model_version: st
         open_deals=open_deals,
         model_version=model_version,
     )
-
-
-def _team(snap: Snapshot, tenant: str, team: str) -> set[str]:
-    """The pids of the tenant's members in `team`."""
-    index = snap.tenants.index.get(tenant)
-    return set() if index is None else {snap.pid(int(node)) for node in snap.team_members(index, team)}
-
-
-def _teams(snap: Snapshot, tenant: str, owners: list[str]) -> dict[str, str]:
-    """Each owner's team as a member of the tenant, from the serving snapshot."""
-    index = snap.tenants.index.get(tenant)
-    nodes = {owner: snap.node(owner) for owner in owners} if index is not None else {}
-    return {owner: snap.team(node, index) for owner, node in nodes.items() if node is not None and index is not None}
 
 
 def forecast_response(

@@ -82,14 +82,23 @@ class ServingState:
         return self.model(BUYER)
 
 
-def _shown_differently(before: Snapshot, after: Snapshot) -> bool:
-    """Whether people may be shown differently everywhere: an erasure was applied, or a tenant
-    changed whether it shares identities (the deal index is then read whole)."""
+def _read_deals_whole(before: Snapshot, after: Snapshot, changes: snapshots.Changes) -> bool:
+    """Whether the deal index is read whole rather than refreshed: people may be shown differently
+    everywhere (an erasure was applied, or a tenant changed whether it shares identities), or someone
+    joined or left a tenant (which side of a logged interaction they are on changes)."""
 
     def sharing(snap: Snapshot) -> set[str]:
         return {t for t, shares in zip(snap.tenants.ids, snap.tenants.share_identities) if shares}
 
-    return after.erasure_watermark_ms > before.erasure_watermark_ms or sharing(after) != sharing(before)
+    def tenants_of(snap: Snapshot, pid: str) -> set[str]:
+        node = snap.node(pid)
+        return set() if node is None else {snap.tenants.ids[t] for t in snap.memberships(node).tolist()}
+
+    return (
+        after.erasure_watermark_ms > before.erasure_watermark_ms
+        or sharing(after) != sharing(before)
+        or any(tenants_of(before, c.pid) != tenants_of(after, c.pid) for c in changes.people)
+    )
 
 
 class ServingStateHolder:
@@ -142,7 +151,7 @@ class ServingStateHolder:
                     snap = snapshots.refresh(previous.snapshot, self._reader, changes)
                     deals = (
                         read_deal_index(self._reader)
-                        if _shown_differently(previous.snapshot, snap)
+                        if _read_deals_whole(previous.snapshot, snap, changes)
                         else refresh_deal_index(previous.deals, self._reader, changes, snap)
                     )
                 state = self._next(replace(previous, snapshot=snap, deals=deals, store_reachable=True))

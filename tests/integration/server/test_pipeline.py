@@ -17,7 +17,7 @@ from graph.store import connect
 from jobs.generate import AS_OF
 from relgraph.client import ApiError, Client
 from relgraph.query import response_json
-from relgraph.v1 import pipeline_pb2
+from relgraph.v1 import buyer_intelligence_pb2, ingest_pb2, pipeline_pb2
 from server.app import create_server
 from server.auth import create_api_key
 from tests.integration.server.conftest import PEPPER, Served
@@ -98,6 +98,21 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
                     client.get_pipeline_health(pipeline_pb2.GetPipelineHealthRequest()),
                     client.list_proposed_updates(pipeline_pb2.ListProposedUpdatesRequest(limit=1000)),
                 )
+        # The team's deals answer; another team's are unknown to it, and a team key cannot write.
+        theirs = min(open_by_team[team])
+        with Client(f"127.0.0.1:{port}", keys[team]) as client:
+            assert client.estimate_deal_stage(buyer_intelligence_pb2.EstimateDealStageRequest(deal_id=theirs))
+        with Client(f"127.0.0.1:{port}", keys[idle]) as client:
+            for call in (
+                lambda: client.estimate_deal_stage(buyer_intelligence_pb2.EstimateDealStageRequest(deal_id=theirs)),
+                lambda: client.list_deal_signals(buyer_intelligence_pb2.ListDealSignalsRequest(deal_id=theirs)),
+            ):
+                with pytest.raises(ApiError) as info:
+                    call()
+                assert info.value.code == "NOT_FOUND"
+            with pytest.raises(ApiError) as info:
+                client.ingest_events([ingest_pb2.IngestEventsRequest()])
+            assert info.value.code == "PERMISSION_DENIED"
         with Client(f"127.0.0.1:{port}", served.keys["member_b"]) as member:
             answer = member.forecast_bookings(
                 pipeline_pb2.ForecastBookingsRequest(period="month", periods=3, by_rep=True)

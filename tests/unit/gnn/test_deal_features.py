@@ -53,6 +53,7 @@ def _deal(events: list[tuple[int, str, str, bool]], **overrides: object) -> Deal
         buyer=np.array([b for _, _, b, _ in events], dtype=object),
         seller=np.array(["rep"] * len(events), dtype=object),
         inbound=np.array([i for *_, i in events], dtype=bool),
+        activity=np.array([f"a{i}" for i in range(len(events))], dtype=object),
     )
     return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
 

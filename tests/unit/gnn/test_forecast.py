@@ -152,6 +152,7 @@ def test_a_backtest_forecast_reads_nothing_after_its_date(
             buyer=np.concatenate([d.buyer[~later], d.buyer[:1] if len(d.buyer) else ["someone"]]),
             seller=np.concatenate([d.seller[~later], d.seller[:1] if len(d.seller) else ["rep"]]),
             inbound=np.concatenate([d.inbound[~later], [True]]),
+            activity=np.concatenate([d.activity[~later], ["later"]]),
         )
 
     future = dataclasses.replace(

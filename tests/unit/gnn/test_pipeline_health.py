@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gnn.deals import DAY
-from gnn.pipeline_health import HYGIENE_THRESHOLD, audit_hygiene, open_deals
+from gnn.pipeline_health import HYGIENE_THRESHOLD, audit_hygiene, days_overdue, open_deals
 from graph.deal_bundle import Deal
 
 STAGES = ("discovery", "evaluation", "proposal", "negotiation")
@@ -31,6 +31,7 @@ def deal(
         contacts={"p": "champion"} if contacts is None else contacts,
         ts=ts, kind=np.asarray(["email"] * len(ts)), buyer=np.asarray(["p"] * len(ts)),
         seller=np.asarray(["rep"] * len(ts)), inbound=np.ones(len(ts), dtype=bool),
+        activity=np.asarray([f"a{i}" for i in range(len(ts))], dtype=object),
     )  # fmt: skip
 
 
@@ -76,6 +77,14 @@ def test_each_check_and_the_score() -> None:
         "no interaction for 100 days while the CRM shows it open",
         "no economic buyer listed at proposal",
     }
+
+
+def test_a_close_date_passes_once_its_day_is_over() -> None:
+    overdue = {
+        hours: days_overdue(deal("d", ["discovery"], close_date=T - hours * 3600), T) for hours in (-5, 0, 23, 24)
+    }
+    assert overdue == {-5: 0, 0: 0, 23: 0, 24: 1}
+    assert days_overdue(deal("none", ["discovery"]), T) == 0
 
 
 def test_without_a_stage_estimate_that_check_is_left_out_and_said() -> None:

@@ -48,6 +48,10 @@ def test_roles_gate_methods() -> None:
     with pytest.raises(PermissionDeniedError):
         authorize(ctx("member"), "/relgraph.v1.AdminService/CreateApiKey")
     authorize(ctx("admin"), "/relgraph.v1.IngestService/EraseSubject")
+    team = ctx("member", "team:sales_east")  # reads, never writes
+    authorize(team, "/relgraph.v1.PipelineService/ForecastBookings")
+    with pytest.raises(PermissionDeniedError, match="only reads"):
+        authorize(team, "/relgraph.v1.IngestService/IngestEvents")
 
 
 def test_rate_limiter_is_a_token_bucket_per_key() -> None:

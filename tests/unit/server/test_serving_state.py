@@ -15,6 +15,8 @@ from graph import strength_heuristic as heuristic
 from graph.memory_reader import NETWORK
 from relgraph.v1 import warm_paths_pb2 as pb
 from server import snapshot as snapshots
+from server.deal_index import read_deal_index
+from tests.support.plain import plain
 from tests.support.serving import ANN, AS_OF, CFO, OPS, VP, Serving, serving, untrained_models, world
 from tests.support.tenancy_model import snapshot_content
 
@@ -41,6 +43,15 @@ def test_an_incremental_refresh_equals_a_full_build(served: Serving) -> None:
     assert snapshot_content(refreshed) == snapshot_content(snapshots.build(served.graph))
     assert served.holder.refresh().snapshot.relationships == refreshed.relationships  # nothing new: nothing moves
     assert len(_paths(served, "acme", CFO).paths[0].hops) == 1  # ann now reaches cfo directly
+
+
+def test_someone_joining_a_tenant_has_its_deals_read_again(served: Serving) -> None:
+    """OPS, on D-1's buyer side, becomes a member of acme: its rows with ANN are now between two
+    members, which a whole read leaves out."""
+    served.graph.ingest([{"kind": "member", "tenant": "acme", "email": OPS, "title": "Director of Operations"}])
+    found, again = served.holder.refresh().deals.find("acme", "D-1"), read_deal_index(served.graph).find("acme", "D-1")
+    assert found is not None and again is not None and plain(found[1]) == plain(again[1])
+    assert found[1].ts.size == 0
 
 
 def test_a_tenant_that_sorts_first_changes_no_other_tenants_answer(served: Serving) -> None:
