@@ -28,10 +28,6 @@ from graph.reader import ALL_TENANTS, GraphReader, TenantScope
 from server.snapshot import Changes, Snapshot
 
 DealKey = tuple[str, str]  # (tenant, deal id)
-# Logged rows are read again this far below the watermark: a write's timestamp() is taken when its
-# statement starts, so a long write can commit rows stamped before a refresh that missed them. A row
-# the index holds already adds nothing (`with_logged`).
-LOGGED_OVERLAP_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -142,7 +138,7 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, 
     `snap` the snapshot they were applied to (which holds the changed people's employers)."""
     seen = index.watermarks
     changed_deals = reader.deals_changed(seen.deals, ALL_TENANTS)
-    logged = reader.interactions_logged_since(max(0, seen.logged - LOGGED_OVERLAP_MS), ALL_TENANTS)
+    logged = reader.interactions_logged_since(seen.logged, ALL_TENANTS)
     watermarks = Watermarks(
         deals=max([seen.deals, *(c.updated_at for c in changed_deals)]),
         logged=max([seen.logged, *(row.updated_at for row in logged)]),

@@ -191,7 +191,7 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
         assert _content(index) == _content(_index(graph)), change
     _, served = index.find(deal["tenant"], deal["id"]) or (None, None)
     assert served is not None and served.amount == 1234.5
-    # Rows it holds read again (a refresh's overlap, or rows logged while it was read whole) add nothing.
+    # Rows it holds read again (rows logged while it was read whole, at the next refresh) add nothing.
     refresher.index = dataclasses.replace(index, watermarks=Watermarks(deals=index.watermarks.deals, logged=0))
     assert _content(refresher.refresh()) == _content(_index(graph))
 
