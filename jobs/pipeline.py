@@ -86,7 +86,7 @@ def render_proposals(queue: dict[str, Any]) -> str:
     lines = [f"{count} proposed CRM updates over {deals} open deals ({queue['model_version']})"]
     for p in queue["proposals"]:
         decided = f" [{p['decision']}ed]" if p["decision"] else ""
-        current = f"{p['current'] or '(empty)'} -> " if p["field"] == "stage" else ""
+        current = f"{p['current'] or '(empty)'} -> " if p["field"] in ("stage", "close_date") else ""
         lines.append(
             f"  {p['proposal_id']} {p['deal_id']} {p['field']}: {current}{p['proposed']} "
             f"(confidence {p['confidence']:.0%}){decided}; {'; '.join(p['evidence'])}"

@@ -392,7 +392,7 @@ def render_forecast(r: pipeline_pb2.ForecastBookingsResponse) -> str:
 def render_proposed_updates(r: pipeline_pb2.ListProposedUpdatesResponse) -> str:
     lines = [f"{len(r.updates)} proposed CRM updates over {r.open_deals} open deals ({r.model_version})"]
     for u in r.updates:
-        current = f"{u.current_value or '(empty)'} -> " if u.field == "stage" else ""
+        current = f"{u.current_value or '(empty)'} -> " if u.field in ("stage", "close_date") else ""
         lines.append(
             f"  {u.proposal_id} {u.deal_id} {u.field}: {current}{u.proposed_value} (confidence {u.confidence:.0%}); "
             + "; ".join(u.evidence)
