@@ -187,7 +187,7 @@ def with_logged(deal: Deal, rows: list[list[Any]]) -> Deal:
 def _interaction_arrays(rows: list[list[Any]]) -> dict[str, Any]:
     """A deal's interaction arrays from its rows, in time order; each kept row is between a member of
     the tenant and someone on the buyer side."""
-    ordered = sorted(rows, key=lambda a: (a[0], a[2], a[3] or "", str(a[1])))
+    ordered = sorted(rows, key=lambda a: (a[0], a[2], a[3] or "", str(a[1]), str(a[6])))
     kept = [a for a in ordered if a[3] is not None and bool(a[4]) != bool(a[5])]
     return {
         "ts": np.array([int(a[0]) for a in kept], dtype=np.int64),

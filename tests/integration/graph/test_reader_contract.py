@@ -6,6 +6,7 @@ stamps its clock, the in-memory graph a counter.)"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,14 @@ def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
     }
 
 
+def _written(folder: Path, record: dict[str, Any]) -> Path:
+    path = folder / "late.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    return path
+
+
 def test_the_in_memory_graph_reads_what_neo4j_reads(
-    store: GraphStore, small_network: Path, pseudo: Pseudonymizer
+    store: GraphStore, small_network: Path, pseudo: Pseudonymizer, tmp_path: Path
 ) -> None:
     records = _records(small_network)
     memory = InMemoryGraph(pseudo)
@@ -86,3 +93,13 @@ def test_the_in_memory_graph_reads_what_neo4j_reads(
         assert memory.erase(pid, scope)
         assert erase_person(store, pid, scope=scope, actor="test", retention_s=3600).found
     compare()
+    # An interaction logged on a deal later, and the same again: one new row, the latest; the watermark is its time.
+    logged = next(r for r in records if r["kind"] == "interaction" and r.get("deal"))
+    since = neo4j.logged_watermark(ALL_TENANTS)
+    for _ in range(2):
+        memory.ingest([{**logged, "id": "late-1"}])
+        ingest(store, [_written(tmp_path, {**logged, "id": "late-1"})], pseudo, progress=False)
+    compare()
+    late = neo4j.interactions_logged_since(since, ALL_TENANTS)
+    assert [row.activity_id for row in late] == ["late-1"] * len(logged["to"])
+    assert neo4j.logged_watermark(ALL_TENANTS) == max(row.updated_at for row in late) > since
