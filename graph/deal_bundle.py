@@ -107,6 +107,7 @@ class DealBundle:
             tied.sort(key=lambda tie: tie[0])
 
     def account_people(self, cid: str, tenant: str) -> AccountPeople:
+        """The account's staff, their jobs there and `tenant`'s signals from them, ordered by time."""
         found = self._accounts.get((cid, tenant))
         if found is None:
             staff = self.staff.get(cid, [])

@@ -626,6 +626,10 @@ def test_case11_bad_values_over_grpc_are_field_violations(world: World) -> None:
             bad.amount = amount
             response = member.call(member.ingest.IngestEvents, iter([ingest_pb2.IngestEventsRequest(deal=bad)]))
             assert response.accepted == 0 and [r.field for r in response.first_rejections] == ["amount"]
+        early = ingest_pb2.DealRecord(close_date="2025-12-31")  # the CRM's close date before the deal's creation
+        early.MergeFrom(deal)
+        response = member.call(member.ingest.IngestEvents, iter([ingest_pb2.IngestEventsRequest(deal=early)]))
+        assert response.accepted == 0 and [r.field for r in response.first_rejections] == ["close_date"]
         huge = "x" * 3_000_000 + ".example"
         for fields, field in (
             ({"target_company": {"domain": huge}}, "target_company.domain"),
