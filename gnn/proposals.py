@@ -69,11 +69,11 @@ def _close_date(deal: Deal, outlook: DealOutlook, t: int) -> list[Proposal]:
     """The expected close, where the CRM records none, or one already past, or one outside the
     model's p10-p90; confident as the chance it closes within a month of it."""
     low, mid, high = (t + float(np.expm1(x)) * DAY for x in outlook.close_log_days)
-    crm = deal.close_date
+    crm, overdue = deal.close_date, days_overdue(deal, t)
     if crm < 0:
         wrong = "the CRM records no close date"
-    elif days_overdue(deal, t):
-        wrong = f"the CRM's close date {_day(crm)} passed {days_overdue(deal, t)} days ago"
+    elif overdue:
+        wrong = f"the CRM's close date {_day(crm)} passed {overdue} days ago"
     elif not low <= crm <= high:
         wrong = f"the CRM's close date {_day(crm)} lies outside the expected p10-p90"
     else:

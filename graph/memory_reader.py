@@ -72,6 +72,10 @@ class _Knows:
         rev = int(np.sum((direction == 1) | both))
         return len(self.events), fwd, rev, int((codes >> 3).max())
 
+    def times(self) -> np.ndarray:
+        """The events' times, sorted: a tie as `ties_to_members` gives it."""
+        return np.sort(np.array(sorted(self.events), dtype=np.int64) >> 3)
+
 
 class InMemoryGraph:
     """A graph held in dicts, written with ingest records and read as a GraphReader."""
@@ -376,7 +380,7 @@ class InMemoryGraph:
         for (tenant, lo, hi), log in sorted(self.knows_logs.items()):
             for pid, member in ((lo, hi), (hi, lo)):
                 if scope.allows(tenant) and pid in wanted and (tenant, member) in self.members:
-                    ties[(tenant, pid)].append((member, np.sort(np.array(sorted(log.events), dtype=np.int64) >> 3)))
+                    ties[(tenant, pid)].append((member, log.times()))
         return dict(ties)
 
     def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
@@ -392,7 +396,7 @@ class InMemoryGraph:
             lo, hi = sorted((pid, other))
             log = self.knows_logs.get((tenant, lo, hi))
             if log is not None and pid != other and scope.allows(tenant) and (tenant, other) in self.members:
-                ties[(tenant, pid)].append((other, np.sort(np.array(sorted(log.events), dtype=np.int64) >> 3)))
+                ties[(tenant, pid)].append((other, log.times()))
         return dict(ties)
 
     def logged_watermark(self, scope: TenantScope) -> int:
