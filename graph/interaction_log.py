@@ -5,7 +5,7 @@ as flat NumPy arrays (a GraphReader's `interaction_log`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,7 @@ def build_interaction_log(
     first = np.ones(codes.shape[0], dtype=bool)
     first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1]) | (codes[1:] != codes[:-1])
     lo, hi, codes, tenant = lo[first], hi[first], codes[first], tenant[first]
-    by_time = np.lexsort(np.stack([codes, hi.astype(np.int64), lo.astype(np.int64), codes >> 3]))
+    by_time = _by_time(lo, hi, codes)
     ts, kind, direction = decode_events(codes[by_time])
     companies = {cid: i for i, cid in enumerate(sorted({j[1] for j in jobs}))}
     return InteractionLog(
@@ -155,3 +155,46 @@ def build_interaction_log(
         emp_level=np.array([_LEVEL.get(j[4], -1) for j in jobs], dtype=np.int8),
         emp_function=np.array([_FUNCTION.get(j[5], -1) for j in jobs], dtype=np.int8),
     )
+
+
+def with_pairs_replaced(
+    log: InteractionLog, lo_pids: np.ndarray, hi_pids: np.ndarray, fresh: InteractionLog
+) -> InteractionLog | None:
+    """`log` with every interaction between the pairs (lo_pids[i] < hi_pids[i], S32) replaced by
+    `fresh`'s: those pairs' log read again in `log`'s scope (`GraphReader.pair_interactions`), so a
+    refresh need not read the whole log. Equal to reading the whole log again when only those pairs
+    changed. None when `fresh` names a person or a tenant `log` lacks: its people are numbered, so
+    a newcomer needs the whole log."""
+    people, tenants = _positions(log.pids, fresh.pids), _positions(log.tenants, fresh.tenants)
+    if (people < 0).any() or (tenants < 0).any():
+        return None
+    pair_lo, pair_hi = _positions(log.pids, lo_pids), _positions(log.pids, hi_pids)
+    held = (pair_lo >= 0) & (pair_hi >= 0)  # a pair with someone the log lacks has nothing in it to replace
+    n = np.int64(max(log.people, 1))
+    keep = ~np.isin(log.lo * n + log.hi, pair_lo[held] * n + pair_hi[held])
+    lo = np.concatenate([log.lo[keep], people[fresh.lo].astype(np.int32)])
+    hi = np.concatenate([log.hi[keep], people[fresh.hi].astype(np.int32)])
+    tenant = np.concatenate([log.tenant[keep], tenants[fresh.tenant].astype(np.int16)])
+    codes = np.concatenate([_codes(log, keep), _codes(fresh, np.ones(fresh.interactions, dtype=bool))])
+    by_time = _by_time(lo, hi, codes)
+    ts, kind, direction = decode_events(codes[by_time])
+    return replace(log, lo=lo[by_time], hi=hi[by_time], ts=ts, kind=kind, direction=direction, tenant=tenant[by_time])
+
+
+def _by_time(lo: np.ndarray, hi: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The log's canonical order: by time, then pair, then event code."""
+    return np.lexsort(np.stack([codes, hi.astype(np.int64), lo.astype(np.int64), codes >> 3]))
+
+
+def _codes(log: InteractionLog, rows: np.ndarray) -> np.ndarray:
+    """The event codes (graph.events) of the log's `rows`."""
+    codes: np.ndarray = (log.ts[rows] << 3) | (log.kind[rows].astype(np.int64) << 1) | log.direction[rows]
+    return codes
+
+
+def _positions(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each key's index in the sorted `table`, -1 where it is absent."""
+    if not table.shape[0]:
+        return np.full(keys.shape[0], -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(table, keys), table.shape[0] - 1)
+    return np.where(table[at] == keys, at, -1).astype(np.int64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -448,16 +448,26 @@ class InMemoryGraph:
         }
 
     def interaction_log(self, scope: ExportScope) -> InteractionLog:
+        return build_interaction_log(
+            self._knows_events(scope, lambda lo, hi: True),
+            [(k[1], k[2], k[3], v["to"], v["level"], v["function"]) for k, v in self.jobs.items()],
+            scope,
+        )
+
+    def pair_interactions(self, pairs: Sequence[tuple[str, str]], scope: ExportScope) -> InteractionLog:
+        wanted = set(pairs)
+        return build_interaction_log(self._knows_events(scope, lambda lo, hi: (lo, hi) in wanted), [], scope)
+
+    def _knows_events(
+        self, scope: ExportScope, pair_wanted: Callable[[str, str], bool]
+    ) -> Iterator[tuple[str, str, str, list[int]]]:
         opted_out = (
             set() if scope.with_opted_out else {t for t, s in self.tenant_settings.items() if s["network_opt_out"]}
         )
-        rows = (
+        return (
             (lo, hi, tenant, sorted(log.events))
             for (tenant, lo, hi), log in sorted(self.knows_logs.items())
-            if scope.tenants.allows(tenant) and tenant not in opted_out and log.events
-        )
-        return build_interaction_log(
-            rows, [(k[1], k[2], k[3], v["to"], v["level"], v["function"]) for k, v in self.jobs.items()], scope
+            if scope.tenants.allows(tenant) and tenant not in opted_out and log.events and pair_wanted(lo, hi)
         )
 
     def fingerprint(self) -> str:

@@ -146,6 +146,16 @@ RETURN a.pid AS lo, b.pid AS hi, k.tenant_id AS tenant, k.events AS events
 """,
 )
 
+_PAIR_EVENTS = Query(
+    "read.pair_events",
+    """
+UNWIND $pairs AS pair
+MATCH (a:Person {pid: pair[0]})-[k:KNOWS]->(b:Person {pid: pair[1]})
+WHERE $tenants IS NULL OR k.tenant_id IN $tenants
+RETURN a.pid AS lo, b.pid AS hi, k.tenant_id AS tenant, k.events AS events
+""",
+)
+
 _EMPLOYMENT = Query(
     "read.employment",
     """
@@ -489,9 +499,7 @@ class Neo4jReader:
         return [LoggedInteraction(**row) for row in rows]
 
     def interaction_log(self, scope: ExportScope) -> InteractionLog:
-        opted_out = (
-            set() if scope.with_opted_out else {row.tenant for row in self.tenants(ALL_TENANTS) if row.network_opt_out}
-        )
+        opted_out = self._opted_out(scope)
         pages = (row for row in self._pages(_KNOWS_EVENTS_PAGE, scope.tenants) if row["tenant"] not in opted_out)
         rows = (
             (row["lo"], row["hi"], row["tenant"], row["events"])
@@ -504,6 +512,22 @@ class Neo4jReader:
                 for r in self._store.read(_EMPLOYMENT)
             ],
             scope,
+        )
+
+    def pair_interactions(self, pairs: Sequence[tuple[str, str]], scope: ExportScope) -> InteractionLog:
+        opted_out = self._opted_out(scope)
+        rows = (
+            (row["lo"], row["hi"], row["tenant"], row["events"])
+            for chunk in _chunks([list(pair) for pair in pairs], self._page_size)
+            for row in self._store.read(_PAIR_EVENTS, pairs=chunk, tenants=scope.tenants.names())
+            if row["tenant"] not in opted_out
+        )
+        return build_interaction_log(rows, [], scope)
+
+    def _opted_out(self, scope: ExportScope) -> set[str]:
+        """The tenants whose interactions the export leaves out."""
+        return (
+            set() if scope.with_opted_out else {row.tenant for row in self.tenants(ALL_TENANTS) if row.network_opt_out}
         )
 
     def fingerprint(self) -> str:

@@ -246,6 +246,11 @@ class GraphReader(Protocol):
         """Every logged interaction in the export scope's window and tenants, with employment."""
         ...
 
+    def pair_interactions(self, pairs: Sequence[tuple[str, str]], scope: ExportScope) -> InteractionLog:
+        """The logged interactions between each (lo pid, hi pid) of `pairs` in the export scope's window
+        and tenants, without employment (`interaction_log.with_pairs_replaced` puts them in a log)."""
+        ...
+
     def fingerprint(self) -> str:
         """Changes whenever anything an interaction log is made of changes."""
         ...

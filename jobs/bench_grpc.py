@@ -1,7 +1,7 @@
 """`relgraph bench grpc`: the real server measured the way a peer would measure it.
 
-A generated network is ingested into a throwaway Neo4j, a deal and a buyer model are trained and
-promoted, and `relgraph serve`'s server answers on a real port while an out-of-process load
+A generated network is ingested into a throwaway Neo4j, a link, a deal and a buyer model are
+trained and promoted, and `relgraph serve`'s server answers on a real port while an out-of-process load
 generator drives it: ghz (a Go gRPC load tool, built once from the Go module proxy into the cache,
 like helm), or, only where Go is absent, the project's Python client in as many processes (said in
 the report). Each call runs for the same time at the same concurrency; the health check measures
@@ -36,6 +36,7 @@ from core.errors import ConfigError
 from core.vocabulary import parse_time
 from gnn.registry import ModelRegistry
 from graph.ingest import ingest
+from graph.interaction_log import ExportScope
 from graph.neo4j_reader import Neo4jReader
 from graph.pseudonymize import Pseudonymizer
 from graph.reader import ALL_TENANTS
@@ -43,6 +44,7 @@ from jobs.bench_common import BenchGraph, free_port, generated_graph
 from jobs.generate import AS_OF, GeneratorConfig
 from jobs.train_buyer import train_buyer_model
 from jobs.train_deals import DealSettings, train_deal_model
+from jobs.train_link import LinkSettings, train_link_model
 from relgraph.v1 import buyer_intelligence_pb2, warm_paths_pb2
 from server.app import create_server
 from server.auth import create_api_key
@@ -162,11 +164,19 @@ def run_grpc_benchmark(
 
 
 def _promote_models(graph: BenchGraph, settings: DealSettings) -> None:
-    """A deal and a buyer model, trained on the network and promoted (they answer the deal RPCs)."""
+    """A link model (its strengths rank warm paths, and a refresh re-scores what changed), a deal and
+    a buyer model (they answer the deal RPCs), trained on the network with `settings`' epochs and promoted."""
     import ray
 
     registry = ModelRegistry(graph.config.models_dir)
-    data = Neo4jReader(graph.store).deal_bundle(ALL_TENANTS)
+    reader = Neo4jReader(graph.store)
+    log = reader.interaction_log(ExportScope(tenants=ALL_TENANTS, end=AS_OF))
+    link = train_link_model(
+        log, LinkSettings(run=settings.run), runs_dir=graph.config.runs_dir, registry=registry, scope={"bench": "grpc"}
+    )
+    assert link.version is not None
+    registry.promote("link", link.version.name)
+    data = reader.deal_bundle(ALL_TENANTS)
     report = train_deal_model(
         data, settings, as_of=AS_OF, runs_dir=graph.config.runs_dir, registry=registry, scope={"bench": "grpc"}
     )

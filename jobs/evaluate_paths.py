@@ -42,7 +42,7 @@ from graph.reader import ALL_TENANTS
 from graph.records import parse_record
 from jobs.evaluate import ingested_dataset
 from server import snapshot as snapshots
-from server.link_strengths import log_positions, with_link_strengths
+from server.link_strengths import log_positions, score_all
 from server.snapshot import Snapshot
 from server.strength_scale import BANDS, band, strength_scale
 from server.warm_paths import MAX_HOPS, FoundPath, PathSearch, find_paths
@@ -231,7 +231,7 @@ def _served(snap: Snapshot, log: InteractionLog, config: Config, as_of: int) -> 
         scorer = LINK.load_promoted(ModelRegistry(config.models_dir))
     except NoModelError:
         return snap
-    return with_link_strengths(snap, scorer, log, as_of)
+    return score_all(snap, scorer, log, as_of, basis=scorer.source)[0]
 
 
 def _with_strengths(snap: Snapshot, strength: np.ndarray, source: str) -> Snapshot:

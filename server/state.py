@@ -7,7 +7,9 @@ been pruned), the deals from what changed since (whole after an erasure or a cha
 identity sharing), and each model kind's promotion picked up (a version trained on another feature
 schema, or one that cannot load, is refused and the previous one serves on). The link model's
 strengths are recomputed whenever the relationships, the tenants' opt-outs or the model change, at
-the serving clock's time.
+the serving clock's time: all of them at start-up, on a full rebuild and when the model or the
+opt-outs change; in between, only the relationships whose interactions changed
+(server/link_strengths.py).
 
 The loop survives any record and any failure: it logs, counts (`relgraph_snapshot_refresh_failures_total`)
 and tries again; while Neo4j is unreachable the last state serves and says so, and `healthy` turns
@@ -34,12 +36,11 @@ from gnn.model_kinds import BUYER, DEAL, LINK, MODEL_KINDS, ModelKind
 from gnn.registry import ModelRegistry
 from graph import strength_heuristic as heuristic
 from graph.export_cache import purge_export_cache
-from graph.interaction_log import ExportScope
-from graph.reader import ALL_TENANTS, GraphReader
+from graph.reader import GraphReader
 from server import snapshot as snapshots
 from server.deal_answers import DealAnswers, answer_open_deals
 from server.deal_index import DealIndex, read_deal_index, refresh_deal_index
-from server.link_strengths import with_link_strengths
+from server.link_strengths import LinkScoring, rescore_changed, score_all, serving_scope
 from server.metrics import Metrics
 from server.snapshot import Snapshot
 from server.strength_scale import StrengthScale, strength_scale
@@ -129,6 +130,7 @@ class ServingStateHolder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._scaled: tuple[tuple[object, ...], StrengthScale] | None = None  # (what it was computed from, the scale)
+        self._link_scoring: LinkScoring | None = None  # what refreshes re-score the changed relationships from
         snap = snapshots.build(reader)
         self.current = self._next(ServingState(snap, read_deal_index(reader)))
         self._publish(self.current)
@@ -154,7 +156,10 @@ class ServingStateHolder:
                         if _read_deals_whole(previous.snapshot, snap, changes)
                         else refresh_deal_index(previous.deals, self._reader, changes, snap)
                     )
-                state = self._next(replace(previous, snapshot=snap, deals=deals, store_reachable=True))
+                state = self._next(
+                    replace(previous, snapshot=snap, deals=deals, store_reachable=True),
+                    None if full else (previous.snapshot, changes),
+                )
             except StoreError as exc:
                 if previous.store_reachable:
                     log.warning("refresh failed, serving the last state: %s", exc)
@@ -170,13 +175,14 @@ class ServingStateHolder:
             self._publish(state)
             return state
 
-    def _next(self, state: ServingState) -> ServingState:
+    def _next(self, state: ServingState, refreshed: tuple[Snapshot, snapshots.Changes] | None = None) -> ServingState:
         """`state` with every model kind's promoted version picked up, the link strengths applied and
-        the open deals' answers brought up to date."""
+        the open deals' answers brought up to date; `refreshed`: the snapshot its snapshot was
+        refreshed from and the changes applied (None: built whole)."""
         models, why_not = dict(state.models), dict(state.why_not)
         for kind in MODEL_KINDS.values():
             self._pick_up(kind, models, why_not)
-        snap = self._scored(state.snapshot, models.get(LINK.name))
+        snap = self._scored(state.snapshot, models.get(LINK.name), refreshed)
         # The scale follows the strengths and their tenants, so it is rebuilt when those arrays change (a
         # refresh that changed nothing keeps them; between changes, recency moves every percentile alike).
         basis = (snap.edge_tenant, snap.edge_count, snap.edge_last_ts, snap.edge_strength)
@@ -211,11 +217,17 @@ class ServingStateHolder:
                     else f"{kind.name} model {promoted} cannot be loaded; see the server log"
                 )
 
-    def _scored(self, snap: Snapshot, scorer: LinkScorer | None) -> Snapshot:
+    def _scored(
+        self, snap: Snapshot, scorer: LinkScorer | None, refreshed: tuple[Snapshot, snapshots.Changes] | None
+    ) -> Snapshot:
         """`snap` with the link model's strengths, recomputed only when the model, the relationships or
-        the tenants' opt-outs changed (a rebuilt or refreshed snapshot holds none yet); without a
-        model, the heuristic's (no stored strengths)."""
+        the tenants' opt-outs changed (a rebuilt or refreshed snapshot holds none yet): after a
+        refresh, only the changed relationships, scored from what the last whole scoring kept; all
+        of them after a full build, an erasure (the kept log holds the erased person's pseudonym), a
+        newcomer the kept log lacks, or another model or opt-out. Without a model, the heuristic's
+        (no stored strengths)."""
         if scorer is None:
+            self._link_scoring = None
             return (
                 snap
                 if snap.edge_strength is None
@@ -226,8 +238,18 @@ class ServingStateHolder:
         if snap.edge_strength is not None and snap.strength_basis == basis:
             return snap
         as_of = self._clock.now()
-        interactions = self._reader.interaction_log(ExportScope(tenants=ALL_TENANTS, end=as_of, with_opted_out=True))
-        return replace(with_link_strengths(snap, scorer, interactions, as_of), strength_basis=basis)
+        kept = self._link_scoring
+        if refreshed is not None and kept is not None and kept.basis == basis:
+            previous, changes = refreshed
+            if previous.strength_basis == basis and not changes.erasures:
+                rescored = rescore_changed(previous, snap, scorer, kept, self._reader, changes.knows, as_of)
+                if rescored is not None:
+                    snap, self._link_scoring = rescored
+                    return snap
+        self._link_scoring = None  # the kept log may hold an erased pseudonym: never past a whole scoring
+        interactions = self._reader.interaction_log(serving_scope(as_of))
+        snap, self._link_scoring = score_all(snap, scorer, interactions, as_of, basis)
+        return snap
 
     def _publish(self, state: ServingState) -> None:
         self.current = state

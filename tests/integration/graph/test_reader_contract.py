@@ -57,6 +57,15 @@ def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
         "bundle": plain({f: getattr(bundle, f) for f in ("jobs", "staff", "signals", "ties", "held_by")}),
         "shared": sorted(bundle.shared),
         "log": plain(log),
+        # Some relationships' pairs, and a pair of people with no relationship (nothing).
+        "pair_interactions": plain(
+            reader.pair_interactions(
+                sorted(
+                    {(k.lo, k.hi) for k in reader.knows_of(some_pids, ALL_TENANTS)} | {(some_pids[0], some_pids[0])}
+                ),
+                ExportScope(tenants=scope),
+            )
+        ),
         "erased": sorted(e.pid for e in reader.erasures_since(0, scope)),
     }
 

@@ -4,8 +4,11 @@ that cannot serve never replaces one that can."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from core.clock import FixedClock
@@ -16,8 +19,10 @@ from graph.memory_reader import NETWORK
 from relgraph.v1 import warm_paths_pb2 as pb
 from server import snapshot as snapshots
 from server.deal_index import read_deal_index
+from server.link_strengths import LinkScoring, score_all, score_relationships, serving_scope
+from server.snapshot import Snapshot, edge_endpoints
 from tests.support.plain import plain
-from tests.support.serving import ANN, AS_OF, CFO, OPS, VP, Serving, serving, untrained_models, world
+from tests.support.serving import ANN, AS_OF, BOB, CFO, OPS, VP, Serving, serving, untrained_models, world
 from tests.support.tenancy_model import snapshot_content
 
 
@@ -110,3 +115,78 @@ def test_a_promoted_model_that_cannot_serve_keeps_the_previous_one(tmp_path: Pat
     (registry.root / LINK.name / "PROMOTED").unlink()
     served.holder.refresh()
     assert served.holder.current.link is None and _paths(served, "acme", CFO).strength_source == heuristic.NAME
+
+
+def _strengths(snap: Snapshot) -> dict[tuple[bytes, bytes, int], float]:
+    assert snap.edge_strength is not None
+    lo, hi = edge_endpoints(snap)
+    return {
+        (snap.pids[a], snap.pids[b], int(t)): float(s)
+        for a, b, t, s in zip(lo, hi, snap.edge_tenant, snap.edge_strength)
+    }
+
+
+def _whole_log_reads(served: Serving, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    reads: list[Any] = []
+    read = served.graph.interaction_log
+    monkeypatch.setattr(served.graph, "interaction_log", lambda scope: reads.append(scope) or read(scope))
+    return reads
+
+
+def test_a_refresh_rescores_only_the_relationships_whose_interactions_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The changed pair scores as a whole scoring would with the start's embeddings; every other
+    relationship keeps its strength; the whole log is not read again until a full rebuild."""
+    served = serving(world(), FixedClock(AS_OF), untrained_models(tmp_path))
+    scorer, before = served.holder.current.link, served.holder.current.snapshot
+    assert scorer is not None
+    reads = _whole_log_reads(served, monkeypatch)
+    talk = {"kind": "interaction", "tenant": "acme", "type": "call", "ts": "2026-05-25T10:00:00Z"}
+    served.graph.ingest([{**talk, "from": ANN, "to": [OPS]}, {**talk, "from": BOB, "to": [OPS]}])
+    after = served.holder.refresh().snapshot
+    assert not reads and after.strength_source == scorer.source
+    assert after.relationships == before.relationships + 1
+
+    _, start = score_all(before, scorer, world().interaction_log(serving_scope(AS_OF)), AS_OF, "")
+    assert start is not None
+    expected = np.zeros(after.relationships, dtype=np.float32)
+    whole = LinkScoring("", served.graph.interaction_log(serving_scope(AS_OF)), start.embeddings)
+    score_relationships(after, np.ones(after.relationships, dtype=bool), scorer, whole, AS_OF, expected)
+    pid = served.warm_paths._pseudo.pid
+    acme = after.tenants.index["acme"]
+    changed = {(*sorted((pid(a).encode(), pid(OPS).encode())), acme) for a in (ANN, BOB)}
+    old, new = _strengths(before), _strengths(after)
+    wanted = _strengths(dataclasses.replace(after, edge_strength=expected))
+    assert changed <= new.keys()
+    for key, strength in new.items():
+        assert strength == (pytest.approx(wanted[key], abs=1e-6) if key in changed else old[key]), key
+    reads.clear()
+    served.holder.refresh(full=True)
+    assert len(reads) == 1
+
+
+@pytest.mark.parametrize("change", ["newcomer", "erasure"])
+def test_a_newcomer_or_an_erasure_has_every_relationship_scored_again(
+    change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer has no embedding yet; the kept log holds an erased person's pseudonym."""
+    served = serving(world(), FixedClock(AS_OF), untrained_models(tmp_path))
+    reads = _whole_log_reads(served, monkeypatch)
+    if change == "newcomer":
+        served.graph.ingest(
+            [
+                {
+                    "kind": "interaction",
+                    "tenant": "acme",
+                    "type": "call",
+                    "ts": "2026-05-25",
+                    "from": ANN,
+                    "to": ["x@y.example"],
+                }
+            ]
+        )
+    else:
+        assert served.graph.erase(served.warm_paths._pseudo.pid(OPS), NETWORK)
+    served.holder.refresh()
+    assert len(reads) == 1 and served.holder.current.snapshot.strength_source.startswith("link-model")
