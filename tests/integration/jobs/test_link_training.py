@@ -7,11 +7,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -185,6 +188,42 @@ def test_one_worker_runs_are_deterministic_and_resume_from_their_checkpoint(trai
     assert resumed.run == reports[1].run
     assert resumed.manifest["history"][0] == reports[1].manifest["history"][0]
     assert len(resumed.manifest["history"]) == 2
+
+
+def test_a_killed_training_worker_restarts_from_its_last_checkpoint(trained: Trained, tmp_path: Path) -> None:
+    """Ray Train's worker is killed (SIGKILL) mid-run: Ray starts a new one, which continues from the
+    last checkpoint Ray Train had taken in (it collects them at its health checks, every 2 s), so
+    epoch 1 is never trained again, and the run finishes."""
+    runs, epochs = tmp_path / "runs", 12
+    killed_at: list[int] = []  # how many epochs had finished when the worker was killed
+
+    def finished() -> list[int]:
+        return [json.loads(line)["epoch"] for p in runs.glob("*/epochs.jsonl") for line in p.read_text().splitlines()]
+
+    def kill_the_worker() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and len(finished()) < 2:
+            time.sleep(0.02)
+        time.sleep(2.5)  # past a health check: the checkpoints so far are Ray Train's
+        for process in psutil.process_iter(["cmdline"]):
+            if "RayTrainWorker" in " ".join(process.info["cmdline"] or ()):
+                killed_at.append(len(finished()))
+                process.kill()
+
+    killer = threading.Thread(target=kill_the_worker, daemon=True)
+    killer.start()
+    report = train_link_model(
+        trained.log,
+        _settings(workers=1, epochs=epochs, batch_size=32, max_failures=1),
+        runs_dir=runs,
+        registry=None,
+        scope={},
+    )
+    killer.join(timeout=1)
+    assert killed_at and killed_at[0] < epochs, killed_at  # killed mid-run: finishing needed a new worker
+    done = finished()
+    assert done.count(1) == 1 and set(done) == set(range(1, epochs + 1)), done
+    assert [h["epoch"] for h in report.manifest["history"]] == list(range(1, epochs + 1))
 
 
 def test_server_serves_the_promoted_model_and_refuses_another_schema(trained: Trained, neo4j_config: Config) -> None:
