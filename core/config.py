@@ -18,6 +18,7 @@ files under the relgraph home, never from the repository.
 | RELGRAPH_LOG_LEVEL | `relgraph serve`'s log level: DEBUG adds a line per successful call | INFO |
 | RELGRAPH_AS_OF | time deal answers are computed at (epoch seconds or ISO 8601; replaying a dataset) | now |
 | RELGRAPH_MIN_COHORT_DEALS / RELGRAPH_MIN_COHORT_TENANTS | k and m of the minimum cohort (DESIGN §4) | 10 / 3 |
+| MLFLOW_TRACKING_URI | where training and evaluation runs are tracked (a team's MLflow server) | RELGRAPH_HOME/mlflow |
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     network_key: str | None = None
     api_key_pepper: str | None = None
+    tracking_uri: str | None = None  # MLflow's; None: the local store under `home`
 
     @property
     def neo4j_home(self) -> Path:
@@ -170,6 +172,11 @@ class Config:
     def export_cache_dir(self) -> Path:
         """Cached training exports, keyed by data window, scope and graph fingerprint."""
         return self.home / "cache" / "exports"
+
+    @property
+    def tracking_store(self) -> str:
+        """Where runs are tracked: `tracking_uri`, else a SQLite MLflow store under the home."""
+        return self.tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
 
     @property
     def local_key_path(self) -> Path:
@@ -261,4 +268,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         server=_section(ServerConfig, server, "server"),
         network_key=network_key,
         api_key_pepper=env.get("RELGRAPH_API_KEY_PEPPER") or None,
+        tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
     )

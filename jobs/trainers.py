@@ -17,6 +17,7 @@ from graph.deal_bundle import DealBundle, observed_until
 from graph.export_cache import cached_interaction_log
 from graph.interaction_log import ExportScope
 from graph.reader import ALL_TENANTS, GraphReader, TenantScope
+from jobs.tracking import record_run
 from jobs.train_buyer import render_buyer_report, train_buyer_model
 from jobs.train_deals import DealSettings, GroundTruth, train_deal_model
 from jobs.train_deals import render_report as render_deal_report
@@ -43,6 +44,7 @@ class TrainingRequest:
     truth: GroundTruth | None = None  # a generated dataset's true deal stages, to measure against
     resume: bool = False
     progress: bool = False
+    tracking_store: str | None = None  # the MLflow store runs are recorded in (jobs/tracking.py); None: none
 
     @cached_property
     def scope(self) -> TenantScope:
@@ -67,6 +69,23 @@ class Trainer:
     train: Callable[[TrainingRequest], dict[str, Any]]  # -> the report; "version" names what it registered
     render: Callable[[dict[str, Any]], str]
     plots: Callable[[dict[str, Any], Path], list[Path]] | None = None  # (a run's manifest, folder) -> files
+
+    def run(self, request: TrainingRequest) -> dict[str, Any]:
+        """Train, and record the run with the version it registered (its manifest, card and plots)
+        in the request's tracking store; the report says where (`tracked`)."""
+        report = self.train(request)
+        if request.tracking_store is not None:
+            version = request.registry.version(self.kind.name, report["version"])
+            files = sorted(p for p in version.path.iterdir() if p.suffix in (".md", ".png"))
+            report["tracked"] = record_run(
+                request.tracking_store,
+                model=self.kind.name,
+                task="train",
+                manifest=version.manifest,
+                artifacts=files,
+                version=version.name,
+            )
+        return report
 
 
 def _train_link(request: TrainingRequest) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -395,8 +396,11 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
             cohort_minimum=CohortMinimum(config.server.min_cohort_deals, config.server.min_cohort_tenants),
             resume=args.resume,
             progress=sys.stderr.isatty(),
+            tracking_store=config.tracking_store if args.track else None,
         )
-        results = {kind: TRAINERS[kind].train(request) for kind in kinds}
+        results = {kind: TRAINERS[kind].run(request) for kind in kinds}
+    for report in results.values():
+        _say_tracked(report.get("tracked"))
     if args.promote:
         for kind, report in results.items():
             print(promote_through_gate(registry, kind, report["version"]), file=sys.stderr)
@@ -524,6 +528,7 @@ def cmd_audit(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     from jobs.evaluate import evaluate_deals, evaluate_links
+    from jobs.tracking import record_run
     from jobs.trainers import TRAINERS
 
     key = network_key(config, create_local=True)
@@ -544,11 +549,31 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
         strict=args.strict,
         report=lambda summary: print(_render_ingest(summary.to_dict()), file=sys.stderr),
     )
-    if args.out is not None and trainer.plots is not None:
-        for path in trainer.plots(report.manifest, args.out):
+    with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-plots-") as tmp:
+        plots = trainer.plots(report.manifest, args.out or Path(tmp)) if trainer.plots is not None else []
+        for path in plots if args.out is not None else ():
             print(f"wrote {path}", file=sys.stderr)
-    _emit(report.to_dict(), args.json, trainer.render)
+        tracked = (
+            record_run(
+                config.tracking_store,
+                model=trainer.kind.name,
+                task="evaluate",
+                manifest=report.manifest,
+                artifacts=plots,
+            )
+            if args.track
+            else None
+        )
+    _say_tracked(tracked)
+    _emit({**report.to_dict(), "tracked": tracked}, args.json, trainer.render)
     return 0
+
+
+def _say_tracked(tracked: dict[str, str] | None) -> None:
+    if tracked:
+        print(
+            f"tracked: MLflow run {tracked['run_id']} in {tracked['experiment']} ({tracked['store']})", file=sys.stderr
+        )
 
 
 def _evaluate_paths(args: argparse.Namespace, config: Config, key: str) -> int:
@@ -846,6 +871,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, help="Ray Train workers (DDP; default 1); RAY_ADDRESS selects a cluster")
         p.add_argument("--epochs", type=int, help="training epochs (default: link 10, deal 60)")
         p.add_argument("--seed", type=int, help="random seed (default 0)")
+        p.add_argument(
+            "--track",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="record the run in MLflow: MLFLOW_TRACKING_URI, else SQLite under RELGRAPH_HOME/mlflow",
+        )
         p.add_argument(
             "--horizon-days",
             type=float,

@@ -126,6 +126,7 @@ def _train_and_promote(config: Config, store: GraphStore, out: Path) -> None:
         truth=GroundTruth.load(out / "ingest"),
         cohort_minimum=CohortMinimum(config.server.min_cohort_deals, config.server.min_cohort_tenants),
         progress=True,
+        tracking_store=config.tracking_store,
     )
     for kind, title in (
         ("link", "the relationship-strength model (Ray Train, PyG; network-wide, pseudonymous)"),
@@ -134,8 +135,10 @@ def _train_and_promote(config: Config, store: GraphStore, out: Path) -> None:
     ):
         _section(f"train {title}")
         trainer = TRAINERS[kind]
-        report = trainer.train(request)
+        report = trainer.run(request)
         print(trainer.render(report))
+        if report.get("tracked"):
+            print(f"tracked in MLflow: run {report['tracked']['run_id']} ({report['tracked']['store']})")
         print(promote_through_gate(registry, kind, report["version"]))
         if kind != "link" and registry.promoted_name(kind) != report["version"]:
             # Warm paths fall back to the heuristic; deal answers need a model, so the demo shows the

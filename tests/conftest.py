@@ -48,7 +48,7 @@ def cli_env(neo4j_config: Config) -> dict[str, str]:
     password = neo4j_config.neo4j.password or server.password()
     assert password is not None
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},  # runs are tracked under the test home
         "NEO4J_URI": uri,
         "NEO4J_USER": neo4j_config.neo4j.user,
         "NEO4J_PASSWORD": password,

@@ -17,6 +17,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from core.config import Config
 from gnn.features import graph_at
@@ -374,6 +375,15 @@ def test_evaluate_ranks_planted_strong_ties_first(cli_env: dict[str, str], tmp_p
     # The same dataset, seed and settings: the same numbers.
     assert again["metrics"] == report["metrics"] and again["calibration"] == report["calibration"]
     assert sorted(p.name for p in (tmp_path / "plots0").iterdir()) == ["curves.png", "reliability.png"]
+    # Both runs are tracked in the home's MLflow store, each with its epochs and plots.
+    tracking = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow' / 'mlflow.db'}")
+    for tracked in (report["tracked"], again["tracked"]):
+        run = tracking.get_run(tracked["run_id"])
+        assert run.data.tags["relgraph.task"] == "evaluate" and run.data.params["hyperparameters.epochs"] == "3"
+        assert len(tracking.get_metric_history(tracked["run_id"], "epoch.train_loss")) == 3
+        assert run.data.metrics["metrics.model.mrr_historical"] == model["mrr_historical"]
+        files = sorted(a.path for a in tracking.list_artifacts(tracked["run_id"]))
+        assert files == ["curves.png", "manifest.json", "reliability.png"]
 
 
 def test_bad_dataset_is_refused_with_the_reason(cli_env: dict[str, str], tmp_path: Path) -> None:

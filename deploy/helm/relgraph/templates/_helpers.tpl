@@ -47,6 +47,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: RELGRAPH_API_KEY_PEPPER
   valueFrom:
     secretKeyRef: {name: {{ .Values.secrets.apiKeyPepper.name }}, key: {{ .Values.secrets.apiKeyPepper.key }}}
+{{- with .Values.training.mlflowTrackingUri }}
+- name: MLFLOW_TRACKING_URI
+  value: {{ . | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "relgraph.volumeMounts" -}}
