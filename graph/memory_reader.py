@@ -34,6 +34,7 @@ from graph.reader import (
     LoggedInteraction,
     PersonChange,
     PersonRow,
+    ProposalDecision,
     TenantRow,
     TenantScope,
     TiePair,
@@ -94,6 +95,7 @@ class InMemoryGraph:
         self.contacts: dict[tuple[str, str, str], str] = {}  # (tenant, deal id, pid) -> role
         self.activities: dict[tuple[str, str], _Activity] = {}  # (tenant, id)
         self.erasure_log: list[Erasure] = []
+        self.decisions: dict[tuple[str, str], ProposalDecision] = {}  # (tenant, proposal id) -> the latest
         self.keys: dict[str, ApiKeyRecord] = {}
         self._version = 0
 
@@ -228,6 +230,12 @@ class InMemoryGraph:
         self.tenant_settings.setdefault(record.tenant, {"share_identities": False, "network_opt_out": False})
         self.keys[record.key_id] = record
 
+    def decide(self, tenant: str, proposal_id: str, deal_id: str, field: str, decision: str) -> None:
+        """A rep's decision on a proposed CRM update, as graph.operations.record_proposal_decision."""
+        self.decisions[(tenant, proposal_id)] = ProposalDecision(
+            tenant, proposal_id, deal_id, field, decision, self._now()
+        )
+
     def erase(self, pid: str, scope: str) -> bool:
         """Erase what `scope` (a tenant, or NETWORK) holds about `pid`; whether it held anything."""
 
@@ -318,6 +326,12 @@ class InMemoryGraph:
 
     def erasures_since(self, since_ms: int, scope: TenantScope) -> list[Erasure]:
         return [e for e in self.erasure_log if e.at > since_ms]
+
+    def proposal_decisions(self, since_ms: int, scope: TenantScope) -> list[ProposalDecision]:
+        return sorted(
+            (d for d in self.decisions.values() if d.updated_at > since_ms and scope.allows(d.tenant)),
+            key=lambda d: d.updated_at,
+        )
 
     def companies(self, scope: TenantScope) -> list[CompanyRow]:
         return [CompanyRow(cid, a["industry"], a["size_band"]) for cid, a in sorted(self.company_attrs.items())]

@@ -26,6 +26,7 @@ from graph.reader import (
     LoggedInteraction,
     PersonChange,
     PersonRow,
+    ProposalDecision,
     TenantRow,
     TenantScope,
     TiePair,
@@ -112,6 +113,16 @@ _DEALS_CHANGED = Query(
     """
 MATCH (d:Deal) WHERE d.updated_at > $since AND ($tenants IS NULL OR d.tenant_id IN $tenants)
 RETURN d.tenant_id AS tenant, d.deal_id AS deal_id, d.updated_at AS updated_at
+""",
+)
+
+_DECISIONS_SINCE = Query(
+    "read.proposal_decisions",
+    """
+MATCH (d:ProposalDecision) WHERE d.updated_at > $since AND ($tenants IS NULL OR d.tenant IN $tenants)
+RETURN d.tenant AS tenant, d.proposal_id AS proposal_id, coalesce(d.deal_id, '') AS deal_id, d.field AS field,
+       d.decision AS decision, d.updated_at AS updated_at
+ORDER BY d.updated_at, d.key
 """,
 )
 
@@ -489,6 +500,11 @@ class Neo4jReader:
     def deals_changed(self, since_ms: int, scope: TenantScope) -> list[DealChange]:
         rows = self._store.read(_DEALS_CHANGED, since=since_ms, tenants=scope.names())
         return [DealChange(r["tenant"], r["deal_id"], r["updated_at"]) for r in rows]
+
+    def proposal_decisions(self, since_ms: int, scope: TenantScope) -> list[ProposalDecision]:
+        return [
+            ProposalDecision(**row) for row in self._store.read(_DECISIONS_SINCE, since=since_ms, tenants=scope.names())
+        ]
 
     def logged_watermark(self, scope: TenantScope) -> int:
         rows = self._store.read(_LOGGED_WATERMARK)

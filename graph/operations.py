@@ -234,22 +234,14 @@ def deals_by_crm_stage(store: GraphStore, tenant: str) -> list[dict[str, Any]]:
 _DECIDE = Query(
     "proposals.decide",
     "MERGE (d:ProposalDecision {key: $tenant + ':' + $proposal_id}) "
-    "SET d.tenant = $tenant, d.proposal_id = $proposal_id, d.field = $field, d.decision = $decision, d.at = $at",
-)
-_DECISIONS = Query(
-    "proposals.decisions",
-    "MATCH (d:ProposalDecision {tenant: $tenant}) "
-    "RETURN d.proposal_id AS proposal_id, d.field AS field, d.decision AS decision ORDER BY d.at",
+    "SET d.tenant = $tenant, d.proposal_id = $proposal_id, d.deal_id = $deal_id, d.field = $field, "
+    "d.decision = $decision, d.at = $at, d.updated_at = timestamp()",
 )
 
 
 def record_proposal_decision(
-    store: GraphStore, tenant: str, proposal_id: str, field: str, decision: str, at: int
+    store: GraphStore, tenant: str, proposal_id: str, deal_id: str, field: str, decision: str, at: int
 ) -> None:
-    """A rep's decision on a proposed CRM update (the last one told counts); no person data is kept."""
-    store.write(_DECIDE, tenant=tenant, proposal_id=proposal_id, field=field, decision=decision, at=at)
-
-
-def proposal_decisions(store: GraphStore, tenant: str) -> list[dict[str, Any]]:
-    """The tenant's recorded decisions: proposal_id, field, decision, oldest first."""
-    return store.read(_DECISIONS, tenant=tenant)
+    """A rep's decision on a proposed CRM update (the last one told counts); no person data is kept.
+    Servers pick it up at their next refresh (`GraphReader.proposal_decisions`)."""
+    store.write(_DECIDE, tenant=tenant, proposal_id=proposal_id, deal_id=deal_id, field=field, decision=decision, at=at)

@@ -32,6 +32,7 @@ __all__ = [
     "LoggedInteraction",
     "PersonChange",
     "PersonRow",
+    "ProposalDecision",
     "TenantRow",
     "TenantScope",
     "TiePair",
@@ -90,6 +91,17 @@ class DealChange(NamedTuple):
     tenant: str
     deal_id: str
     updated_at: int  # ms
+
+
+class ProposalDecision(NamedTuple):
+    """A rep's decision on a proposed CRM update (`relgraph proposals decide`); the last one told counts."""
+
+    tenant: str
+    proposal_id: str
+    deal_id: str  # "" for a decision recorded before decisions named their deal
+    field: str
+    decision: str  # "accept" | "reject"
+    updated_at: int  # ms: when it was recorded
 
 
 class LoggedInteraction(NamedTuple):
@@ -244,6 +256,10 @@ class GraphReader(Protocol):
 
     def interaction_log(self, scope: ExportScope) -> InteractionLog:
         """Every logged interaction in the export scope's window and tenants, with employment."""
+        ...
+
+    def proposal_decisions(self, since_ms: int, scope: TenantScope) -> list[ProposalDecision]:
+        """Reps' decisions recorded after `since_ms`, oldest first."""
         ...
 
     def pair_interactions(self, pairs: Sequence[tuple[str, str]], scope: ExportScope) -> InteractionLog:

@@ -72,6 +72,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX with_updated IF NOT EXISTS FOR ()-[w:WITH]-() ON (w.updated_at)",
         ),
     ),
+    Migration(
+        9,
+        "reps' decisions since the serving state's last refresh",
+        (
+            "CREATE INDEX proposal_decision_updated IF NOT EXISTS FOR (d:ProposalDecision) ON (d.updated_at)",
+            # Decisions recorded before this version: stamped from when they were made, deal unknown.
+            "MATCH (d:ProposalDecision) WHERE d.updated_at IS NULL SET d.updated_at = d.at * 1000, d.deal_id = ''",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -14,7 +14,7 @@ from gnn.pipeline_health import HygieneAudit, audit_open_deals
 from gnn.proposals import Proposal, acceptance_rates, proposals_for
 from gnn.registry import ModelRegistry
 from graph.neo4j_reader import Neo4jReader
-from graph.operations import proposal_decisions, record_proposal_decision
+from graph.operations import record_proposal_decision
 from graph.reader import TenantScope
 from graph.store import GraphStore
 
@@ -54,15 +54,16 @@ def proposal_queue(
 ) -> ProposalQueue:
     """The tenant's proposed CRM updates at `as_of` (the rep's, with a pid), with its reps' decisions."""
     scorer = DEAL.load_promoted(registry)
-    data = Neo4jReader(store).deal_bundle(TenantScope.of(tenant))
+    reader = Neo4jReader(store)
+    data = reader.deal_bundle(TenantScope.of(tenant))
     found, live = proposals_for(data, scorer, as_of, None if rep is None else {rep})
-    recorded = proposal_decisions(store, tenant)
+    recorded = reader.proposal_decisions(0, TenantScope.of(tenant))
     return ProposalQueue(
         found,
         live,
         f"deal/{scorer.version}",
-        {r["proposal_id"]: r["decision"] for r in recorded},
-        acceptance_rates([(r["field"], r["decision"]) for r in recorded]),
+        {d.proposal_id: d.decision for d in recorded},
+        acceptance_rates([(d.field, d.decision) for d in recorded]),
     )
 
 
@@ -77,7 +78,7 @@ def decide(
         raise NotFoundError(
             f"no current proposal {proposal_id[:40]!r} for tenant {tenant} (list them: relgraph proposals)"
         )
-    record_proposal_decision(store, tenant, proposal_id, found.field, decision, as_of)
+    record_proposal_decision(store, tenant, proposal_id, found.deal_id, found.field, decision, as_of)
     return found
 
 

@@ -393,10 +393,13 @@ def render_proposed_updates(r: pipeline_pb2.ListProposedUpdatesResponse) -> str:
     lines = [f"{len(r.updates)} proposed CRM updates over {r.open_deals} open deals ({r.model_version})"]
     for u in r.updates:
         current = f"{u.current_value or '(empty)'} -> " if u.field in ("stage", "close_date") else ""
+        decided = f" [{u.decision}ed]" if u.decision else ""
         lines.append(
-            f"  {u.proposal_id} {u.deal_id} {u.field}: {current}{u.proposed_value} (confidence {u.confidence:.0%}); "
-            + "; ".join(u.evidence)
+            f"  {u.proposal_id} {u.deal_id} {u.field}: {current}{u.proposed_value} (confidence {u.confidence:.0%})"
+            f"{decided}; " + "; ".join(u.evidence)
         )
+    for a in r.acceptance:
+        lines.append(f"accepted {a.accepted_share:.0%} of {a.decided} decided {a.field} proposals")
     return "\n".join(lines)
 
 

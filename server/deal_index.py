@@ -2,7 +2,8 @@
 Neo4j round trip: one `DealBundle` per tenant (its deals, the people at their accounts with their
 jobs, the signals the tenant ingested from them, their ties to the tenant's members, who holds
 them), the same data `GraphReader.deal_bundle` gives for one tenant's scope; and the companies each
-tenant's own records name (the buyers a tenant may ask `PredictBuyerProcess` about).
+tenant's own records name (the buyers a tenant may ask `PredictBuyerProcess` about); and the reps'
+decisions on proposed CRM updates (`ListProposedUpdates` shows them).
 
 The serving state's refresh keeps it current from what changed since the last refresh, reading
 only that: deals whose own records changed (`Deal.updated_at`) are read again (without what
@@ -10,8 +11,9 @@ surrounds them); interactions newly logged on a deal are added to it (`ON`/`WITH
 new rows only); people whose records changed (`Person.updated_at`: jobs, signals, who holds them)
 have their own data read again, and the accounts where they work their staff; of the relationships
 changed (`KNOWS.updated_at`), those of a deal's buyer side to a tenant's member are read again, and
-people newly on a buyer side have all their ties read. The deals it marks touched (their answers
-are computed again) are those whose own data, or whose people's data or ties, did change. An
+people newly on a buyer side have all their ties read; decisions recorded since are added. The
+deals it marks touched (their answers are computed again) are those whose own data, or whose
+people's data or ties, did change. An
 erasure, a tenant changing whether it shares identities, or a tenant's first deal rebuilds the index
 whole (rare, and what is shown of a person then changes everywhere)."""
 
@@ -24,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from graph.deal_bundle import Deal, DealBundle, Signal, with_logged
-from graph.reader import ALL_TENANTS, GraphReader, TenantScope
+from graph.reader import ALL_TENANTS, GraphReader, ProposalDecision, TenantScope
 from server.snapshot import Changes, Snapshot
 
 DealKey = tuple[str, str]  # (tenant, deal id)
@@ -37,6 +39,7 @@ class Watermarks:
 
     deals: int = 0
     logged: int = 0
+    decisions: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class DealIndex:
     # The deals whose records or surroundings the refresh that made this index read again; None for
     # an index read whole (everything may have changed).
     touched: frozenset[DealKey] | None = None
+    # Reps' decisions on proposed CRM updates: tenant -> proposal id -> the latest.
+    decisions: dict[str, dict[str, ProposalDecision]] = field(default_factory=dict)
     _by_key: dict[DealKey, Deal] = field(default_factory=dict, repr=False)
     _tenant_views: dict[str, DealBundle] = field(default_factory=dict, repr=False)
 
@@ -59,9 +64,10 @@ class DealIndex:
         watermarks: Watermarks,
         named_companies: dict[str, frozenset[str]],
         touched: frozenset[DealKey] | None = None,
+        decisions: dict[str, dict[str, ProposalDecision]] | None = None,
     ) -> DealIndex:
         by_key = {(d.tenant, d.deal_id): d for d in network.deals}
-        return cls(network, watermarks, named_companies, touched, by_key, _tenant_views(network))
+        return cls(network, watermarks, named_companies, touched, decisions or {}, by_key, _tenant_views(network))
 
     @property
     def deals(self) -> int:
@@ -125,11 +131,27 @@ def _tenant_views(network: DealBundle) -> dict[str, DealBundle]:
 def read_deal_index(reader: GraphReader) -> DealIndex:
     """The whole index, read now (its watermarks read first, so nothing written between is missed; a
     row logged between is read again by the next refresh and adds nothing)."""
+    decided = reader.proposal_decisions(0, ALL_TENANTS)
     watermarks = Watermarks(
         deals=max((c.updated_at for c in reader.deals_changed(0, ALL_TENANTS)), default=0),
         logged=reader.logged_watermark(ALL_TENANTS),
+        decisions=max((d.updated_at for d in decided), default=0),
     )
-    return DealIndex.of(reader.deal_bundle(ALL_TENANTS), watermarks, _named(reader))
+    return DealIndex.of(
+        reader.deal_bundle(ALL_TENANTS), watermarks, _named(reader), decisions=_with_decisions({}, decided)
+    )
+
+
+def _with_decisions(
+    held: dict[str, dict[str, ProposalDecision]], decided: list[ProposalDecision]
+) -> dict[str, dict[str, ProposalDecision]]:
+    """`held` with `decided` (oldest first) applied: the last decision told on a proposal counts."""
+    if not decided:
+        return held
+    merged = {tenant: dict(by_id) for tenant, by_id in held.items()}
+    for decision in decided:
+        merged.setdefault(decision.tenant, {})[decision.proposal_id] = decision
+    return merged
 
 
 def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, snap: Snapshot) -> DealIndex:
@@ -139,10 +161,13 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, 
     seen = index.watermarks
     changed_deals = reader.deals_changed(seen.deals, ALL_TENANTS)
     logged = reader.interactions_logged_since(seen.logged, ALL_TENANTS)
+    decided = reader.proposal_decisions(seen.decisions, ALL_TENANTS)
     watermarks = Watermarks(
         deals=max([seen.deals, *(c.updated_at for c in changed_deals)]),
         logged=max([seen.logged, *(row.updated_at for row in logged)]),
+        decisions=max([seen.decisions, *(d.updated_at for d in decided)]),
     )
+    decisions = _with_decisions(index.decisions, decided)  # they touch no deal's answers
     before = index.network
     deals = dict(index._by_key)
     fresh = reader.deals(ALL_TENANTS, sorted({c.deal_id for c in changed_deals})) if changed_deals else []
@@ -156,7 +181,11 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, 
     grown = {key: with_logged(deals[key], found) for key, found in rows.items()}
     grown = {key: deal for key, deal in grown.items() if deal.ts.size > deals[key].ts.size}  # rows it lacked
     if not (changed_deals or grown or changes.people or changes.knows):
-        return index if watermarks == seen else replace(index, watermarks=watermarks, touched=frozenset())
+        return (
+            index
+            if watermarks == seen
+            else replace(index, watermarks=watermarks, touched=frozenset(), decisions=decisions)
+        )
     deals.update(grown)
     network = replace(before, deals=list(deals.values()))
     tenants = {deal.tenant for deal in network.deals}
@@ -210,7 +239,7 @@ def refresh_deal_index(index: DealIndex, reader: GraphReader, changes: Changes, 
     # Employment and deal records are what name companies; KNOWS changes and logged rows name none.
     named = _named(reader) if changed_deals or changes.people else index.named_companies
     touched = _touched(network, replaced | grown.keys(), employers, differ | retied)
-    return DealIndex.of(network, watermarks, named, touched)
+    return DealIndex.of(network, watermarks, named, touched, decisions)
 
 
 def _employers(snap: Snapshot, pid: str) -> list[str]:

@@ -18,9 +18,10 @@ from gnn.pipeline_health import (
     HygieneAudit,
     audit_open_deals,
 )
-from gnn.proposals import Proposal, proposals_for
+from gnn.proposals import Proposal, acceptance_rates, proposals_for
 from graph.deal_bundle import DealBundle
 from graph.pseudonymize import Pseudonymizer
+from graph.reader import ProposalDecision
 from relgraph.v1 import pipeline_pb2 as pb
 from relgraph.v1 import pipeline_pb2_grpc
 from server.auth import current_auth
@@ -105,10 +106,18 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
         if rep is not None:
             owners = frozenset({rep}) & owners if owners is not None else frozenset({rep})
         found, live = proposals_for(data, scorer, t, owners)
-        return proposals_response(found[: request.limit or DEFAULT_PROPOSALS], live, f"deal/{scorer.version}")
+        decided = list(state.deals.decisions.get(current_auth().tenant, {}).values())
+        if owners is not None:  # a team's: the decisions on deals its members own
+            owned = {deal.deal_id for deal in data.deals if deal.owner in owners} if data else set()
+            decided = [d for d in decided if d.deal_id in owned]
+        return proposals_response(found[: request.limit or DEFAULT_PROPOSALS], live, f"deal/{scorer.version}", decided)
 
 
-def proposals_response(found: list[Proposal], open_deals: int, model_version: str) -> pb.ListProposedUpdatesResponse:
+def proposals_response(
+    found: list[Proposal], open_deals: int, model_version: str, decided: list[ProposalDecision]
+) -> pb.ListProposedUpdatesResponse:
+    decision = {d.proposal_id: d.decision for d in decided}
+    rates = acceptance_rates([(d.field, d.decision) for d in decided])
     return pb.ListProposedUpdatesResponse(
         updates=[
             pb.ProposedUpdate(
@@ -120,11 +129,16 @@ def proposals_response(found: list[Proposal], open_deals: int, model_version: st
                 proposed_value=p.proposed,
                 evidence=p.evidence,
                 confidence=p.confidence,
+                decision=decision.get(p.proposal_id, ""),
             )
             for p in found
         ],
         open_deals=open_deals,
         model_version=model_version,
+        acceptance=[
+            pb.FieldAcceptance(field=field, decided=int(rate["decided"]), accepted_share=rate["accepted"])
+            for field, rate in rates.items()
+        ],
     )
 
 

@@ -16,7 +16,7 @@ from graph.ingest import ingest, read_records
 from graph.interaction_log import ExportScope
 from graph.memory_reader import NETWORK, InMemoryGraph
 from graph.neo4j_reader import Neo4jReader
-from graph.operations import erase_person
+from graph.operations import erase_person, record_proposal_decision
 from graph.pseudonymize import Pseudonymizer
 from graph.reader import ALL_TENANTS, GraphReader, TenantScope
 from graph.store import GraphStore
@@ -67,6 +67,7 @@ def _reads(reader: GraphReader, scope: TenantScope) -> dict[str, Any]:
             )
         ),
         "erased": sorted(e.pid for e in reader.erasures_since(0, scope)),
+        "decisions": sorted(d._replace(updated_at=0) for d in reader.proposal_decisions(0, scope)),
     }
 
 
@@ -87,6 +88,17 @@ def test_the_in_memory_graph_reads_what_neo4j_reads(
     tenants = sorted(t.tenant for t in neo4j.tenants(ALL_TENANTS))
     assert len(tenants) == 3
     scopes = [ALL_TENANTS, *(TenantScope.of(t) for t in tenants), TenantScope.of(*tenants[:2])]
+    # Reps' decisions: two tenants', one told twice (the last counts).
+    for tenant, proposal, deal, field, decision in (
+        (tenants[0], "p-1", "D-1", "stage", "accept"),
+        (tenants[0], "p-2", "D-2", "close_date", "reject"),
+        (tenants[1], "p-1", "D-9", "contact", "reject"),
+        (tenants[0], "p-1", "D-1", "stage", "reject"),
+    ):
+        memory.decide(tenant, proposal, deal, field, decision)
+        record_proposal_decision(store, tenant, proposal, deal, field, decision, at=1)
+    decided = neo4j.proposal_decisions(0, ALL_TENANTS)
+    assert len(decided) == 3 and not neo4j.proposal_decisions(max(d.updated_at for d in decided), ALL_TENANTS)
 
     def compare() -> None:
         for scope in scopes:

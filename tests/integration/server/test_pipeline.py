@@ -87,6 +87,7 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
     idle = min(set(team_of.values()) - set(open_by_team))
     store = connect(served.config)
     keys = {t: create_api_key(store, PEPPER, tenant=b, role="member", scopes=[f"team:{t}"])[0] for t in (team, idle)}
+    env = {**cli_env, "RELGRAPH_HOME": str(tmp_path)}
     server, port = create_server(config, store=store)
     server.start()
     try:
@@ -124,12 +125,25 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
             with pytest.raises(ApiError) as info:
                 member.list_proposed_updates(pipeline_pb2.ListProposedUpdatesRequest(rep_email="not an email"))
             assert info.value.code == "INVALID_ARGUMENT" and info.value.field_violations[0][0] == "rep_email"
+            # A rep's decision, recorded by the operator's command, is in the server's answer after a refresh.
+            first = proposed.updates[0]
+            assert not first.decision and not proposed.acceptance
+            done = subprocess.run(
+                ["relgraph", "proposals", "decide", first.proposal_id, "reject", "--tenant", b, "--as-of", str(AS_OF)],
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0 and "recorded: reject" in done.stdout, done.stderr
+            server.holder.refresh()
+            decided = member.list_proposed_updates(pipeline_pb2.ListProposedUpdatesRequest(limit=1000))
+            assert [(u.proposal_id, u.decision) for u in decided.updates if u.decision] == [
+                (first.proposal_id, "reject")
+            ]
+            assert [(a.field, a.decided, a.accepted_share) for a in decided.acceptance] == [(first.field, 1, 0.0)]
         with Client(f"127.0.0.1:{port}", served.keys["partner_a"]) as partner, pytest.raises(ApiError) as info:
             partner.forecast_bookings()
         assert info.value.code == "PERMISSION_DENIED"
     finally:
         server.stop()
-    env = {**cli_env, "RELGRAPH_HOME": str(tmp_path)}
     operator = _relgraph(env, "forecast", "--tenant", b, "--period", "month", "--periods", "3", "--by", "rep",
                          "--as-of", str(AS_OF))  # fmt: skip
     assert operator == json.loads(response_json(answer))
@@ -147,16 +161,9 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
     assert proposed.open_deals == answer.open_deals and proposed.updates
     assert {u.deal_id for u in proposed.updates} <= {d["id"] for d in deals if d["tenant"] == b}
 
-    # The operator's queue is the same proposals; a decision is recorded in Neo4j and counted.
+    # The operator's queue is the same proposals, with the decision recorded above, counted.
     queue = _relgraph(env, "proposals", "--tenant", b, "--limit", "1000", "--as-of", str(AS_OF))
     assert [p["proposal_id"] for p in queue["proposals"]] == [u.proposal_id for u in proposed.updates]
-    first = proposed.updates[0]
-    done = subprocess.run(
-        ["relgraph", "proposals", "decide", first.proposal_id, "reject", "--tenant", b, "--as-of", str(AS_OF)],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0 and "recorded: reject" in done.stdout, done.stderr
-    queue = _relgraph(env, "proposals", "--tenant", b, "--limit", "1000", "--as-of", str(AS_OF))
     assert queue["proposals"][0]["decision"] == "reject"
     assert queue["acceptance"] == {first.field: {"decided": 1.0, "accepted": 0.0}}
     unknown = subprocess.run(

@@ -196,6 +196,24 @@ def test_a_refresh_reads_only_the_changed_deals_and_equals_a_full_read(
     assert _content(refresher.refresh()) == _content(_index(graph))
 
 
+def test_reps_decisions_reach_the_index_at_the_next_refresh_and_touch_no_deal(
+    small_network: Path, pseudo: Pseudonymizer
+) -> None:
+    graph = InMemoryGraph(pseudo)
+    graph.ingest(_records(small_network))
+    refresher = Refresher(graph)
+    graph.decide("t1", "p-1", "D-1", "stage", "accept")
+    graph.decide("t2", "p-1", "D-7", "contact", "reject")
+    graph.decide("t1", "p-1", "D-1", "stage", "reject")  # told again: the last counts
+    index = refresher.refresh()
+    assert index.touched == frozenset() and index.decisions == _index(graph).decisions
+    assert {(t, pid, d.decision) for t, by_id in index.decisions.items() for pid, d in by_id.items()} == {
+        ("t1", "p-1", "reject"),
+        ("t2", "p-1", "reject"),
+    }
+    assert refresher.refresh() is index  # nothing new: nothing read
+
+
 def _same_estimate(a: DealEstimate, b: DealEstimate) -> bool:
     """Equal up to the last bits of a forward pass (batches of other sizes round differently)."""
     close = (a.close_p10, a.close_p50, a.close_p90), (b.close_p10, b.close_p50, b.close_p90)
