@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gnn.boosted_trees import DealBlend
 from gnn.calibration import apply_platt
-from gnn.deal_model import DealModel, DealModelConfig, stack
+from gnn.deal_model import DealModel, DealModelConfig, DealTensors, predict, stack
 from gnn.deals import DAY, PERSON_FEATURES, TABULAR_FEATURES, DealFeatures, deal_features
 from graph.deal_bundle import Deal, DealBundle
 
@@ -109,6 +110,8 @@ class DealScorer:
         self.model.load_state_dict(state["weights"])
         self.model.eval()
         self.platt = (float(state["platt"][0]), float(state["platt"][1]))
+        # The win and days heads blended with gradient boosting (versions trained before the blend: none).
+        self.blend = DealBlend.from_state(state["blend"]) if "blend" in state else None
         self.intervals: dict[str, list[float]] = state["intervals"]
         # False when training had no trusted stage history: the stage head then learned nothing.
         self.stage_head = bool(state.get("stage_head", True))
@@ -124,12 +127,19 @@ class DealScorer:
         # serialized passes answered 1.75 times as many estimates per second on 8 threads).
         self._forward = threading.Lock()
 
-    @torch.no_grad()
     def _win_and_more(self, features: list[DealFeatures]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        batch = stack(features)
+        return self.served(stack(features))
+
+    @torch.no_grad()
+    def served(self, tensors: DealTensors) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(stage probabilities, calibrated win probability, log days to close) of every snapshot of
+        `tensors`, as the version serves them: the graph model's heads blended with the trees'."""
         with self._forward:
-            stage_logits, win_logit, log_days = self.model(batch)
-        return (torch.softmax(stage_logits, 1).numpy(), apply_platt(win_logit.numpy(), *self.platt), log_days.numpy())
+            stages, win_logit, log_days = predict(self.model, tensors)
+        if self.blend is not None:
+            tabular = tensors.tabular.numpy()
+            win_logit, log_days = self.blend.win_logit(win_logit, tabular), self.blend.log_days(log_days, tabular)
+        return stages, apply_platt(win_logit, *self.platt), log_days
 
     def estimate(self, data: DealBundle, deal: Deal, t: int) -> DealEstimate:
         return self.estimates(data, [deal], t)[0]

@@ -24,6 +24,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import roc_auc_score
 
 from core.errors import ConfigError, InvalidInputError
+from gnn.boosted_trees import BoostedTrees, DealBlend
 from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
 from gnn.deal_model import DealModel, DealModelConfig, DealTensors, loss, predict, stack
 from gnn.deal_scoring import DealScorer, clamp_log_days, interval
@@ -62,6 +63,8 @@ MIN_CLOSED_DEALS = 20
 LEAKAGE_AUC = 0.98
 # Epochs are short (a second or less), and a Ray checkpoint costs about as much: one every few epochs.
 CHECKPOINT_EVERY = 5
+# The graph model's share in the served win and days heads is chosen among these on the validation deals.
+_BLEND_WEIGHTS = np.linspace(0.0, 1.0, 21)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,16 +221,32 @@ def train_deal_model(
     model = DealModel(model_config)
     model.load_state_dict(state["best"]["model"])
 
-    _, val_logits, val_days = predict(model, val.tensors)
-    closed_val = val.tensors.win_y.numpy() >= 0
-    platt = fit_platt(val_logits[closed_val], val.tensors.win_y.numpy()[closed_val])
-    intervals = _interval_residuals(train, val, val_days)
+    # The served win and days heads: the graph model's blended with gradient boosting's, weights
+    # chosen on the validation deals, then calibrated and given intervals there as served.
     gbm = _GradientBoosted(train, config.seed)
+    _, val_logits, val_days = predict(model, val.tensors)
+    blend = _choose_blend(gbm, val, val_logits, val_days)
+    val_tabular = val.tensors.tabular.numpy()
+    closed_val = val.tensors.win_y.numpy() >= 0
+    platt = fit_platt(blend.win_logit(val_logits, val_tabular)[closed_val], val.tensors.win_y.numpy()[closed_val])
+    intervals = _interval_residuals(train, val, blend.log_days(val_days, val_tabular))
     gbm.calibrate(val)
+    served_state = {
+        "config": model_config.to_dict(),
+        "weights": model.state_dict(),
+        "platt": list(platt),
+        "blend": blend.to_state(),
+        "intervals": intervals,
+        "stages": list(stages),
+        "stage_head": stage_skipped is None,
+        "tabular_range": [
+            train.tensors.tabular.min(0).values.tolist(),
+            train.tensors.tabular.max(0).values.tolist(),
+        ],
+    }
+    candidate = DealScorer(served_state, "candidate")
     incumbent = Incumbent.of(MODEL_KIND, registry)
-    metrics, curve = _evaluate(
-        model, platt, intervals, gbm, incumbent.model, train, test, data, split, stages, as_of, truth
-    )
+    metrics, curve = _evaluate(candidate, gbm, incumbent.model, train, val, test, data, split, stages, as_of, truth)
     if stage_skipped:
         metrics["stage"] = {"skipped": stage_skipped}
         metrics.pop("stage_open_deals", None)
@@ -272,23 +291,7 @@ def train_deal_model(
             (folder / "card.md").write_text(model_card(manifest))
             write_plots(manifest, folder)
 
-        version = registry.write(
-            MODEL_KIND.name,
-            manifest,
-            {
-                "config": model_config.to_dict(),
-                "weights": model.state_dict(),
-                "platt": list(platt),
-                "intervals": intervals,
-                "stages": list(stages),
-                "stage_head": stage_skipped is None,
-                "tabular_range": [
-                    train.tensors.tabular.min(0).values.tolist(),
-                    train.tensors.tabular.max(0).values.tolist(),
-                ],
-            },
-            extras,
-        )
+        version = registry.write(MODEL_KIND.name, manifest, served_state, extras)
     return DealReport(run=run, seconds=time.perf_counter() - began, manifest=manifest, version=version)
 
 
@@ -428,13 +431,39 @@ class _GradientBoosted:
         return predicted
 
 
+def _choose_blend(gbm: _GradientBoosted, val: Snapshots, graph_logits: np.ndarray, graph_days: np.ndarray) -> DealBlend:
+    """The blend weights on the validation deals: for win, the lowest log loss once calibrated; for
+    days, the lowest mean absolute error in days. With too little to choose on, the graph model alone."""
+    x, y = val.tensors.tabular.numpy(), val.tensors.win_y.numpy()
+    win_trees, days_trees = BoostedTrees.of(gbm.win), BoostedTrees.of(gbm.days)
+    tree_logits, tree_days = win_trees.raw(x), days_trees.raw(x)
+    closed, days = y >= 0, val.tensors.log_days_y.numpy()
+    known = ~np.isnan(days)
+
+    def win_loss(weight: float) -> float:
+        z = weight * graph_logits[closed] + (1 - weight) * tree_logits[closed]
+        p = np.clip(apply_platt(z, *fit_platt(z, y[closed])), 1e-6, 1 - 1e-6)
+        return float(-np.mean(y[closed] * np.log(p) + (1 - y[closed]) * np.log(1 - p)))
+
+    def days_error(weight: float) -> float:
+        blended = weight * graph_days[known] + (1 - weight) * tree_days[known]
+        return float(np.mean(np.abs(np.expm1(blended) - np.expm1(days[known]))))
+
+    two_outcomes = closed.sum() >= 2 and 0 < y[closed].sum() < closed.sum()
+    return DealBlend(
+        win_trees,
+        days_trees,
+        float(min(_BLEND_WEIGHTS, key=win_loss)) if two_outcomes else 1.0,
+        float(min(_BLEND_WEIGHTS, key=days_error)) if known.any() else 1.0,
+    )
+
+
 def _evaluate(
-    model: DealModel,
-    platt: tuple[float, float],
-    intervals: dict[str, list[float]],
+    candidate: DealScorer,
     gbm: _GradientBoosted,
     incumbent: DealScorer | None,
     train: Snapshots,
+    val: Snapshots,
     test: Snapshots,
     data: DealBundle,
     split: DealSplit,
@@ -443,10 +472,11 @@ def _evaluate(
     truth: GroundTruth | None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     x = test.tensors.tabular.numpy()
-    stage_probs, logits, raw_log_days = predict(model, test.tensors)
+    intervals = candidate.intervals
+    stage_probs, model_win, raw_log_days = candidate.served(test.tensors)
     log_days = clamp_log_days(intervals, raw_log_days)
     win_y = test.tensors.win_y.numpy()
-    model_win, gbm_win = apply_platt(logits, *platt), gbm.win_probability(x)
+    gbm_win = gbm.win_probability(x)
     curve = reliability(model_win, win_y)
     gbm_curve = reliability(gbm_win, win_y)
     train_win = train.tensors.win_y.numpy()
@@ -470,8 +500,9 @@ def _evaluate(
         },
         "warnings": _leakage_warnings(train),
     }
-    if incumbent is not None:  # the version serving now, on the same snapshots
-        served = apply_platt(predict(incumbent.model, test.tensors)[1], *incumbent.platt)
+    metrics["blend"] = _blend_parts(candidate, val, test)
+    if incumbent is not None:  # the version serving now, on the same snapshots, as it serves
+        served = incumbent.served(test.tensors)[1]
         served_curve = reliability(served, win_y)
         metrics["win"][PROMOTED] = {
             "auc": float(roc_auc_score(win_y, served)),
@@ -521,13 +552,33 @@ def _evaluate(
         open_tensors = stack([deal_features(data, d, as_of) for d in split.open])
         true_open = np.array([_index(truth.stage_at(d, as_of), stages) for d in split.open])
         crm_open = np.array([_index(d.crm_stage_at(as_of), stages) for d in split.open])
-        open_predictions = stage_predictions(open_tensors, predict(model, open_tensors)[0])
+        open_predictions = stage_predictions(open_tensors, predict(candidate.model, open_tensors)[0])
         metrics["stage_open_deals"] = {
             "source": "ground truth",
             **_accuracies(true_open, open_predictions, majority, crm_open),
             "confusion": _confusion(true_open, open_predictions["model"], len(stages)),
         }
     return metrics, curve
+
+
+def _blend_parts(candidate: DealScorer, val: Snapshots, test: Snapshots) -> dict[str, Any]:
+    """What each part of the served heads contributes on the test snapshots: the blend's weights
+    (1: the graph model alone) and the graph model alone (calibrated on the same validation deals)."""
+    assert candidate.blend is not None
+    _, val_logits, _ = predict(candidate.model, val.tensors)
+    _, test_logits, test_days = predict(candidate.model, test.tensors)
+    val_y, win_y = val.tensors.win_y.numpy(), test.tensors.win_y.numpy()
+    alone = apply_platt(test_logits, *fit_platt(val_logits[val_y >= 0], val_y[val_y >= 0]))
+    true_days = np.expm1(test.tensors.log_days_y.numpy())
+    return {
+        "win_weight": candidate.blend.win_weight,
+        "days_weight": candidate.blend.days_weight,
+        "graph_model_alone": {
+            "auc": float(roc_auc_score(win_y, alone)) if 0 < win_y.sum() < win_y.size else None,
+            "brier": float(np.mean((alone - win_y) ** 2)),
+            "mae_days": float(np.mean(np.abs(np.expm1(clamp_log_days(candidate.intervals, test_days)) - true_days))),
+        },
+    }
 
 
 def _index(stage: str | None, stages: tuple[str, ...]) -> int:
@@ -644,6 +695,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"The model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in both AUC "
         f"and Brier score for win probability.",
         "",
+        *([_blend_line(m["blend"]), ""] if "blend" in m else []),
         render_gate(manifest["promotion_gate"]),
         "",
         *(f"**Warning:** {w}" for w in m["warnings"]),
@@ -713,6 +765,17 @@ def _day(ts: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
+def _blend_line(blend: dict[str, Any]) -> str:
+    """What each part of the served heads contributes (`_blend_parts`)."""
+    alone = blend["graph_model_alone"]
+    auc = "-" if alone["auc"] is None else f"{alone['auc']:.4f}"
+    return (
+        f"served heads (weights chosen on validation): win {blend['win_weight']:.2f} x graph model + "
+        f"{1 - blend['win_weight']:.2f} x gradient boosting, days {blend['days_weight']:.2f} x graph model; "
+        f"the graph model alone: AUC {auc}, Brier {alone['brier']:.4f}, days MAE {alone['mae_days']:.1f}"
+    )
+
+
 def render_report(r: dict[str, Any]) -> str:
     m, h = r["metrics"], r["headline"]
     lines = [
@@ -743,6 +806,8 @@ def render_report(r: dict[str, Any]) -> str:
         f"model {'beats' if h['beats_gbm_auc_and_brier'] else 'does NOT beat'} gradient boosting in AUC and "
         f"Brier; calibration Brier {r['calibration']['brier']:.4f}, ECE {r['calibration']['ece']:.4f}"
     )
+    if "blend" in m:
+        lines.append(_blend_line(m["blend"]))
     lines.append(render_gate(r["promotion_gate"]))
     lines += [f"WARNING: {w}" for w in m["warnings"]]
     return "\n".join(lines)
