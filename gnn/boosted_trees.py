@@ -76,6 +76,10 @@ class BoostedTrees:
         return cls(baseline=float(state["baseline"]), **arrays)
 
 
+# How a blended deal version's served heads are made (its manifest's "heads", part of its schema hash).
+BLEND_HEADS = "graph+gradient-boosting-v1"
+
+
 @dataclass(frozen=True)
 class DealBlend:
     """The deal model's served win and days heads: the graph model's win logit and log days, each

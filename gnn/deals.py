@@ -10,6 +10,7 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,17 +80,21 @@ COMPANY_FEATURES = (
 )
 
 
-def deal_feature_schema(stages: tuple[str, ...]) -> dict[str, list[str]]:
-    return {
+def deal_feature_schema(stages: tuple[str, ...], heads: str | None = None) -> dict[str, Any]:
+    """What a deal version computes from; `heads` names how its served heads are made (None: the
+    graph model's alone, as versions trained before the blend), so code that cannot serve a
+    version's heads refuses it rather than misreading its calibration."""
+    schema: dict[str, Any] = {
         "tabular": list(TABULAR_FEATURES),
         "person": list(PERSON_FEATURES),
         "company": list(COMPANY_FEATURES),
         "stages": list(stages),
     }
+    return schema if heads is None else {**schema, "heads": heads}
 
 
-def deal_schema_hash(stages: tuple[str, ...]) -> str:
-    return hashlib.sha256(json.dumps(deal_feature_schema(stages), sort_keys=True).encode()).hexdigest()[:16]
+def deal_schema_hash(stages: tuple[str, ...], heads: str | None = None) -> str:
+    return hashlib.sha256(json.dumps(deal_feature_schema(stages, heads), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ LINK: ModelKind[LinkScorer] = ModelKind(
 DEAL: ModelKind[DealScorer] = ModelKind(
     "deal",
     "a deal's true stage, win probability and days to close",
-    lambda manifest: deal_schema_hash(trained_stages(manifest)),
+    lambda manifest: deal_schema_hash(trained_stages(manifest), manifest.get("heads")),
     DealScorer,
 )
 BUYER: ModelKind[BuyerProcessModel] = ModelKind(

@@ -22,6 +22,12 @@ def decode_event(code: int) -> tuple[int, str, bool]:
     return code // 8, INTERACTION_KINDS[(code // 2) % 4], code % 2 == 0
 
 
+def encode_events(ts: np.ndarray, kind: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """`event_code` over arrays: ts (int64 seconds), kind index, direction (0 from lo, 1 from hi)."""
+    codes: np.ndarray = ts.astype(np.int64) * 8 + kind.astype(np.int64) * 2 + direction.astype(np.int64)
+    return codes
+
+
 def decode_events(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`decode_event` over an int64 array: (ts, kind index into INTERACTION_KINDS as int8,
     direction as int8: 0 from lo, 1 from hi)."""

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from core.arrays import positions
 from core.errors import InvalidInputError
 from core.vocabulary import FUNCTIONS, TITLE_LEVELS
-from graph.events import decode_events
+from graph.events import decode_events, encode_events
 from graph.scope import TenantScope
 
 # Bump when the arrays or their meaning change: cached logs of another version are not reused.
@@ -162,13 +163,14 @@ def with_pairs_replaced(
 ) -> InteractionLog | None:
     """`log` with every interaction between the pairs (lo_pids[i] < hi_pids[i], S32) replaced by
     `fresh`'s: those pairs' log read again in `log`'s scope (`GraphReader.pair_interactions`), so a
-    refresh need not read the whole log. Equal to reading the whole log again when only those pairs
-    changed. None when `fresh` names a person or a tenant `log` lacks: its people are numbered, so
-    a newcomer needs the whole log."""
-    people, tenants = _positions(log.pids, fresh.pids), _positions(log.tenants, fresh.tenants)
+    refresh need not read the whole log. Equal to reading the whole log again when only those pairs'
+    interactions changed; employment stays `log`'s (people's new jobs arrive with the next whole
+    read). None when `fresh` names a person or a tenant `log` lacks: its people are numbered, so a
+    newcomer needs the whole log."""
+    people, tenants = positions(log.pids, fresh.pids), positions(log.tenants, fresh.tenants)
     if (people < 0).any() or (tenants < 0).any():
         return None
-    pair_lo, pair_hi = _positions(log.pids, lo_pids), _positions(log.pids, hi_pids)
+    pair_lo, pair_hi = positions(log.pids, lo_pids), positions(log.pids, hi_pids)
     held = (pair_lo >= 0) & (pair_hi >= 0)  # a pair with someone the log lacks has nothing in it to replace
     n = np.int64(max(log.people, 1))
     keep = ~np.isin(log.lo * n + log.hi, pair_lo[held] * n + pair_hi[held])
@@ -188,13 +190,4 @@ def _by_time(lo: np.ndarray, hi: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 def _codes(log: InteractionLog, rows: np.ndarray) -> np.ndarray:
     """The event codes (graph.events) of the log's `rows`."""
-    codes: np.ndarray = (log.ts[rows] << 3) | (log.kind[rows].astype(np.int64) << 1) | log.direction[rows]
-    return codes
-
-
-def _positions(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Each key's index in the sorted `table`, -1 where it is absent."""
-    if not table.shape[0]:
-        return np.full(keys.shape[0], -1, dtype=np.int64)
-    at = np.minimum(np.searchsorted(table, keys), table.shape[0] - 1)
-    return np.where(table[at] == keys, at, -1).astype(np.int64)
+    return encode_events(log.ts[rows], log.kind[rows], log.direction[rows])

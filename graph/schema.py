@@ -77,8 +77,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "reps' decisions since the serving state's last refresh",
         (
             "CREATE INDEX proposal_decision_updated IF NOT EXISTS FOR (d:ProposalDecision) ON (d.updated_at)",
-            # Decisions recorded before this version: stamped from when they were made, deal unknown.
-            "MATCH (d:ProposalDecision) WHERE d.updated_at IS NULL SET d.updated_at = d.at * 1000, d.deal_id = ''",
+            # Decisions recorded before this version: stamped older than anything since (`at` is the
+            # --as-of time they were made at, which may be a replay's future), their deal unknown.
+            "MATCH (d:ProposalDecision) WHERE d.updated_at IS NULL SET d.updated_at = 1, d.deal_id = ''",
         ),
     ),
 )

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 log = logging.getLogger("relgraph.jobs")
 
@@ -28,6 +28,10 @@ _PARAMS = ("hyperparameters", "model_config", "seed", "data_window", "sizes", "s
 _METRICS = ("headline", "metrics", "calibration")
 _MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
 _BATCH = 100  # parameters per MLflow batch (its limit), and metrics per batch alike
+# A tracking server that is down must not hold up training for minutes (MLflow's own defaults: 7
+# retries with backoff, 120 s per request); the environment may set others.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
+_USER_INFO = re.compile(r"(?<=://)[^/@\s]*@")
 
 
 def record_run(
@@ -42,11 +46,12 @@ def record_run(
     """Record one `task` run ("train" or "evaluate") of the `model` kind in the MLflow store at
     `store`: `manifest` as parameters and metrics, `artifacts` as files. Returns where it went
     ({"store", "experiment", "run_id"}), or None when the store failed, with a warning."""
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     try:
         return _record(store, model, task, manifest, artifacts, version)
     except Exception as exc:  # a record, never a reason to lose a trained model
-        shown = _shown(store)
-        log.warning("the %s run was not tracked in %s: %s", model, shown, str(exc).replace(store, shown))
+        log.warning("the %s run was not tracked in %s: %s", model, redacted(store), redacted(str(exc)))
         return None
 
 
@@ -94,7 +99,7 @@ def _record(
         for path in (whole, *artifacts):
             client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-    return {"store": _shown(store), "experiment": name, "run_id": run_id}
+    return {"store": redacted(store), "experiment": name, "run_id": run_id}
 
 
 def _flat(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -133,9 +138,7 @@ def _local_artifacts(store: str) -> str | None:
     return (database.parent / "artifacts").resolve().as_uri()
 
 
-def _shown(store: str) -> str:
-    """`store` without any credentials in it (user:password@host)."""
-    parts = urlsplit(store)
-    if parts.password is None and parts.username is None:
-        return store
-    return parts._replace(netloc=parts.hostname or "").geturl()
+def redacted(text: str) -> str:
+    """`text` (a store's URI, a message naming one) without the credentials of any URI in it
+    (scheme://user:password@host:port/... keeps all but user:password@)."""
+    return _USER_INFO.sub("", text)

@@ -24,7 +24,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import roc_auc_score
 
 from core.errors import ConfigError, InvalidInputError
-from gnn.boosted_trees import BoostedTrees, DealBlend
+from gnn.boosted_trees import BLEND_HEADS, BoostedTrees, DealBlend
 from gnn.calibration import apply_platt, fit_platt, plot_reliability, reliability
 from gnn.deal_model import DealModel, DealModelConfig, DealTensors, loss, predict, stack
 from gnn.deal_scoring import DealScorer, clamp_log_days, interval
@@ -255,8 +255,9 @@ def train_deal_model(
         "model": MODEL_KIND.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": run,
-        "feature_schema": deal_feature_schema(stages),
-        "schema_hash": deal_schema_hash(stages),
+        "feature_schema": deal_feature_schema(stages, BLEND_HEADS),
+        "schema_hash": deal_schema_hash(stages, BLEND_HEADS),
+        "heads": BLEND_HEADS,
         "stages": list(stages),
         "stage_head": stage_skipped is None,
         "model_config": model_config.to_dict(),

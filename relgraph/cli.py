@@ -550,7 +550,11 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
         report=lambda summary: print(_render_ingest(summary.to_dict()), file=sys.stderr),
     )
     with tempfile.TemporaryDirectory(prefix="relgraph-evaluate-plots-") as tmp:
-        plots = trainer.plots(report.manifest, args.out or Path(tmp)) if trainer.plots is not None else []
+        plots = (
+            trainer.plots(report.manifest, args.out or Path(tmp))
+            if trainer.plots is not None and (args.out is not None or args.track)
+            else []
+        )
         for path in plots if args.out is not None else ():
             print(f"wrote {path}", file=sys.stderr)
         tracked = (

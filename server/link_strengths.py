@@ -19,11 +19,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from core.arrays import positions
 from gnn.features import graph_at
 from gnn.link_model import LinkScorer
 from graph.interaction_log import ExportScope, InteractionLog, with_pairs_replaced
 from graph.reader import ALL_TENANTS, GraphReader, KnowsRow
-from server.snapshot import Snapshot, edge_endpoints
+from server.snapshot import Snapshot, edge_endpoints, valid_pid
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +67,8 @@ def rescore_changed(
     """`snap`, refreshed from `previous` (scored with `scoring`) by the KNOWS rows `changed`, with
     `previous`'s strengths carried over and the changed pairs' relationships scored again. None when
     the change brings people the kept log lacks (they have no embedding: score it all again)."""
-    pairs = sorted({(row.lo, row.hi) for row in changed})
+    # A row that does not fit (the snapshot skipped it) has no relationship to score.
+    pairs = sorted({(row.lo, row.hi) for row in changed if valid_pid(row.lo) and valid_pid(row.hi) and row.lo < row.hi})
     lo_pids, hi_pids = (np.array([pair[i] for pair in pairs], dtype="S32") for i in (0, 1))
     log = with_pairs_replaced(scoring.log, lo_pids, hi_pids, reader.pair_interactions(pairs, serving_scope(as_of)))
     if log is None:
@@ -74,7 +76,7 @@ def rescore_changed(
     scoring = replace(scoring, log=log)
     strength = _carried_strengths(previous, snap)
     n = np.int64(max(snap.people, 1))
-    pair_lo, pair_hi = (_node_positions(snap, pids) for pids in (lo_pids, hi_pids))
+    pair_lo, pair_hi = (positions(snap.pids, pids) for pids in (lo_pids, hi_pids))
     lo, hi = edge_endpoints(snap)
     held = (pair_lo >= 0) & (pair_hi >= 0)
     again = np.isin(lo.astype(np.int64) * n + hi, pair_lo[held] * n + pair_hi[held]) | np.isnan(strength)
@@ -116,20 +118,12 @@ def score_relationships(
         strength[edges] = scorer.probability(logits)
 
 
-def _node_positions(snap: Snapshot, pids: np.ndarray) -> np.ndarray:
-    """Each pid's node index in `snap`, -1 for one it lacks."""
-    if not snap.people:
-        return np.full(pids.shape[0], -1, dtype=np.int64)
-    at = np.minimum(np.searchsorted(snap.pids, pids), snap.people - 1)
-    return np.where(snap.pids[at] == pids, at, -1).astype(np.int64)
-
-
 def _carried_strengths(previous: Snapshot, snap: Snapshot) -> np.ndarray:
     """Per relationship of `snap`, its strength in `previous` (same people and tenant), NaN for one
     `previous` lacks. Tenants keep their numbers across refreshes; people are matched by pid."""
     assert previous.edge_strength is not None
     n, tenants = np.int64(max(snap.people, 1)), np.int64(len(snap.tenants.ids) + 1)
-    renumber = _node_positions(snap, previous.pids)
+    renumber = positions(snap.pids, previous.pids)
     old_lo, old_hi = (renumber[end] for end in edge_endpoints(previous))
     kept = (old_lo >= 0) & (old_hi >= 0)
     old_keys = (old_lo[kept] * n + old_hi[kept]) * tenants + previous.edge_tenant[kept]
@@ -148,8 +142,6 @@ def _carried_strengths(previous: Snapshot, snap: Snapshot) -> np.ndarray:
 
 def log_positions(snap: Snapshot, log: InteractionLog) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per relationship of `snap`, its two people's node indices in `log` (lo < hi, as pids sort
-    alike) and whether the log holds both."""
-    ends = [snap.pids[end] for end in edge_endpoints(snap)]
-    lo, hi = (np.minimum(np.searchsorted(log.pids, e), max(log.people - 1, 0)) for e in ends)
-    present = (log.pids[lo] == ends[0]) & (log.pids[hi] == ends[1]) if log.people else np.zeros(len(lo), dtype=bool)
-    return lo, hi, present
+    alike; 0 where absent) and whether the log holds both."""
+    lo, hi = (positions(log.pids, snap.pids[end]) for end in edge_endpoints(snap))
+    return np.maximum(lo, 0), np.maximum(hi, 0), (lo >= 0) & (hi >= 0)

@@ -101,14 +101,16 @@ class PipelineService(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignor
             violations.append(("limit", f"must be 1-{MAX_PROPOSALS} (0 means {DEFAULT_PROPOSALS})"))
         if violations:
             raise InvalidRequestError(violations)
-        state, data, owners, t = self._tenant_deals()
+        state, data, team, t = self._tenant_deals()
         scorer = state.deal  # FAILED_PRECONDITION without a promoted deal model
-        if rep is not None:
-            owners = frozenset({rep}) & owners if owners is not None else frozenset({rep})
+        owners = team
+        if rep is not None:  # one rep's deals, within the team's
+            owners = frozenset({rep}) & team if team is not None else frozenset({rep})
         found, live = proposals_for(data, scorer, t, owners)
+        # Acceptance, as the operator's queue counts it: the tenant's decisions, or its team's.
         decided = list(state.deals.decisions.get(current_auth().tenant, {}).values())
-        if owners is not None:  # a team's: the decisions on deals its members own
-            owned = {deal.deal_id for deal in data.deals if deal.owner in owners} if data else set()
+        if team is not None:
+            owned = {deal.deal_id for deal in data.deals if deal.owner in team} if data else set()
             decided = [d for d in decided if d.deal_id in owned]
         return proposals_response(found[: request.limit or DEFAULT_PROPOSALS], live, f"deal/{scorer.version}", decided)
 

@@ -32,6 +32,7 @@ from typing import Any, TypeGuard
 import numba
 import numpy as np
 
+from core.arrays import positions
 from core.vocabulary import FUNCTIONS, TITLE_LEVELS
 from graph import strength_heuristic as heuristic
 from graph.pseudonymize import PID_HEX_CHARS
@@ -307,7 +308,7 @@ def edge_endpoints(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _valid_pid(value: Any) -> TypeGuard[str]:
+def valid_pid(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and len(value) == PID_HEX_CHARS and value.isascii()
 
 
@@ -323,7 +324,7 @@ def _people_arrays(
     counts: dict[str, list[int]] = {ptr: [] for ptr, _ in _PERSON_GROUPS}
     skipped = 0
     for row in rows:
-        if not _valid_pid(row.pid):
+        if not valid_pid(row.pid):
             skipped += 1
             continue
         job_level = job_function = job_company = -1
@@ -416,7 +417,7 @@ def _economic_buyers(
 ) -> dict[tuple[int, int], np.ndarray]:
     grouped: dict[tuple[int, int], list[int]] = {}
     for row in reader.economic_buyers(ALL_TENANTS):
-        if not _valid_pid(row.pid) or row.tenant not in tenants.index or row.cid not in companies.index:
+        if not valid_pid(row.pid) or row.tenant not in tenants.index or row.cid not in companies.index:
             continue
         i = int(np.searchsorted(pids, row.pid.encode()))
         if i < pids.shape[0] and pids[i] == row.pid.encode():
@@ -447,7 +448,7 @@ def _edge_arrays(
         if isinstance(row.updated_at, int) and not isinstance(row.updated_at, bool):
             watermark = max(watermark, row.updated_at)  # a skipped row is not read again and again
         try:
-            if not (_valid_pid(row.lo) and _valid_pid(row.hi)) or row.lo >= row.hi:
+            if not (valid_pid(row.lo) and valid_pid(row.hi)) or row.lo >= row.hi:
                 raise ValueError("endpoints")
             values = (
                 tenants.index[row.tenant],
@@ -465,10 +466,10 @@ def _edge_arrays(
         two_way.append(values[2])
         last.append(values[3])
     lo_pids, hi_pids = np.array(lo, dtype="S32"), np.array(hi, dtype="S32")
-    lo_idx, hi_idx = _positions(pids, lo_pids), _positions(pids, hi_pids)
+    lo_idx, hi_idx = positions(pids, lo_pids).astype(np.int32), positions(pids, hi_pids).astype(np.int32)
     known = (lo_idx >= 0) & (hi_idx >= 0)
     skipped += int((~known).sum())
-    columns = {
+    columns: dict[str, np.ndarray] = {
         "lo": lo_idx,
         "hi": hi_idx,
         "tenant": np.array(tenant, dtype=np.uint16),
@@ -477,13 +478,6 @@ def _edge_arrays(
         "last": np.array(last, dtype=np.uint32),
     }
     return {k: v[known] for k, v in columns.items()}, watermark, skipped
-
-
-def _positions(pids: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Index of each key in the sorted `pids`, -1 where absent."""
-    at = np.minimum(np.searchsorted(pids, keys), max(0, pids.shape[0] - 1)).astype(np.int32)
-    found = (pids[at] == keys) if pids.shape[0] else np.zeros(keys.shape[0], dtype=bool)
-    return np.where(found, at, -1).astype(np.int32)
 
 
 def _saturated(values: list[int]) -> np.ndarray:
@@ -574,18 +568,18 @@ def refresh(snap: Snapshot, reader: GraphReader, changes: Changes) -> Snapshot:
     erasures, updated, changed = changes.erasures, changes.people, changes.knows
     if not changed and not erasures and not updated:
         return replace(snap, tenants=tenants, refreshed_at=time.time(), rows_skipped=0)
-    erased = sorted({e.pid for e in erasures if _valid_pid(e.pid)})
+    erased = sorted({e.pid for e in erasures if valid_pid(e.pid)})
     if erased:
         changed = changed + reader.knows_of(erased, ALL_TENANTS)
     companies = read_companies(reader, snap.companies.cids)
 
     # People: the erased and the updated leave and are read again, with anyone new.
     old_lo, old_hi = edge_endpoints(snap)
-    reread = set(erased) | {u.pid for u in updated if _valid_pid(u.pid)}
+    reread = set(erased) | {u.pid for u in updated if valid_pid(u.pid)}
     kept = ~np.isin(snap.pids, np.array(sorted(reread), dtype="S32"))
     old_people = _take_people({k: getattr(snap, k) for k in _people_keys()}, np.flatnonzero(kept))
     known = set(old_people["pids"].tolist())
-    referenced = {p for r in changed for p in (r.lo, r.hi) if _valid_pid(p)}
+    referenced = {p for r in changed for p in (r.lo, r.hi) if valid_pid(p)}
     new_pids = sorted({p for p in referenced if p.encode() not in known} | reread)
     added, skipped = _people_arrays(reader.people_by_pid(new_pids, ALL_TENANTS) if new_pids else [], companies, tenants)
     merged = _concat_people(old_people, added)
@@ -593,7 +587,7 @@ def refresh(snap: Snapshot, reader: GraphReader, changes: Changes) -> Snapshot:
     pids = people["pids"]
 
     # Relationships: every one whose people are still there, but an erased person's (read again above).
-    remap = _positions(pids, snap.pids)  # old node index -> new, -1 for people gone
+    remap = positions(pids, snap.pids).astype(np.int32)  # old node index -> new, -1 for people gone
     keep_edge = (remap[old_lo] >= 0) & (remap[old_hi] >= 0)
     if erased:
         gone = np.isin(snap.pids, np.array(erased, dtype="S32"))

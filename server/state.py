@@ -242,7 +242,13 @@ class ServingStateHolder:
         if refreshed is not None and kept is not None and kept.basis == basis:
             previous, changes = refreshed
             if previous.strength_basis == basis and not changes.erasures:
-                rescored = rescore_changed(previous, snap, scorer, kept, self._reader, changes.knows, as_of)
+                try:
+                    rescored = rescore_changed(previous, snap, scorer, kept, self._reader, changes.knows, as_of)
+                except StoreError:
+                    raise
+                except Exception:  # whatever a record holds, a whole scoring still serves the change
+                    log.exception("re-scoring the changed relationships failed; scoring them all")
+                    rescored = None
                 if rescored is not None:
                     snap, self._link_scoring = rescored
                     return snap

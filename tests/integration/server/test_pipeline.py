@@ -139,6 +139,11 @@ def test_the_forecast_over_grpc_is_the_operators_and_the_tenants_own(
                 (first.proposal_id, "reject")
             ]
             assert [(a.field, a.decided, a.accepted_share) for a in decided.acceptance] == [(first.field, 1, 0.0)]
+            # Neither another tenant nor a team that does not own the deal sees it.
+            for key in (served.keys["member_a"], keys[idle]):
+                with Client(f"127.0.0.1:{port}", key) as other:
+                    answer_to_other = other.list_proposed_updates(pipeline_pb2.ListProposedUpdatesRequest(limit=1000))
+                    assert not answer_to_other.acceptance and not any(u.decision for u in answer_to_other.updates)
         with Client(f"127.0.0.1:{port}", served.keys["partner_a"]) as partner, pytest.raises(ApiError) as info:
             partner.forecast_bookings()
         assert info.value.code == "PERMISSION_DENIED"

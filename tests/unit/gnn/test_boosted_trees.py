@@ -11,7 +11,9 @@ import pytest
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-from gnn.boosted_trees import BoostedTrees, DealBlend
+from gnn.boosted_trees import BLEND_HEADS, BoostedTrees, DealBlend
+from gnn.deals import DEFAULT_STAGES, deal_schema_hash
+from gnn.model_kinds import DEAL
 
 
 def _data(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,3 +49,12 @@ def test_a_blend_weighs_the_graph_model_against_the_trees() -> None:
         blend = DealBlend(trees, trees, weight, weight)
         np.testing.assert_allclose(blend.win_logit(graph, x), expected)
         np.testing.assert_allclose(blend.log_days(graph, x), expected)
+
+
+def test_a_blended_version_has_its_own_schema_so_code_without_the_blend_refuses_it() -> None:
+    """Its calibration is fitted to the blend: read by code that serves the graph model alone, it
+    would be wrong. Versions trained before the blend keep the hash they had."""
+    stages = list(DEFAULT_STAGES)
+    blended, before = {"stages": stages, "heads": BLEND_HEADS}, {"stages": stages}
+    assert DEAL.schema_hash(blended) == deal_schema_hash(DEFAULT_STAGES, BLEND_HEADS)
+    assert DEAL.schema_hash(before) == deal_schema_hash(DEFAULT_STAGES) != DEAL.schema_hash(blended)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from jobs.tracking import record_run
+from jobs.tracking import record_run, redacted
 
 MANIFEST = {
     "run": "link-20261207-101010-1",
@@ -53,3 +53,8 @@ def test_a_store_that_fails_is_a_warning_not_a_failure(caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger="relgraph.jobs"):
         assert record_run("nosuch://user:secret@host/x", model="deal", task="train", manifest=MANIFEST) is None
     assert "the deal run was not tracked in nosuch://host/x" in caplog.text and "secret" not in caplog.text
+
+
+def test_credentials_are_never_shown_but_the_rest_of_the_address_is() -> None:
+    assert redacted("https://u:p@mlflow.ml:5000/x and http://a@b/") == "https://mlflow.ml:5000/x and http://b/"
+    assert redacted("sqlite:////home/me/mlflow.db") == "sqlite:////home/me/mlflow.db"

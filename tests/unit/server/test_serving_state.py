@@ -16,6 +16,7 @@ from gnn.model_kinds import LINK
 from gnn.registry import ModelRegistry
 from graph import strength_heuristic as heuristic
 from graph.memory_reader import NETWORK
+from graph.reader import KnowsRow
 from relgraph.v1 import warm_paths_pb2 as pb
 from server import snapshot as snapshots
 from server.deal_index import read_deal_index
@@ -190,3 +191,21 @@ def test_a_newcomer_or_an_erasure_has_every_relationship_scored_again(
         assert served.graph.erase(served.warm_paths._pseudo.pid(OPS), NETWORK)
     served.holder.refresh()
     assert len(reads) == 1 and served.holder.current.snapshot.strength_source.startswith("link-model")
+
+
+def test_a_malformed_changed_relationship_leaves_the_rest_rescored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A KNOWS row the snapshot skips (a malformed pid) is skipped here too: the refresh still
+    re-scores what changed, without reading the whole log."""
+    served = serving(world(), FixedClock(AS_OF), untrained_models(tmp_path))
+    reads = _whole_log_reads(served, monkeypatch)
+    changed = served.graph.knows_changed
+    bad = KnowsRow("é" * 32, "x" * 32, "acme", 1, 0, 1, 1 << 62)
+    monkeypatch.setattr(served.graph, "knows_changed", lambda since, scope: [*changed(since, scope), bad])
+    served.graph.ingest(
+        [{"kind": "interaction", "tenant": "acme", "type": "call", "ts": "2026-05-25", "from": ANN, "to": [OPS]}]
+    )
+    before = served.holder.current.snapshot
+    after = served.holder.refresh().snapshot
+    assert after is not before and not reads and after.strength_source.startswith("link-model")
