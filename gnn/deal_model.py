@@ -186,8 +186,9 @@ def predict(model: DealModel, data: DealTensors, batch_size: int = 4096) -> tupl
     model.eval()
     parts = []
     for start in range(0, len(data), batch_size):
-        idx = torch.arange(start, min(len(data), start + batch_size))
-        stage_logits, win_logit, log_days = model(data.batch(idx))
+        # Tensors that fit in one batch go in as they are (serving stacks a batch itself): no copy.
+        part = data if len(data) <= batch_size else data.batch(torch.arange(start, min(len(data), start + batch_size)))
+        stage_logits, win_logit, log_days = model(part)
         parts.append((torch.softmax(stage_logits, 1).numpy(), win_logit.numpy(), log_days.numpy()))
     if not parts:
         return np.zeros((0, model.config.stages)), np.zeros(0), np.zeros(0)
